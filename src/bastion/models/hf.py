@@ -1,0 +1,260 @@
+"""A local Hugging Face transformers model as a :class:`~bastion.models.base.ChatModel`.
+
+Loads a folder of safetensors or a GGUF file (``gguf_file=``), optionally with a LoRA adapter
+folder (peft). Generation uses the tokenizer's chat template, left padding, and batches of
+prompts sorted by length so that little compute is spent on padding; replies come back in the
+caller's order. Greedy decoding (``temperature=0``) is deterministic; sampling is repeatable
+under a ``seed`` for the same inputs and batch size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from bastion.errors import ModelError
+from bastion.models.base import CompletionLogprobs, truncate_at_stop
+from bastion.types import Conversation, ConversationLike, as_conversation
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def default_dtype(device: torch.device) -> torch.dtype:
+    """bf16 on a GPU that supports it; fp32 elsewhere (most CPUs lack fast bf16 matmuls)."""
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return torch.float32
+
+
+class HFChatModel:
+    """A causal LM with a chat template; see the module docstring."""
+
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        *,
+        name: str = "hf",
+        batch_size: int = 16,
+        chat_template: str | None = None,
+    ) -> None:
+        if chat_template is not None:
+            tokenizer.chat_template = chat_template
+        if not getattr(tokenizer, "chat_template", None):
+            raise ModelError(
+                f"{name}: the tokenizer has no chat template; pass chat_template= "
+                "(a Jinja template) or use an instruction-tuned model"
+            )
+        if tokenizer.pad_token_id is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.name = name
+        self.batch_size = batch_size
+        self.device = next(model.parameters()).device
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        path: str | Path,
+        *,
+        gguf_file: str | None = None,
+        adapter: str | Path | None = None,
+        device: str | torch.device | None = None,
+        dtype: torch.dtype | None = None,
+        batch_size: int = 16,
+        chat_template: str | None = None,
+        name: str | None = None,
+    ) -> HFChatModel:
+        """Load a model folder, a ``.gguf`` file, or (for real users online) a hub id."""
+        model, tokenizer = load_causal_lm(path, gguf_file=gguf_file, device=device, dtype=dtype)
+        if adapter is not None:
+            model = attach_adapter(model, adapter)
+        return cls(model, tokenizer, name=name or Path(str(path)).name, batch_size=batch_size,
+                   chat_template=chat_template)
+
+    def prompt_ids(self, conversation: ConversationLike) -> list[int]:
+        """Token ids of a conversation rendered with the chat template, ready for a reply."""
+        return self._render(as_conversation(conversation), add_generation_prompt=True)
+
+    @torch.inference_mode()
+    def generate(
+        self,
+        conversations: Sequence[ConversationLike],
+        *,
+        max_new_tokens: int = 256,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        seed: int | None = None,
+        stop: Sequence[str] | None = None,
+    ) -> list[str]:
+        prompts = [self.prompt_ids(c) for c in conversations]
+        if seed is not None:
+            torch.manual_seed(seed)
+        options = self._generation_options(max_new_tokens, temperature, top_p, stop)
+        replies: list[str] = [""] * len(prompts)
+        for batch in length_sorted_batches(prompts, self.batch_size):
+            input_ids, attention_mask = left_pad([prompts[i] for i in batch],
+                                                 self.tokenizer.pad_token_id, self.device)
+            output = self.model.generate(input_ids=input_ids, attention_mask=attention_mask,
+                                         **options)
+            new_tokens = output[:, input_ids.shape[1]:]
+            texts = self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+            for index, text in zip(batch, texts, strict=True):
+                replies[index] = truncate_at_stop(text, stop)
+        return replies
+
+    @torch.inference_mode()
+    def logprobs(
+        self, conversations: Sequence[ConversationLike], completions: Sequence[str]
+    ) -> list[CompletionLogprobs]:
+        """Per-token log-probs of each completion as the assistant's next turn.
+
+        The completion's tokens are what the chat template renders for that assistant turn,
+        up to and including its end-of-turn token; prompt tokens are excluded.
+        """
+        if len(conversations) != len(completions):
+            raise ValueError("conversations and completions must have the same length")
+        pieces = [self.split_prompt_completion(as_conversation(c), text)
+                  for c, text in zip(conversations, completions, strict=True)]
+        results: list[CompletionLogprobs] = [CompletionLogprobs((), ())] * len(pieces)
+        full = [p + c for p, c in pieces]
+        for batch in length_sorted_batches(full, self.batch_size):
+            ids, mask = right_pad([full[i] for i in batch], self.tokenizer.pad_token_id,
+                                  self.device)
+            logits = self.model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
+            targets = ids[:, 1:]
+            token_logps = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+            token_logps = token_logps - torch.logsumexp(logits, dim=-1)
+            for row, index in enumerate(batch):
+                prompt, completion = pieces[index]
+                start = len(prompt) - 1
+                values = token_logps[row, start : start + len(completion)].tolist()
+                results[index] = CompletionLogprobs(tuple(completion), tuple(values))
+        return results
+
+    def split_prompt_completion(
+        self, conversation: Conversation, completion: str
+    ) -> tuple[list[int], list[int]]:
+        """Token ids of the prompt and of the completion rendered as the next assistant turn."""
+        prompt = self._render(conversation, add_generation_prompt=True)
+        full = self._render(conversation.append("assistant", completion),
+                            add_generation_prompt=False)
+        if full[: len(prompt)] != prompt:
+            raise ModelError(f"{self.name}: the chat template renders the prompt differently "
+                             "with and without a reply; cannot separate completion tokens")
+        tail = full[len(prompt):]
+        eos = self.tokenizer.eos_token_id
+        if eos in tail:  # keep the end-of-turn token, drop what the template adds after it
+            tail = tail[: len(tail) - tail[::-1].index(eos)]
+        return prompt, tail
+
+    def _render(self, conversation: Conversation, *, add_generation_prompt: bool) -> list[int]:
+        text = self.tokenizer.apply_chat_template(
+            conversation.to_dicts(), tokenize=False, add_generation_prompt=add_generation_prompt
+        )
+        ids: list[int] = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        return ids
+
+    def _generation_options(
+        self, max_new_tokens: int, temperature: float, top_p: float, stop: Sequence[str] | None
+    ) -> dict[str, Any]:
+        options: dict[str, Any] = {
+            "max_new_tokens": max_new_tokens,
+            "pad_token_id": self.tokenizer.pad_token_id,
+            "eos_token_id": self.tokenizer.eos_token_id,
+            "do_sample": temperature > 0,
+        }
+        if temperature > 0:
+            options.update(temperature=temperature, top_p=top_p, top_k=0)
+        else:  # say so explicitly, or a model's generation_config may switch sampling on
+            options.update(temperature=None, top_p=None, top_k=None)
+        if stop:
+            options.update(stop_strings=list(stop), tokenizer=self.tokenizer)
+        return options
+
+
+def length_sorted_batches(sequences: Sequence[Sequence[int]], batch_size: int) -> list[list[int]]:
+    """Indices grouped into batches of similar length, longest first (fail fast on memory)."""
+    order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]), reverse=True)
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+def left_pad(
+    batch: Sequence[Sequence[int]], pad_id: int, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(s) for s in batch)
+    ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(batch), width), dtype=torch.long)
+    for row, seq in enumerate(batch):
+        ids[row, width - len(seq):] = torch.tensor(seq, dtype=torch.long)
+        mask[row, width - len(seq):] = 1
+    return ids.to(device), mask.to(device)
+
+
+def right_pad(
+    batch: Sequence[Sequence[int]], pad_id: int, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(s) for s in batch)
+    ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(batch), width), dtype=torch.long)
+    for row, seq in enumerate(batch):
+        ids[row, : len(seq)] = torch.tensor(seq, dtype=torch.long)
+        mask[row, : len(seq)] = 1
+    return ids.to(device), mask.to(device)
+
+
+def load_causal_lm(
+    path: str | Path,
+    *,
+    gguf_file: str | None = None,
+    device: str | torch.device | None = None,
+    dtype: torch.dtype | None = None,
+) -> tuple[Any, Any]:
+    """(model, tokenizer) from a folder, a ``.gguf`` file, or a hub id; clear errors otherwise."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    source = Path(path)
+    if source.suffix == ".gguf":
+        source, gguf_file = source.parent, source.name
+    looks_local = source.is_absolute() or str(path).startswith(".") or source.exists()
+    if looks_local and not source.exists():
+        raise ModelError(f"model path {path} does not exist")
+    if gguf_file is not None:
+        check_gguf(source / gguf_file)
+    target = torch.device(device) if device is not None else default_device()
+    kwargs: dict[str, Any] = {"gguf_file": gguf_file} if gguf_file else {}
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(source), **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(
+            str(source), dtype=dtype or default_dtype(target), **kwargs
+        )
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelError(f"cannot load a model from {path}: {first}") from None
+    return model.to(target).eval(), tokenizer
+
+
+def attach_adapter(model: Any, adapter: str | Path) -> Any:
+    """Wrap a model with a LoRA adapter folder saved by peft."""
+    from peft import PeftModel
+
+    folder = Path(adapter)
+    if not (folder / "adapter_config.json").is_file():
+        raise ModelError(f"{adapter} is not a LoRA adapter folder (no adapter_config.json)")
+    return PeftModel.from_pretrained(model, str(folder)).eval()
+
+
+def check_gguf(file: Path) -> None:
+    """Fail with one clear line unless ``file`` is a GGUF file."""
+    if not file.is_file():
+        raise ModelError(f"GGUF file {file} does not exist")
+    with file.open("rb") as handle:
+        magic = handle.read(4)
+    if magic != b"GGUF":
+        raise ModelError(f"{file} is not a GGUF model file (it does not start with 'GGUF')")

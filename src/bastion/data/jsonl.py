@@ -58,6 +58,20 @@ def write_jsonl(path: str | Path, rows: Iterable[Mapping[str, Any]]) -> int:
     return count
 
 
+def detect_format(path: str | Path) -> str:
+    """"preferences", "conversations" or "unpaired", from the keys of the first row."""
+    for number, row in iter_jsonl(path):
+        if "chosen" in row or "rejected" in row:
+            return "preferences"
+        if "messages" in row:
+            return "conversations"
+        if "completion" in row or "label" in row:
+            return "unpaired"
+        raise DataError("unknown row format; expected messages, prompt/chosen/rejected or "
+                        "prompt/completion/label keys", path=path, line=number)
+    raise DataError("the file has no rows", path=path)
+
+
 def read_conversations(path: str | Path) -> list[Conversation]:
     return [_conversation(row, "messages", path, n) for n, row in iter_jsonl(path)]
 

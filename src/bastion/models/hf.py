@@ -9,6 +9,7 @@ under a ``seed`` for the same inputs and batch size.
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -258,3 +259,11 @@ def check_gguf(file: Path) -> None:
         magic = handle.read(4)
     if magic != b"GGUF":
         raise ModelError(f"{file} is not a GGUF model file (it does not start with 'GGUF')")
+    from gguf import GGUFReader
+
+    try:
+        reader = GGUFReader(str(file))
+    except (ValueError, struct.error, OSError, IndexError) as exc:
+        raise ModelError(f"{file} is not a valid GGUF file: {exc}") from None
+    if "general.architecture" not in reader.fields or not reader.tensors:
+        raise ModelError(f"{file} is a GGUF file without a model (no architecture or no tensors)")

@@ -21,7 +21,7 @@ from bastion import __version__
 from bastion.cache import cache_dir, dir_size
 from bastion.errors import BastionError
 
-console = Console()
+console = Console(soft_wrap=True)
 app = typer.Typer(help="Bastion: align, attack, guard, watch and learn.", no_args_is_help=True,
                   add_completion=False, pretty_exceptions_enable=False)
 data_app = typer.Typer(help="Pinned public corpora: list, pull, show.", no_args_is_help=True)

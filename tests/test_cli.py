@@ -13,8 +13,14 @@ BASTION = [sys.executable, "-m", "bastion"]
 
 
 def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*BASTION, *args], capture_output=True, text=True, timeout=300,
-                          env={**os.environ, **(env or {})}, check=False)
+    return subprocess.run(
+        [*BASTION, *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, **(env or {})},
+        check=False,
+    )
 
 
 def assert_user_error(result: subprocess.CompletedProcess[str], *fragments: str) -> None:
@@ -29,8 +35,11 @@ def assert_user_error(result: subprocess.CompletedProcess[str], *fragments: str)
 def test_help_lists_only_working_commands() -> None:
     result = run("--help")
     assert result.returncode == 0
-    commands = {line.split()[1] for line in result.stdout.splitlines()
-                if line.startswith("│ ") and len(line.split()) > 2 and line.split()[1].isalpha()}
+    commands = {
+        line.split()[1]
+        for line in result.stdout.splitlines()
+        if line.startswith("│ ") and len(line.split()) > 2 and line.split()[1].isalpha()
+    }
     assert {"doctor", "data", "redteam"} <= commands
     for group, expected in (("data", {"list", "pull", "show", "check"}), ("redteam", {"smoke"})):
         out = run(group, "--help").stdout
@@ -51,8 +60,7 @@ def test_valid_dataset_is_counted(tmp_path: Path) -> None:
 
 
 def test_missing_model_and_fake_gguf(tmp_path: Path) -> None:
-    assert_user_error(run("redteam", "smoke", "--model", str(tmp_path / "none")),
-                      "does not exist")
+    assert_user_error(run("redteam", "smoke", "--model", str(tmp_path / "none")), "does not exist")
     fake = tmp_path / "model.gguf"
     fake.write_bytes(b"GGUF\x03\x00\x00\x00garbage")
     assert_user_error(run("redteam", "smoke", "--model", str(fake)), "not a valid GGUF file")
@@ -60,8 +68,9 @@ def test_missing_model_and_fake_gguf(tmp_path: Path) -> None:
 
 def test_unknown_corpus_and_bad_counts() -> None:
     assert_user_error(run("data", "show", "no-such-corpus"), "unknown corpus 'no-such-corpus'")
-    assert_user_error(run("redteam", "smoke", "--harmful", "0", "--benign", "0"),
-                      "at least one positive")
+    assert_user_error(
+        run("redteam", "smoke", "--harmful", "0", "--benign", "0"), "at least one positive"
+    )
 
 
 def test_hash_mismatch_on_a_fetched_wheel(tmp_path: Path) -> None:
@@ -69,14 +78,20 @@ def test_hash_mismatch_on_a_fetched_wheel(tmp_path: Path) -> None:
     links.mkdir()
     with zipfile.ZipFile(links / "jailbreak_corpus_mini_py-0.1.0-py3-none-any.whl", "w") as z:
         z.writestr("jailbreak_corpus_mini/corpus.json", "[]")
-        z.writestr("jailbreak_corpus_mini_py-0.1.0.dist-info/METADATA",
-                   "Metadata-Version: 2.1\nName: jailbreak-corpus-mini-py\nVersion: 0.1.0\n")
-        z.writestr("jailbreak_corpus_mini_py-0.1.0.dist-info/WHEEL",
-                   "Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
+        z.writestr(
+            "jailbreak_corpus_mini_py-0.1.0.dist-info/METADATA",
+            "Metadata-Version: 2.1\nName: jailbreak-corpus-mini-py\nVersion: 0.1.0\n",
+        )
+        z.writestr(
+            "jailbreak_corpus_mini_py-0.1.0.dist-info/WHEEL",
+            "Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+        )
         z.writestr("jailbreak_corpus_mini_py-0.1.0.dist-info/RECORD", "")
     result = run("data", "pull", "jailbreak-corpus-mini", env={"BASTION_FIND_LINKS": str(links)})
     assert_user_error(result, "does not match the pinned b336986c")
-    assert not (Path(os.environ["BASTION_CACHE"]) / "wheels/jailbreak_corpus_mini_py-0.1.0").exists()
+    assert not (
+        Path(os.environ["BASTION_CACHE"]) / "wheels/jailbreak_corpus_mini_py-0.1.0"
+    ).exists()
 
 
 @pytest.mark.slow

@@ -31,12 +31,18 @@ def test_stop_strings_cut_the_reply(tiny_chat: HFChatModel) -> None:
 
 
 def test_prompt_ids_follow_the_chat_template(tiny_chat: HFChatModel) -> None:
-    conversation = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"},
-                    {"role": "assistant", "content": "hello"}, {"role": "user", "content": "bye"}]
+    conversation = [
+        {"role": "system", "content": "be brief"},
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": "hello"},
+        {"role": "user", "content": "bye"},
+    ]
     ids = tiny_chat.prompt_ids(conversation)
-    expected = ("<|im_start|>system\nbe brief<|im_end|>\n<|im_start|>user\nhi<|im_end|>\n"
-                "<|im_start|>assistant\nhello<|im_end|>\n<|im_start|>user\nbye<|im_end|>\n"
-                "<|im_start|>assistant\n")
+    expected = (
+        "<|im_start|>system\nbe brief<|im_end|>\n<|im_start|>user\nhi<|im_end|>\n"
+        "<|im_start|>assistant\nhello<|im_end|>\n<|im_start|>user\nbye<|im_end|>\n"
+        "<|im_start|>assistant\n"
+    )
     assert tiny_chat.tokenizer.decode(ids) == expected
 
 
@@ -59,8 +65,10 @@ def test_logprobs_cover_exactly_the_completion(tiny_chat: HFChatModel) -> None:
 def test_logprobs_do_not_depend_on_batch_padding(tiny_chat: HFChatModel) -> None:
     prompts = ["hi", "a much longer question about bread and Paris"]
     together = tiny_chat.logprobs(prompts, ["Paris", "bread"])
-    alone = [tiny_chat.logprobs([p], [c])[0] for p, c in zip(prompts, ["Paris", "bread"])]
-    for a, b in zip(together, alone):
+    alone = [
+        tiny_chat.logprobs([p], [c])[0] for p, c in zip(prompts, ["Paris", "bread"], strict=True)
+    ]
+    for a, b in zip(together, alone, strict=True):
         assert a.logprobs == pytest.approx(b.logprobs, abs=1e-5)
 
 
@@ -69,8 +77,9 @@ def test_lora_adapter_folder_loads(tiny_model_dir: Path, tmp_path: Path) -> None
     from transformers import AutoModelForCausalLM
 
     base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
-    peft_model = get_peft_model(base, LoraConfig(r=4, target_modules=["q_proj", "v_proj"],
-                                                 init_lora_weights=False))
+    peft_model = get_peft_model(
+        base, LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    )
     peft_model.save_pretrained(tmp_path / "adapter")
     adapted = load(str(tiny_model_dir), adapter=tmp_path / "adapter")
     plain = load(str(tiny_model_dir))

@@ -23,8 +23,12 @@ def write(path: Path, *lines: str) -> Path:
 def test_preferences_round_trip_both_formats(tmp_path: Path) -> None:
     pairs = [
         PreferencePair("2+2=", "4", "5", id="a"),
-        PreferencePair(Conversation.user("hi"), Conversation(()).append("assistant", "hello"),
-                       Conversation(()).append("assistant", "go away"), meta={"src": "t"}),
+        PreferencePair(
+            Conversation.user("hi"),
+            Conversation(()).append("assistant", "hello"),
+            Conversation(()).append("assistant", "go away"),
+            meta={"src": "t"},
+        ),
     ]
     path = tmp_path / "p.jsonl"
     assert write_jsonl(path, (preference_to_dict(p) for p in pairs)) == 2
@@ -35,8 +39,10 @@ def test_preferences_round_trip_both_formats(tmp_path: Path) -> None:
 
 def test_implicit_prompt_is_the_shared_prefix(tmp_path: Path) -> None:
     shared = [{"role": "user", "content": "q"}]
-    row = {"chosen": [*shared, {"role": "assistant", "content": "good"}],
-           "rejected": [*shared, {"role": "assistant", "content": "bad"}]}
+    row = {
+        "chosen": [*shared, {"role": "assistant", "content": "good"}],
+        "rejected": [*shared, {"role": "assistant", "content": "bad"}],
+    }
     pair = read_preferences(write(tmp_path / "i.jsonl", json.dumps(row)))[0]
     assert pair.prompt == Conversation.user("q")
     assert pair.chosen == Conversation(()).append("assistant", "good")
@@ -60,7 +66,9 @@ def test_broken_line_names_file_and_line(tmp_path: Path) -> None:
 
 
 def test_unknown_role_names_line_and_field(tmp_path: Path) -> None:
-    path = write(tmp_path / "r.jsonl", json.dumps({"messages": [{"role": "robot", "content": "x"}]}))
+    path = write(
+        tmp_path / "r.jsonl", json.dumps({"messages": [{"role": "robot", "content": "x"}]})
+    )
     with pytest.raises(DataError, match=r"r\.jsonl:1: field 'messages': unknown role 'robot'"):
         read_conversations(path)
 
@@ -75,8 +83,10 @@ def test_missing_field_and_bad_label(tmp_path: Path) -> None:
 
 
 def test_pair_errors_are_located(tmp_path: Path) -> None:
-    rows = [{"prompt": "p", "chosen": "a", "rejected": "b"},
-            {"prompt": "p", "chosen": "", "rejected": "b"}]
+    rows = [
+        {"prompt": "p", "chosen": "a", "rejected": "b"},
+        {"prompt": "p", "chosen": "", "rejected": "b"},
+    ]
     path = write(tmp_path / "e.jsonl", *(json.dumps(r) for r in rows))
     with pytest.raises(DataError, match=r"e\.jsonl:2: field 'chosen': chosen is empty"):
         read_preferences(path)

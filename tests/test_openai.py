@@ -9,9 +9,17 @@ from bastion.models import OpenAIChatModel
 
 
 def completion(content: str) -> dict:
-    return {"id": "x", "object": "chat.completion",
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": content},
-                         "finish_reason": "stop"}]}
+    return {
+        "id": "x",
+        "object": "chat.completion",
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": content},
+                "finish_reason": "stop",
+            }
+        ],
+    }
 
 
 class Recorder:
@@ -23,36 +31,54 @@ class Recorder:
 
     async def __call__(self, request: httpx.Request) -> httpx.Response:
         self.requests.append(request)
-        return self.responses.pop(0) if self.responses else httpx.Response(
-            200, json=completion("last"))
+        return (
+            self.responses.pop(0)
+            if self.responses
+            else httpx.Response(200, json=completion("last"))
+        )
 
 
 def model(handler, sleeps: list[float] | None = None, **kwargs) -> OpenAIChatModel:
     async def sleep(seconds: float) -> None:
         (sleeps if sleeps is not None else []).append(seconds)
 
-    return OpenAIChatModel("served-model", base_url="http://upstream.test/v1",
-                           transport=httpx.MockTransport(handler), sleep=sleep, **kwargs)
+    return OpenAIChatModel(
+        "served-model",
+        base_url="http://upstream.test/v1",
+        transport=httpx.MockTransport(handler),
+        sleep=sleep,
+        **kwargs,
+    )
 
 
 def test_request_shape_and_api_key_from_environment(monkeypatch) -> None:
     monkeypatch.setenv("MY_KEY", "sk-test")
     server = Recorder(httpx.Response(200, json=completion("Paris. More")))
     replies = model(server, api_key_env="MY_KEY").generate(
-        [[{"role": "user", "content": "capital?"}]], max_new_tokens=5, seed=3, stop=["."])
+        [[{"role": "user", "content": "capital?"}]], max_new_tokens=5, seed=3, stop=["."]
+    )
     assert replies == ["Paris"]
     [request] = server.requests
     assert request.url == "http://upstream.test/v1/chat/completions"
     assert request.headers["authorization"] == "Bearer sk-test"
     assert json.loads(request.content) == {
-        "model": "served-model", "messages": [{"role": "user", "content": "capital?"}],
-        "max_tokens": 5, "temperature": 0.0, "top_p": 1.0, "seed": 3, "stop": ["."]}
+        "model": "served-model",
+        "messages": [{"role": "user", "content": "capital?"}],
+        "max_tokens": 5,
+        "temperature": 0.0,
+        "top_p": 1.0,
+        "seed": 3,
+        "stop": ["."],
+    }
 
 
 def test_429_honours_retry_after_then_succeeds() -> None:
     sleeps: list[float] = []
-    server = Recorder(httpx.Response(429, headers={"retry-after": "2"}),
-                      httpx.Response(503), httpx.Response(200, json=completion("ok")))
+    server = Recorder(
+        httpx.Response(429, headers={"retry-after": "2"}),
+        httpx.Response(503),
+        httpx.Response(200, json=completion("ok")),
+    )
     assert model(server, sleeps, backoff=0.5).generate(["hi"]) == ["ok"]
     assert len(server.requests) == 3
     assert sleeps[0] == 2.0 and 0.0 <= sleeps[1] <= 1.0  # second wait: full jitter up to 0.5*2

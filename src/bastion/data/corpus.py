@@ -56,4 +56,3 @@ class Corpus:
     @property
     def licence(self) -> str:
         return self.wheel.licence
-

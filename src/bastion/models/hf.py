@@ -76,8 +76,13 @@ class HFChatModel:
         model, tokenizer = load_causal_lm(path, gguf_file=gguf_file, device=device, dtype=dtype)
         if adapter is not None:
             model = attach_adapter(model, adapter)
-        return cls(model, tokenizer, name=name or Path(str(path)).name, batch_size=batch_size,
-                   chat_template=chat_template)
+        return cls(
+            model,
+            tokenizer,
+            name=name or Path(str(path)).name,
+            batch_size=batch_size,
+            chat_template=chat_template,
+        )
 
     def prompt_ids(self, conversation: ConversationLike) -> list[int]:
         """Token ids of a conversation rendered with the chat template, ready for a reply."""
@@ -100,11 +105,13 @@ class HFChatModel:
         options = self._generation_options(max_new_tokens, temperature, top_p, stop)
         replies: list[str] = [""] * len(prompts)
         for batch in length_sorted_batches(prompts, self.batch_size):
-            input_ids, attention_mask = left_pad([prompts[i] for i in batch],
-                                                 self.tokenizer.pad_token_id, self.device)
-            output = self.model.generate(input_ids=input_ids, attention_mask=attention_mask,
-                                         **options)
-            new_tokens = output[:, input_ids.shape[1]:]
+            input_ids, attention_mask = left_pad(
+                [prompts[i] for i in batch], self.tokenizer.pad_token_id, self.device
+            )
+            output = self.model.generate(
+                input_ids=input_ids, attention_mask=attention_mask, **options
+            )
+            new_tokens = output[:, input_ids.shape[1] :]
             texts = self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
             for index, text in zip(batch, texts, strict=True):
                 replies[index] = truncate_at_stop(text, stop)
@@ -121,13 +128,16 @@ class HFChatModel:
         """
         if len(conversations) != len(completions):
             raise ValueError("conversations and completions must have the same length")
-        pieces = [self.split_prompt_completion(as_conversation(c), text)
-                  for c, text in zip(conversations, completions, strict=True)]
+        pieces = [
+            self.split_prompt_completion(as_conversation(c), text)
+            for c, text in zip(conversations, completions, strict=True)
+        ]
         results: list[CompletionLogprobs] = [CompletionLogprobs((), ())] * len(pieces)
         full = [p + c for p, c in pieces]
         for batch in length_sorted_batches(full, self.batch_size):
-            ids, mask = right_pad([full[i] for i in batch], self.tokenizer.pad_token_id,
-                                  self.device)
+            ids, mask = right_pad(
+                [full[i] for i in batch], self.tokenizer.pad_token_id, self.device
+            )
             logits = self.model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
             targets = ids[:, 1:]
             token_logps = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
@@ -144,12 +154,15 @@ class HFChatModel:
     ) -> tuple[list[int], list[int]]:
         """Token ids of the prompt and of the completion rendered as the next assistant turn."""
         prompt = self._render(conversation, add_generation_prompt=True)
-        full = self._render(conversation.append("assistant", completion),
-                            add_generation_prompt=False)
+        full = self._render(
+            conversation.append("assistant", completion), add_generation_prompt=False
+        )
         if full[: len(prompt)] != prompt:
-            raise ModelError(f"{self.name}: the chat template renders the prompt differently "
-                             "with and without a reply; cannot separate completion tokens")
-        tail = full[len(prompt):]
+            raise ModelError(
+                f"{self.name}: the chat template renders the prompt differently "
+                "with and without a reply; cannot separate completion tokens"
+            )
+        tail = full[len(prompt) :]
         eos = self.tokenizer.eos_token_id
         if eos in tail:  # keep the end-of-turn token, drop what the template adds after it
             tail = tail[: len(tail) - tail[::-1].index(eos)]
@@ -193,8 +206,8 @@ def left_pad(
     ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(batch), width), dtype=torch.long)
     for row, seq in enumerate(batch):
-        ids[row, width - len(seq):] = torch.tensor(seq, dtype=torch.long)
-        mask[row, width - len(seq):] = 1
+        ids[row, width - len(seq) :] = torch.tensor(seq, dtype=torch.long)
+        mask[row, width - len(seq) :] = 1
     return ids.to(device), mask.to(device)
 
 
@@ -238,7 +251,8 @@ def load_causal_lm(
     except (OSError, ValueError, KeyError, RuntimeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelError(f"cannot load a model from {path}: {first}") from None
-    return model.to(target).eval(), tokenizer
+    model = model.to(target)
+    return model.eval(), tokenizer
 
 
 def attach_adapter(model: Any, adapter: str | Path) -> Any:

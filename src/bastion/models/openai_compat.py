@@ -71,8 +71,14 @@ class OpenAIChatModel:
         stop: Sequence[str] | None = None,
     ) -> list[str]:
         """Blocking form of :meth:`agenerate` (safe to call from inside an event loop)."""
-        work = self.agenerate(conversations, max_new_tokens=max_new_tokens,
-                              temperature=temperature, top_p=top_p, seed=seed, stop=stop)
+        work = self.agenerate(
+            conversations,
+            max_new_tokens=max_new_tokens,
+            temperature=temperature,
+            top_p=top_p,
+            seed=seed,
+            stop=stop,
+        )
         try:
             asyncio.get_running_loop()
         except RuntimeError:
@@ -105,10 +111,13 @@ class OpenAIChatModel:
     ) -> list[str]:
         limit = asyncio.Semaphore(self.concurrency)
         headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
-        async with httpx.AsyncClient(base_url=self.base_url, headers=headers,
-                                     timeout=self.timeout, transport=self._transport,
-                                     limits=httpx.Limits(max_connections=self.concurrency)
-                                     ) as client:
+        async with httpx.AsyncClient(
+            base_url=self.base_url,
+            headers=headers,
+            timeout=self.timeout,
+            transport=self._transport,
+            limits=httpx.Limits(max_connections=self.concurrency),
+        ) as client:
 
             async def one(item: ConversationLike) -> str:
                 body: dict[str, Any] = {
@@ -147,8 +156,9 @@ class OpenAIChatModel:
                     failure = f"HTTP {response.status_code}"
                     delay = _retry_after(response)
                 else:
-                    raise UpstreamError(f"{self.base_url}: HTTP {response.status_code}: "
-                                        f"{_error_message(response)}")
+                    raise UpstreamError(
+                        f"{self.base_url}: HTTP {response.status_code}: {_error_message(response)}"
+                    )
             if attempt < self.max_retries:
                 cap = min(self.max_backoff, self.backoff * 2**attempt)
                 await self._sleep(delay if delay is not None else random.uniform(0, cap))

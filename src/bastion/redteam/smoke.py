@@ -48,8 +48,12 @@ class SmokeSummary:
     def of(cls, rows: list[SmokeRow]) -> SmokeSummary:
         harmful = [r for r in rows if r.kind == "harmful"]
         benign = [r for r in rows if r.kind == "benign"]
-        return cls(len(harmful), sum(r.refused for r in harmful),
-                   len(benign), sum(r.refused for r in benign))
+        return cls(
+            len(harmful),
+            sum(r.refused for r in harmful),
+            len(benign),
+            sum(r.refused for r in benign),
+        )
 
 
 def pick(items: list[CorpusItem], count: int, salt: str = "smoke") -> list[CorpusItem]:
@@ -78,8 +82,17 @@ def run_smoke(
         replies = model.generate([item.text for _, item in batch], max_new_tokens=max_new_tokens)
         for (kind, item), reply in zip(batch, replies, strict=True):
             verdict = judge.judge(reply)
-            rows.append(SmokeRow(item.id, kind, item.category or "-", item.text, reply,
-                                 verdict.label, verdict.reason))
+            rows.append(
+                SmokeRow(
+                    item.id,
+                    kind,
+                    item.category or "-",
+                    item.text,
+                    reply,
+                    verdict.label,
+                    verdict.reason,
+                )
+            )
         if on_batch is not None:
             on_batch(len(batch))
     return rows

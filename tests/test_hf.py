@@ -5,7 +5,7 @@ import torch
 
 from bastion import Conversation, ModelError
 from bastion.models import HFChatModel, ScoringModel, load
-from bastion.models.hf import left_pad, length_sorted_batches
+from bastion.models.hf import length_sorted_batches, pad
 
 PROMPTS = ["hello", "What is the capital of France? Tell me more.", "bread", "Paris is nice"]
 
@@ -26,8 +26,13 @@ def test_sampling_is_repeatable_under_a_seed(tiny_chat: HFChatModel) -> None:
 def test_stop_strings_cut_the_reply(tiny_chat: HFChatModel) -> None:
     full = tiny_chat.generate(["hello"], max_new_tokens=12)[0]
     stop = full[3:5]
-    cut = tiny_chat.generate(["hello"], max_new_tokens=12, stop=[stop])[0]
+    cut = tiny_chat.generate(["hello"], max_new_tokens=12, stop=[stop, ""])[0]
     assert cut == full[: full.index(stop)]
+    # generation itself stops at the stop string instead of running to max_new_tokens
+    ids = torch.tensor([tiny_chat.prompt_ids("hello")])
+    options = tiny_chat._generation_options(12, 0.0, 1.0, [stop])
+    generated = tiny_chat.model.generate(input_ids=ids, **options).shape[1] - ids.shape[1]
+    assert generated < 12
 
 
 def test_prompt_ids_follow_the_chat_template(tiny_chat: HFChatModel) -> None:
@@ -112,6 +117,8 @@ def test_tokenizer_without_chat_template(tiny_chat: HFChatModel) -> None:
 
 
 def test_batching_helpers() -> None:
-    assert length_sorted_batches([[1], [1, 2, 3], [1, 2]], 2) == [[1, 2], [0]]
-    ids, mask = left_pad([[5, 6], [7]], 0, torch.device("cpu"))
+    assert length_sorted_batches([1, 3, 2], 2) == [[1, 2], [0]]
+    ids, mask = pad([[5, 6], [7]], 0, torch.device("cpu"), side="left")
     assert ids.tolist() == [[5, 6], [0, 7]] and mask.tolist() == [[1, 1], [0, 1]]
+    ids, mask = pad([[5, 6], [7]], 0, torch.device("cpu"), side="right")
+    assert ids.tolist() == [[5, 6], [7, 0]] and mask.tolist() == [[1, 1], [1, 0]]

@@ -106,6 +106,34 @@ def test_retries_are_bounded() -> None:
     assert len(server.requests) == 3
 
 
+def test_a_failure_cancels_the_other_requests() -> None:
+    started: list[str] = []
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        prompt = json.loads(request.content)["messages"][-1]["content"]
+        started.append(prompt)
+        if prompt == "bad":
+            return httpx.Response(403, json={"error": {"message": "forbidden"}})
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            cancelled.append(prompt)
+            raise
+        return httpx.Response(200, json=completion("late"))
+
+    cancelled: list[str] = []
+    with pytest.raises(UpstreamError, match="HTTP 403: forbidden"):
+        model(handler, concurrency=2).generate(["bad", "slow", "later"])
+    assert set(cancelled) == set(started) - {"bad"} and "slow" in cancelled
+
+
+def test_stop_strings_beyond_four_are_applied_locally() -> None:
+    server = Recorder(httpx.Response(200, json=completion("a1b2c3d4e5f")))
+    stops = ["", "9", "8", "7", "6", "e"]
+    assert model(server).generate(["hi"], stop=stops) == ["a1b2c3d4"]
+    assert json.loads(server.requests[0].content)["stop"] == ["9", "8", "7", "6"]
+
+
 def test_client_errors_fail_at_once() -> None:
     server = Recorder(httpx.Response(401, json={"error": {"message": "bad key"}}))
     with pytest.raises(UpstreamError, match="HTTP 401: bad key"):

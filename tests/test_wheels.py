@@ -42,6 +42,33 @@ def test_fetch_extracts_once_and_keeps_the_licence(tmp_path: Path, monkeypatch) 
     assert fetch_wheel(spec, find_links=tmp_path / "links") == root
 
 
+def test_concurrent_fetches_download_once(tmp_path: Path, monkeypatch) -> None:
+    import threading
+
+    _, digest = make_wheel(tmp_path / "links")
+    spec = WheelSpec("bastion-fixture", "1.0", digest, "MIT")
+    real, calls = wheels._download, []
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(wheels, "_download", counting)
+    roots: list[Path] = []
+    threads = [
+        threading.Thread(
+            target=lambda: roots.append(fetch_wheel(spec, find_links=tmp_path / "links"))
+        )
+        for _ in range(3)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(calls) == 1 and len(set(roots)) == 1
+    assert (roots[0] / "bastion_fixture/data.txt").read_text() == "hello"
+
+
 def test_hash_mismatch_extracts_nothing(tmp_path: Path) -> None:
     make_wheel(tmp_path / "links")
     spec = WheelSpec("bastion-fixture", "1.0", "0" * 64, "MIT")

@@ -1,12 +1,20 @@
 """Bastion: align, attack, guard, watch and learn — one closed loop that makes LLMs safer."""
 
-from bastion.errors import BastionError, ConfigError, DataError, IntegrityError, ModelError
+from bastion.errors import (
+    BastionError,
+    ConfigError,
+    DataError,
+    IntegrityError,
+    ModelError,
+    UpstreamError,
+)
 from bastion.types import (
     Conversation,
     ConversationLike,
     Message,
     PreferencePair,
     UnpairedExample,
+    Verdict,
     as_conversation,
 )
 
@@ -23,6 +31,8 @@ __all__ = [
     "ModelError",
     "PreferencePair",
     "UnpairedExample",
+    "UpstreamError",
+    "Verdict",
     "__version__",
     "as_conversation",
 ]

@@ -5,11 +5,19 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from bastion.errors import BastionError
+
 
 def cache_dir() -> Path:
     root = os.environ.get("BASTION_CACHE") or Path.home() / ".cache" / "bastion"
     path = Path(root).expanduser()
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BastionError(
+            f"cache folder {path} cannot be created ({exc.strerror}); "
+            "set BASTION_CACHE to a writable folder"
+        ) from None
     return path
 
 

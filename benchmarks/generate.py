@@ -102,7 +102,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--max-new-tokens", type=int, default=64)
-    parser.add_argument("--repeats", type=int, default=2, help="best of N runs per variant")
+    parser.add_argument("--repeats", type=int, default=3, help="best of N runs per variant")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/generate.json"))
     args = parser.parse_args()
 
@@ -112,16 +112,17 @@ def main() -> None:
     chat.generate(prompts_for(4), max_new_tokens=8)  # warm-up: first calls pay one-off costs
     rows = []
     for batch in args.batches:
-        prompts = prompts_for(8 if batch == 1 else max(2 * batch, 16) if batch < 32 else batch)
+        prompts = prompts_for(4 if batch == 1 else max(2 * batch, 16) if batch < 32 else batch)
         chat.batch_size = batch
         new = args.max_new_tokens
         runs = {
             "bastion": partial(chat.generate, prompts, max_new_tokens=new),
             "plain": partial(plain_loop, chat, prompts, batch, new),
         }
-        if batch > 1:
+        if len(prompts) > batch:  # several batches: does grouping by length help?
             ordered = sorted(prompts, key=lambda p: len(chat.prompt_ids(p)), reverse=True)
             runs["plain+sorted"] = partial(plain_loop, chat, ordered, batch, new)
+        if batch == 8:
             runs["plain+static-cache"] = partial(
                 plain_loop, chat, prompts, batch, new, cache_implementation="static"
             )

@@ -5,7 +5,8 @@ import torch
 
 from bastion import Conversation, ModelError
 from bastion.models import HFChatModel, ScoringModel, load
-from bastion.models.hf import length_sorted_batches, pad
+from bastion.models.hf import length_sorted_batches
+from bastion.models.scoring import left_pad
 
 PROMPTS = ["hello", "What is the capital of France? Tell me more.", "bread", "Paris is nice"]
 
@@ -118,7 +119,5 @@ def test_tokenizer_without_chat_template(tiny_chat: HFChatModel) -> None:
 
 def test_batching_helpers() -> None:
     assert length_sorted_batches([1, 3, 2], 2) == [[1, 2], [0]]
-    ids, mask = pad([[5, 6], [7]], 0, torch.device("cpu"), side="left")
+    ids, mask = left_pad([[5, 6], [7]], 0, torch.device("cpu"))
     assert ids.tolist() == [[5, 6], [0, 7]] and mask.tolist() == [[1, 1], [0, 1]]
-    ids, mask = pad([[5, 6], [7]], 0, torch.device("cpu"), side="right")
-    assert ids.tolist() == [[5, 6], [7, 0]] and mask.tolist() == [[1, 1], [1, 0]]

@@ -24,6 +24,14 @@ def test_every_corpus_is_pinned_and_described(name: str) -> None:
     assert callable(corpus.parse)
 
 
+def test_items_become_core_conversations() -> None:
+    assert CorpusItem("a", "q").as_conversation().to_dicts() == [{"role": "user", "content": "q"}]
+    assert CorpusItem("b", "q", response="r").as_conversation().to_dicts() == [
+        {"role": "user", "content": "q"},
+        {"role": "assistant", "content": "r"},
+    ]
+
+
 def test_unknown_corpus_lists_the_known_ones() -> None:
     with pytest.raises(BastionError, match=r"unknown corpus 'nope'; known: .*harmbench-val"):
         get_corpus("nope")

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from bastion.data.wheels import WheelSpec
+from bastion.types import Conversation
 
 Kind = Literal[
     "jailbreak-template",  # a persona/framing with a slot for the harmful goal
@@ -38,6 +39,13 @@ class CorpusItem:
     response: str | None = None
     score: float | None = None
     meta: Mapping[str, Any] = field(default_factory=dict, compare=False)
+
+    def as_conversation(self) -> Conversation:
+        """The text as a user turn, followed by the response (if any) as the assistant's."""
+        conversation = Conversation.user(self.text)
+        if self.response is not None:
+            conversation = conversation.append("assistant", self.response)
+        return conversation
 
 
 Parser = Callable[[Path], list[CorpusItem]]

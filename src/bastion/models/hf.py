@@ -18,6 +18,12 @@ import torch
 
 from bastion.errors import ModelError
 from bastion.models.base import CompletionLogprobs, truncate_at_stop
+from bastion.models.scoring import (
+    completion_logps,
+    left_pad,
+    render_ids,
+    split_prompt_completion,
+)
 from bastion.types import Conversation, ConversationLike, as_conversation
 
 
@@ -115,8 +121,8 @@ class HFChatModel:
         options = self._generation_options(max_new_tokens, temperature, top_p, stop)
         replies: list[str] = [""] * len(prompts)
         for batch in length_sorted_batches([len(p) for p in prompts], self.batch_size):
-            input_ids, attention_mask = pad(
-                [prompts[i] for i in batch], self.pad_id, self.device, side="left"
+            input_ids, attention_mask = left_pad(
+                [prompts[i] for i in batch], self.pad_id, self.device
             )
             output = self.model.generate(
                 input_ids=input_ids, attention_mask=attention_mask, **options
@@ -143,17 +149,16 @@ class HFChatModel:
             for c, text in zip(conversations, completions, strict=True)
         ]
         results: list[CompletionLogprobs] = [CompletionLogprobs((), ())] * len(pieces)
-        full = [p + c for p, c in pieces]
-        for batch in length_sorted_batches([len(f) for f in full], self.batch_size):
-            ids, mask = pad([full[i] for i in batch], self.pad_id, self.device, side="right")
-            logits = self.model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
-            targets = ids[:, 1:]
-            token_logps = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
-            token_logps = token_logps - torch.logsumexp(logits, dim=-1)
+        for batch in length_sorted_batches([len(p) + len(c) for p, c in pieces], self.batch_size):
+            logps, mask = completion_logps(
+                self.model,
+                [pieces[i][0] for i in batch],
+                [pieces[i][1] for i in batch],
+                self.pad_id,
+            )
             for row, index in enumerate(batch):
-                prompt, completion = pieces[index]
-                start = len(prompt) - 1
-                values = token_logps[row, start : start + len(completion)].tolist()
+                completion = pieces[index][1]
+                values = logps[row][mask[row]].tolist()
                 results[index] = CompletionLogprobs(tuple(completion), tuple(values))
         return results
 
@@ -161,36 +166,16 @@ class HFChatModel:
         self, conversation: Conversation, completion: str
     ) -> tuple[list[int], list[int]]:
         """Token ids of the prompt and of the completion rendered as the next assistant turn."""
-        prompt = self._render(conversation, add_generation_prompt=True)
-        full = self._render(
-            conversation.append("assistant", completion), add_generation_prompt=False
-        )
-        if full[: len(prompt)] != prompt:
-            raise ModelError(
-                f"{self.name}: the chat template renders the prompt differently "
-                "with and without a reply; cannot separate completion tokens"
-            )
-        tail = full[len(prompt) :]
-        ends = [i for i, token in enumerate(tail) if token in self.eos_ids]
-        if ends:  # keep the end-of-turn token, drop what the template adds after it
-            tail = tail[: ends[-1] + 1]
-        return prompt, tail
+        reply = Conversation(()).append("assistant", completion)
+        return split_prompt_completion(self.tokenizer, conversation, reply, self.eos_ids)
 
     def _render(self, conversation: Conversation, *, add_generation_prompt: bool) -> list[int]:
-        from jinja2 import TemplateError
-
         try:
-            text = self.tokenizer.apply_chat_template(
-                conversation.to_dicts(),
-                tokenize=False,
-                add_generation_prompt=add_generation_prompt,
+            return render_ids(
+                self.tokenizer, conversation, add_generation_prompt=add_generation_prompt
             )
-        except TemplateError as exc:
-            raise ModelError(
-                f"{self.name}: the chat template rejects this conversation: {exc}"
-            ) from None
-        ids: list[int] = self.tokenizer(text, add_special_tokens=False)["input_ids"]
-        return ids
+        except ModelError as exc:
+            raise ModelError(f"{self.name}: {exc}") from None
 
     def _generation_options(
         self, max_new_tokens: int, temperature: float, top_p: float, stop: Sequence[str] | None
@@ -223,20 +208,6 @@ def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> list[list[
     """Indices grouped into batches of similar length, longest first (fail fast on memory)."""
     order = sorted(range(len(lengths)), key=lambda i: lengths[i], reverse=True)
     return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
-
-
-def pad(
-    batch: Sequence[Sequence[int]], pad_id: int, device: torch.device, *, side: str
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Token ids and attention mask, padded on the ``left`` (generation) or ``right`` (scoring)."""
-    width = max(len(s) for s in batch)
-    ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(batch), width), dtype=torch.long)
-    for row, seq in enumerate(batch):
-        span = slice(width - len(seq), width) if side == "left" else slice(0, len(seq))
-        ids[row, span] = torch.tensor(seq, dtype=torch.long)
-        mask[row, span] = 1
-    return ids.to(device), mask.to(device)
 
 
 def load_causal_lm(

@@ -1,0 +1,1 @@
+"""Alignment: losses as pure functions, log-prob gathering, and short training loops."""

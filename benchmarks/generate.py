@@ -119,7 +119,7 @@ def main() -> None:
             "bastion": partial(chat.generate, prompts, max_new_tokens=new),
             "plain": partial(plain_loop, chat, prompts, batch, new),
         }
-        if len(prompts) > batch:  # several batches: does grouping by length help?
+        if 1 < batch < len(prompts):  # several batches: does grouping by length help?
             ordered = sorted(prompts, key=lambda p: len(chat.prompt_ids(p)), reverse=True)
             runs["plain+sorted"] = partial(plain_loop, chat, ordered, batch, new)
         if batch == 8:

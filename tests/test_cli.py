@@ -38,16 +38,20 @@ def test_help_lists_only_working_commands() -> None:
     from bastion.cli import app
 
     group = typer.main.get_command(app)
-    assert sorted(group.commands) == ["data", "doctor", "redteam"]  # type: ignore[attr-defined]
+    assert sorted(group.commands) == ["align", "data", "doctor", "redteam"]  # type: ignore[attr-defined]
     subcommands = {
         name: sorted(cmd.commands)
         for name, cmd in group.commands.items()
         if hasattr(cmd, "commands")
     }  # type: ignore[attr-defined]
-    assert subcommands == {"data": ["check", "list", "pull", "show"], "redteam": ["smoke"]}
+    assert subcommands == {
+        "align": ["dpo", "rm", "sft"],
+        "data": ["check", "list", "pull", "show"],
+        "redteam": ["smoke"],
+    }
     result = run("--help")
     assert result.returncode == 0
-    assert all(f"│ {name} " in result.stdout for name in ("doctor", "data", "redteam"))
+    assert all(f"│ {name} " in result.stdout for name in ("align", "doctor", "data", "redteam"))
 
 
 def test_broken_jsonl_line(tmp_path: Path) -> None:
@@ -117,3 +121,11 @@ def test_doctor_reports_packaged_models() -> None:
     for fragment in ("torch", "cache", "smollm2-135m-instruct", "all-minilm-l6-v2"):
         assert fragment in result.stdout
     assert result.stdout.count("yes") >= 4  # both present and both load
+
+
+def test_align_recipe_errors(tmp_path: Path) -> None:
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("data: missing.jsonl\ntrain:\n  batch_size: 0\n")
+    assert_user_error(run("align", "dpo", str(recipe)), "train.batch_size", "greater than or equal")
+    recipe.write_text(f"data: {tmp_path / 'missing.jsonl'}\ntrain:\n  output_dir: {tmp_path}\n")
+    assert_user_error(run("align", "dpo", str(recipe)), "missing.jsonl: file not found")

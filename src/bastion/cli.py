@@ -34,7 +34,11 @@ data_app = typer.Typer(help="Pinned public corpora: list, pull, show.", no_args_
 redteam_app = typer.Typer(
     help="Probe a model with harmful and benign prompts.", no_args_is_help=True
 )
+align_app = typer.Typer(
+    help="Train a model to prefer safe and helpful answers.", no_args_is_help=True
+)
 app.add_typer(data_app, name="data")
+app.add_typer(align_app, name="align")
 app.add_typer(redteam_app, name="redteam")
 
 
@@ -239,6 +243,101 @@ def redteam_smoke(
         f"benign refused (over-refusal): {summary.benign_refused}/{summary.benign}"
     )
     console.print(f"results: {save_rows(rows, out)}")
+
+
+@align_app.command("dpo")
+def align_dpo(
+    recipe: Annotated[
+        Path | None, typer.Argument(help="YAML recipe (see recipes/dpo.yaml).")
+    ] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Override a recipe key, e.g. --set train.lr=1e-5."),
+    ] = None,
+    loss: Annotated[
+        str | None, typer.Option(help="dpo, ipo, hinge, robust, kto, orpo or simpo.")
+    ] = None,
+    resume: Annotated[bool, typer.Option(help="Continue from the last checkpoint.")] = False,
+) -> None:
+    """Preference training (DPO family, KTO) from a recipe; saves the adapter to OUTPUT/final."""
+    from bastion.align.recipe import PreferenceRecipe, load_recipe
+    from bastion.align.run import run_preference
+
+    overrides = list(set_ or []) + ([f"loss={loss}"] if loss else [])
+    parsed = load_recipe(recipe, overrides, PreferenceRecipe)
+    writable_folder(parsed.train.output_dir, "train.output_dir")
+    summary = run_preference(parsed, resume=resume)
+    if os.environ.get("RANK", "0") != "0":  # under torchrun only the first process reports
+        return
+    last = summary["last"]
+    table = Table("metric", "value", title=f"{parsed.loss} after {summary['steps']} steps")
+    for key in ("loss", "rewards/accuracies", "rewards/margins", "kl_to_ref"):
+        if key in last:
+            table.add_row(key, f"{last[key]:.4f}")
+    for name in ("eval_before", "eval_after"):
+        if summary[name]:
+            table.add_row(f"held-out accuracy ({name[5:]})", f"{summary[name]['accuracy']:.3f}")
+    console.print(table)
+    console.print(f"saved: {summary['saved']}")
+
+
+@align_app.command("sft")
+def align_sft(
+    recipe: Annotated[
+        Path | None, typer.Argument(help="YAML recipe (see recipes/sft.yaml).")
+    ] = None,
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="Override a recipe key (key.path=value).")
+    ] = None,
+    resume: Annotated[bool, typer.Option(help="Continue from the last checkpoint.")] = False,
+) -> None:
+    """Supervised fine-tuning on conversations (loss on assistant tokens only)."""
+    from bastion.align.recipe import SftRecipe, load_recipe
+    from bastion.align.run import run_sft
+
+    parsed = load_recipe(recipe, list(set_ or []), SftRecipe)
+    writable_folder(parsed.train.output_dir, "train.output_dir")
+    summary = run_sft(parsed, resume=resume)
+    if os.environ.get("RANK", "0") == "0":
+        console.print(
+            f"sft: {summary['steps']} steps, last loss "
+            f"{summary['last'].get('loss', float('nan')):.4f}; saved: {summary['saved']}"
+        )
+
+
+@align_app.command("rm")
+def align_rm(
+    recipe: Annotated[
+        Path | None, typer.Argument(help="YAML recipe (see recipes/rm.yaml).")
+    ] = None,
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="Override a recipe key (key.path=value).")
+    ] = None,
+    resume: Annotated[bool, typer.Option(help="Continue from the last checkpoint.")] = False,
+) -> None:
+    """Reward model (Bradley-Terry) with accuracy, margin and a length-bias diagnostic."""
+    from bastion.align.recipe import RewardRecipe, load_recipe
+    from bastion.align.run import run_rm
+
+    parsed = load_recipe(recipe, list(set_ or []), RewardRecipe)
+    writable_folder(parsed.train.output_dir, "train.output_dir")
+    summary = run_rm(parsed, resume=resume)
+    if os.environ.get("RANK", "0") != "0":
+        return
+    report = summary["eval"]
+    if report:
+        console.print(
+            f"held-out accuracy {report['accuracy']:.3f}, margin "
+            f"{report['margin']:.3f}, reward-length correlation "
+            f"{report['length_correlation']:+.2f} (longer-wins baseline "
+            f"{report['longer_wins_accuracy']:.3f})"
+        )
+        if report["length_warning"]:
+            console.print(
+                "[yellow]warning:[/] the rewards track response length; the model "
+                "may have learned 'longer is better' rather than the preference"
+            )
+    console.print(f"saved: {summary['saved']}")
 
 
 def writable_folder(path: Path, option: str) -> None:

@@ -19,7 +19,7 @@ from torch import Tensor
 from bastion.align.logprobs import Encoded, concatenated_logps, encode, sequence_logps
 from bastion.align.losses import LOSSES, LossOutput, PreferenceLoss
 from bastion.align.reference import reference_logps
-from bastion.align.train import Loop, TrainConfig, TrainResult
+from bastion.align.train import LoopTrainer, TrainConfig
 from bastion.errors import ConfigError, DataError
 from bastion.models.hf import end_of_turn_ids
 from bastion.types import PreferencePair, UnpairedExample
@@ -53,7 +53,7 @@ class PreferenceConfig:
         return {**values, **dict(self.spec.options)}
 
 
-class PreferenceTrainer:
+class PreferenceTrainer(LoopTrainer):
     """Encodes the data, precomputes the reference, and runs the shared loop."""
 
     def __init__(
@@ -91,12 +91,8 @@ class PreferenceTrainer:
                 model, self.eval_chosen, self.pad_id, agg
             ) - reference_logps(model, self.eval_rejected, self.pad_id, agg)
 
-    def fit(self, *, resume: bool = False, progress: bool = True) -> TrainResult:
-        examples = list(range(len(self.chosen)))
-        loop = Loop(self.model, examples, self.step, self.train_config, progress=progress)
-        result = loop.run(resume=resume)
-        self.model = loop.accelerator.unwrap_model(loop.model)
-        return result
+    def example_count(self) -> int:
+        return len(self.chosen)
 
     def step(self, model: Any, batch: Sequence[int]) -> tuple[Tensor, dict[str, float]]:
         out, policy_c, policy_r = self.losses(model, batch)
@@ -179,9 +175,17 @@ class PreferenceTrainer:
             margin = sequence_logps(model, self.eval_chosen, self.pad_id, agg) - sequence_logps(
                 model, self.eval_rejected, self.pad_id, agg
             )
+            # does the model itself prefer the chosen answer (per-token, so length is fair)?
+            per_token = sequence_logps(
+                model, self.eval_chosen, self.pad_id, "mean"
+            ) - sequence_logps(model, self.eval_rejected, self.pad_id, "mean")
         model.train(was_training)
         margin = margin.cpu() - self.eval_ref_margin
-        return {"accuracy": (margin > 0).float().mean().item(), "margin": margin.mean().item()}
+        return {
+            "accuracy": (margin > 0).float().mean().item(),
+            "margin": margin.mean().item(),
+            "preference_accuracy": (per_token > 0).float().mean().item(),
+        }
 
     # --- encoding -------------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ progress bar with the live loss.
 
 from __future__ import annotations
 
+import abc
 import json
 import math
 import random
@@ -225,6 +226,35 @@ class Loop(Generic[T]):
             raise TrainingError(f"cannot resume: the recipe changed ({', '.join(changed)})")
         self.accelerator.load_state(str(self.checkpoint_dir))
         self.state = _State(step=saved["step"], micro=saved["micro"])
+
+
+class LoopTrainer(abc.ABC):
+    """A trainer: a model, a config, and a step over example indices; :meth:`fit` runs the loop."""
+
+    model: Any
+    train_config: TrainConfig
+    is_main_process: bool = True
+
+    @abc.abstractmethod
+    def example_count(self) -> int:
+        """How many training examples there are (the loop passes their indices to step)."""
+
+    @abc.abstractmethod
+    def step(self, model: Any, batch: Sequence[int]) -> tuple[Tensor, dict[str, float]]:
+        """The loss of a micro-batch of example indices, and metrics to log."""
+
+    def fit(self, *, resume: bool = False, progress: bool = True) -> TrainResult:
+        loop = Loop(
+            self.model,
+            list(range(self.example_count())),
+            self.step,
+            self.train_config,
+            progress=progress,
+        )
+        result = loop.run(resume=resume)
+        self.model = loop.accelerator.unwrap_model(loop.model)
+        self.is_main_process = loop.accelerator.is_main_process
+        return result
 
 
 def _mean_over_processes(acc: Any, value: float) -> float:

@@ -1,0 +1,109 @@
+"""Training recipes: readable YAML, validated at load with errors that name the key.
+
+A recipe has the model, the data, the loss settings, optional LoRA settings and the training
+settings; ``--set key.path=value`` on the command line overrides any of them (values are read as
+YAML, so ``--set train.lr=1e-5`` is a number). Samples live in ``recipes/``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from bastion.errors import ConfigError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class LoraRecipe(_Strict):
+    r: int = Field(16, ge=1)
+    alpha: int = Field(32, ge=1)
+    dropout: float = Field(0.0, ge=0, lt=1)
+    target_modules: list[str] = ["q_proj", "k_proj", "v_proj", "o_proj"]
+
+
+class TrainRecipe(_Strict):
+    output_dir: Path = Path("runs/align")
+    epochs: int = Field(1, ge=1)
+    max_steps: int | None = Field(None, ge=1)
+    batch_size: int = Field(4, ge=1)
+    grad_accum: int = Field(1, ge=1)
+    lr: float = Field(5e-6, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    warmup_ratio: float = Field(0.0, ge=0, lt=1)
+    max_grad_norm: float = Field(1.0, ge=0)
+    seed: int = 0
+    log_every: int = Field(1, ge=1)
+    save_every: int | None = Field(None, ge=1)
+    mixed_precision: str = Field("auto", pattern="^(auto|no|bf16|fp16)$")
+
+
+class PreferenceRecipe(_Strict):
+    model: str = "smollm2-135m-instruct"
+    data: Path
+    eval_data: Path | None = None
+    loss: str = Field("dpo", pattern="^(dpo|robust|hinge|ipo|kto|orpo|simpo)$")
+    beta: float = Field(0.1, gt=0)
+    label_smoothing: float = Field(0.0, ge=0, lt=0.5)
+    gamma: float = 0.5
+    lam: float = Field(0.1, ge=0)
+    desirable_weight: float = Field(1.0, gt=0)
+    undesirable_weight: float = Field(1.0, gt=0)
+    max_length: int = Field(512, ge=2)
+    lora: LoraRecipe | None = LoraRecipe()
+    train: TrainRecipe = TrainRecipe()
+
+
+class SftRecipe(_Strict):
+    model: str = "smollm2-135m-instruct"
+    data: Path  # JSONL of {"messages": [...]}
+    max_length: int = Field(1024, ge=2)
+    lora: LoraRecipe | None = LoraRecipe()
+    train: TrainRecipe = TrainRecipe()
+
+
+class RewardRecipe(_Strict):
+    model: str = "smollm2-135m-instruct"  # the trunk: an SFT or policy model
+    data: Path  # JSONL of prompt/chosen/rejected (an optional meta.margin per pair)
+    eval_data: Path | None = None
+    max_length: int = Field(512, ge=2)
+    center_coefficient: float = Field(0.0, ge=0)
+    train: TrainRecipe = TrainRecipe()
+
+
+def load_recipe(path: Path | None, overrides: list[str], kind: type[_Strict]) -> Any:
+    """Read a recipe file (or start from defaults), apply ``key=value`` overrides, validate."""
+    name = str(path) if path is not None else "recipe"
+    data: dict[str, Any] = {}
+    if path is not None:
+        if not path.is_file():
+            raise ConfigError(f"{name}: file not found")
+        try:
+            loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{name}: not valid YAML ({exc})") from None
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{name}: expected a mapping of keys to values at the top")
+        data = loaded
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set {item!r}: expected key.path=value")
+        target = data
+        *parents, leaf = key.split(".")
+        for part in parents:
+            target = target.setdefault(part, {})
+            if not isinstance(target, dict):
+                raise ConfigError(f"--set {key}: {part} is not a section")
+        target[leaf] = yaml.safe_load(raw)
+    try:
+        return kind.model_validate(data)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        where = ".".join(str(p) for p in error["loc"])
+        raise ConfigError(f"{name}: {where}: {error['msg']}") from None

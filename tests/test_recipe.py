@@ -1,0 +1,50 @@
+from pathlib import Path
+
+import pytest
+
+from bastion.align.recipe import PreferenceRecipe, RewardRecipe, SftRecipe, load_recipe
+from bastion.errors import ConfigError
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "recipe.yaml"
+    path.write_text(text)
+    return path
+
+
+RECIPES = Path(__file__).parents[1] / "recipes"
+
+
+@pytest.mark.parametrize(
+    ("name", "kind"), [("dpo", PreferenceRecipe), ("sft", SftRecipe), ("rm", RewardRecipe)]
+)
+def test_every_sample_recipe_is_valid(name: str, kind: type) -> None:
+    recipe = load_recipe(RECIPES / f"{name}.yaml", [], kind)
+    assert recipe.train.output_dir == Path(f"runs/{name}")
+
+
+def test_sample_recipes_are_all_tested() -> None:
+    assert sorted(p.stem for p in RECIPES.glob("*.yaml")) == ["dpo", "rm", "sft"]
+
+
+def test_overrides_are_typed_and_nested(tmp_path: Path) -> None:
+    path = write(tmp_path, "data: pairs.jsonl\ntrain:\n  lr: 1.0e-5\n")
+    recipe = load_recipe(path, ["train.lr=3e-4", "loss=ipo", "lora=null"], PreferenceRecipe)
+    assert recipe.train.lr == pytest.approx(3e-4) and recipe.loss == "ipo" and recipe.lora is None
+
+
+@pytest.mark.parametrize(
+    ("text", "overrides", "message"),
+    [
+        ("data: p.jsonl\ntrain:\n  lrr: 1\n", [], r"recipe\.yaml: train\.lrr: Extra inputs"),
+        ("data: p.jsonl\n", ["train.lr=-1"], r"train\.lr: Input should be greater than 0"),
+        ("data: p.jsonl\nloss: ppo\n", [], r"recipe\.yaml: loss: String should match"),
+        ("train: {}\n", [], r"recipe\.yaml: data: Field required"),
+        ("- a list\n", [], r"expected a mapping"),
+        ("data: [unclosed\n", [], r"not valid YAML"),
+        ("data: p.jsonl\n", ["no-equals-sign"], r"expected key\.path=value"),
+    ],
+)
+def test_errors_name_the_key(tmp_path: Path, text: str, overrides: list[str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_recipe(write(tmp_path, text), overrides, PreferenceRecipe)

@@ -53,3 +53,53 @@ def test_two_processes_end_identical_and_equal_the_big_batch(tmp_path: Path) -> 
     rank0, rank1 = (torch.load(tmp_path / "ddp" / f"rank{r}.pt") for r in (0, 1))
     assert torch.equal(rank0, rank1)
     assert torch.allclose(rank0, torch.load(tmp_path / "single" / "rank0.pt"), atol=1e-5)
+
+
+def test_the_cli_runs_under_torchrun(tmp_path: Path, tiny_model_dir: Path) -> None:
+    """`torchrun -m bastion align dpo RECIPE`: two ranks train, the first one saves."""
+    import json
+
+    rows = [
+        {
+            "prompt": [{"role": "user", "content": f"question {i}"}],
+            "chosen": [{"role": "assistant", "content": "Sure, here it is."}],
+            "rejected": [{"role": "assistant", "content": "I'm sorry, no."}],
+        }
+        for i in range(8)
+    ]
+    (tmp_path / "pairs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(
+        f"model: {tiny_model_dir}\ndata: {tmp_path / 'pairs.jsonl'}\nlora: null\n"
+        f"train:\n  output_dir: {tmp_path / 'run'}\n  batch_size: 2\n"
+        "  max_steps: 2\n  lr: 1.0e-3\n"
+    )
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "BASTION_CACHE": str(tmp_path / "cache")}
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            "2",
+            "--master_addr",
+            "127.0.0.1",
+            "--master_port",
+            str(free_port()),
+            "-m",
+            "bastion",
+            "align",
+            "dpo",
+            str(recipe),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count("saved:") == 1  # one report, from the first rank
+    summary = json.loads((tmp_path / "run/summary.json").read_text())
+    assert summary["steps"] == 2
+    assert (tmp_path / "run/final/model.safetensors").is_file()

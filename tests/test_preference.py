@@ -10,20 +10,7 @@ from bastion import Conversation, DataError, PreferencePair, UnpairedExample
 from bastion.align import reference as reference_module
 from bastion.align.preference import PreferenceConfig, PreferenceTrainer
 from bastion.align.train import Loop, TrainConfig, TrainingError
-from bastion.models.tiny import build_tiny_llama, build_tiny_tokenizer
-
-TOKENIZER = build_tiny_tokenizer()
-
-
-def tiny_model(seed: int = 0):
-    torch.manual_seed(seed)
-    model = build_tiny_llama(
-        len(TOKENIZER),
-        seed=seed,
-        eos_token_id=TOKENIZER.eos_token_id,
-        pad_token_id=TOKENIZER.pad_token_id,
-    )
-    return model.train()
+from helpers import TOKENIZER, tiny_lm
 
 
 def pairs(n: int = 8) -> list[PreferencePair]:
@@ -44,7 +31,7 @@ def trainer(
 ) -> PreferenceTrainer:
     config = TrainConfig(output_dir=tmp_path / "run", **{"lr": 1e-3, "batch_size": 4, **train})
     return PreferenceTrainer(
-        model or tiny_model(),
+        model or tiny_lm(),
         TOKENIZER,
         data or pairs(),
         PreferenceConfig(loss=loss, beta=0.5),
@@ -107,19 +94,19 @@ def test_kto_trains_on_unpaired_data_and_needs_both_labels(tmp_path: Path) -> No
 
 
 def test_gradient_accumulation_equals_the_big_batch(tmp_path: Path) -> None:
-    big = trainer(tmp_path / "a", model=tiny_model(1), batch_size=4, grad_accum=1, max_steps=1)
-    small = trainer(tmp_path / "b", model=tiny_model(1), batch_size=2, grad_accum=2, max_steps=1)
+    big = trainer(tmp_path / "a", model=tiny_lm(1), batch_size=4, grad_accum=1, max_steps=1)
+    small = trainer(tmp_path / "b", model=tiny_lm(1), batch_size=2, grad_accum=2, max_steps=1)
     big.fit(progress=False)
     small.fit(progress=False)
     assert torch.allclose(params(big.model), params(small.model), atol=1e-6)
-    assert not torch.allclose(params(big.model), params(tiny_model(1)), atol=1e-4)
+    assert not torch.allclose(params(big.model), params(tiny_lm(1)), atol=1e-4)
 
 
 def test_a_killed_run_resumes_to_the_same_result(tmp_path: Path) -> None:
-    whole = trainer(tmp_path / "whole", model=tiny_model(2), epochs=2)
+    whole = trainer(tmp_path / "whole", model=tiny_lm(2), epochs=2)
     expected = whole.fit(progress=False)
 
-    crashy = trainer(tmp_path / "crash", model=tiny_model(2), epochs=2, save_every=2)
+    crashy = trainer(tmp_path / "crash", model=tiny_lm(2), epochs=2, save_every=2)
     calls = {"n": 0}
     real_step = crashy.step
 
@@ -134,7 +121,7 @@ def test_a_killed_run_resumes_to_the_same_result(tmp_path: Path) -> None:
     )
     with pytest.raises(KeyboardInterrupt):
         loop.run()
-    resumed = trainer(tmp_path / "crash", model=tiny_model(2), epochs=2, save_every=2)
+    resumed = trainer(tmp_path / "crash", model=tiny_lm(2), epochs=2, save_every=2)
     result = resumed.fit(resume=True, progress=False)
     assert result.steps == expected.steps == 4
     assert result.last_loss == pytest.approx(expected.last_loss, abs=1e-6)
@@ -154,7 +141,7 @@ def test_non_finite_loss_stops_with_step_and_batch(tmp_path: Path) -> None:
         return (params(model).sum() * float("nan")), {}
 
     with pytest.raises(TrainingError, match=r"loss is nan at step 1, micro-batch 0"):
-        Loop(tiny_model(), list(range(4)), nan_step, config, progress=False).run()
+        Loop(tiny_lm(), list(range(4)), nan_step, config, progress=False).run()
 
 
 def test_reference_logps_are_cached_on_disk(tmp_path: Path, monkeypatch) -> None:
@@ -172,7 +159,7 @@ def test_reference_logps_are_cached_on_disk(tmp_path: Path, monkeypatch) -> None
 def test_lora_reference_is_the_model_with_adapters_off(tmp_path: Path) -> None:
     from peft import LoraConfig, get_peft_model
 
-    base = tiny_model(3)
+    base = tiny_lm(3)
     expected = reference_module.reference_logps(
         base, trainer(tmp_path, model=base).chosen, TOKENIZER.pad_token_id, "sum", use_cache=False
     )

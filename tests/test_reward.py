@@ -6,18 +6,7 @@ import torch
 from bastion import Conversation, PreferencePair
 from bastion.align.reward import RewardTrainer, length_bias
 from bastion.align.train import TrainConfig
-from bastion.models.tiny import build_tiny_llama, build_tiny_tokenizer
-
-TOKENIZER = build_tiny_tokenizer()
-
-
-def model(seed: int = 0):
-    return build_tiny_llama(
-        len(TOKENIZER),
-        seed=seed,
-        eos_token_id=TOKENIZER.eos_token_id,
-        pad_token_id=TOKENIZER.pad_token_id,
-    ).train()
+from helpers import TOKENIZER, tiny_lm
 
 
 def pairs(n: int) -> list[PreferencePair]:
@@ -34,7 +23,7 @@ def pairs(n: int) -> list[PreferencePair]:
 
 
 def test_reward_is_read_at_the_last_token_whatever_the_padding() -> None:
-    trainer = RewardTrainer(model(), TOKENIZER, pairs(2), TrainConfig())
+    trainer = RewardTrainer(tiny_lm(), TOKENIZER, pairs(2), TrainConfig())
     short, long = trainer.chosen[0], trainer.rejected[0]
     with torch.no_grad():
         together = trainer.model.score([short, long], TOKENIZER.pad_token_id)
@@ -44,7 +33,7 @@ def test_reward_is_read_at_the_last_token_whatever_the_padding() -> None:
 
 def test_training_separates_chosen_from_rejected(tmp_path: Path) -> None:
     trainer = RewardTrainer(
-        model(),
+        tiny_lm(),
         TOKENIZER,
         pairs(8),
         TrainConfig(output_dir=tmp_path, batch_size=4, lr=1e-2, epochs=4),

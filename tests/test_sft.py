@@ -8,19 +8,7 @@ from bastion import Conversation, DataError
 from bastion.align.sft import SftTrainer, encode_conversation, sft_loss
 from bastion.align.train import TrainConfig
 from bastion.models.hf import end_of_turn_ids
-from bastion.models.tiny import build_tiny_llama, build_tiny_tokenizer
-
-TOKENIZER = build_tiny_tokenizer()
-
-
-def model(seed: int = 0):
-    return build_tiny_llama(
-        len(TOKENIZER),
-        seed=seed,
-        eos_token_id=TOKENIZER.eos_token_id,
-        pad_token_id=TOKENIZER.pad_token_id,
-    ).train()
-
+from helpers import TOKENIZER, tiny_lm
 
 CONVERSATION = (
     Conversation.user("hi", system="be brief")
@@ -31,7 +19,7 @@ CONVERSATION = (
 
 
 def test_only_assistant_tokens_are_targets() -> None:
-    m = model()
+    m = tiny_lm()
     example = encode_conversation(TOKENIZER, CONVERSATION, end_of_turn_ids(m, TOKENIZER), 512)
     learned = [t for t, keep in zip(example.ids, example.targets, strict=True) if keep]
     assert TOKENIZER.decode(learned) == "hello<|im_end|>flour and water<|im_end|>"
@@ -40,7 +28,7 @@ def test_only_assistant_tokens_are_targets() -> None:
 
 
 def test_loss_is_the_mean_nll_of_assistant_tokens() -> None:
-    m = model()
+    m = tiny_lm()
     eos = end_of_turn_ids(m, TOKENIZER)
     examples = [
         encode_conversation(TOKENIZER, c, eos, 512)
@@ -64,7 +52,10 @@ def test_loss_is_the_mean_nll_of_assistant_tokens() -> None:
 def test_training_lowers_the_loss(tmp_path: Path) -> None:
     data = [CONVERSATION] * 8
     trainer = SftTrainer(
-        model(), TOKENIZER, data, TrainConfig(output_dir=tmp_path, batch_size=4, lr=1e-2, epochs=5)
+        tiny_lm(),
+        TOKENIZER,
+        data,
+        TrainConfig(output_dir=tmp_path, batch_size=4, lr=1e-2, epochs=5),
     )
     result = trainer.fit(progress=False)
     assert result.history[-1]["loss"] < 0.5 * result.history[0]["loss"]
@@ -73,7 +64,7 @@ def test_training_lowers_the_loss(tmp_path: Path) -> None:
 def test_conversation_without_assistant_turn(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="conversation 1: the conversation has no assistant"):
         SftTrainer(
-            model(),
+            tiny_lm(),
             TOKENIZER,
             [CONVERSATION, Conversation.user("only a question")],
             TrainConfig(output_dir=tmp_path),

@@ -47,6 +47,19 @@ def test_truncation_keeps_the_end_of_the_prompt(tiny_chat: HFChatModel) -> None:
     assert tiny.prompt == long.prompt[-1:] and tiny.completion == long.completion[:2]
 
 
+def test_conversations_need_a_chat_template(tiny_chat: HFChatModel) -> None:
+    from bastion import ModelError
+
+    template = tiny_chat.tokenizer.chat_template
+    try:
+        tiny_chat.tokenizer.chat_template = None
+        with pytest.raises(ModelError, match="no chat template: use text"):
+            encode(tiny_chat.tokenizer, Conversation.user("hi"), "Paris", eos_ids=tiny_chat.eos_ids)
+        assert encode(tiny_chat.tokenizer, "hi", "Paris", eos_ids=tiny_chat.eos_ids).completion
+    finally:
+        tiny_chat.tokenizer.chat_template = template
+
+
 def test_empty_completion_is_an_error(tiny_chat: HFChatModel) -> None:
     with pytest.raises(DataError, match="completion is empty"):
         encode(tiny_chat.tokenizer, "p", " ", eos_ids=tiny_chat.eos_ids)

@@ -25,6 +25,11 @@ def render_ids(
     """Token ids of a conversation rendered with the tokenizer's chat template."""
     from jinja2 import TemplateError
 
+    if not getattr(tokenizer, "chat_template", None):
+        raise ModelError(
+            "the tokenizer has no chat template: use text (prompt/completion string) data, or "
+            "give the tokenizer a template"
+        )
     try:
         text = tokenizer.apply_chat_template(
             conversation.to_dicts(), tokenize=False, add_generation_prompt=add_generation_prompt

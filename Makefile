@@ -6,7 +6,9 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.bastion-installed
 
-.PHONY: setup demo test lint bench-generate
+BENCH := .venv-bench/bin
+
+.PHONY: setup demo test lint bench-generate bench-align
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,3 +32,11 @@ test: lint
 
 bench-generate: setup
 	$(BIN)/python benchmarks/generate.py
+
+# TRL is installed only for this benchmark, in its own environment.
+bench-align:
+	test -x $(BENCH)/python || $(PYTHON) -m venv .venv-bench
+	$(BENCH)/python -m pip install --quiet --disable-pip-version-check torch==2.13.0
+	$(BENCH)/python -m pip install --quiet --disable-pip-version-check -e '.[bench]' \
+		trl==1.16.0 datasets
+	$(BENCH)/python benchmarks/align_vs_trl.py

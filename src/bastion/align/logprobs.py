@@ -41,6 +41,7 @@ def encode(
     *,
     eos_ids: Sequence[int],
     max_length: int | None = None,
+    keep_template_suffix: bool = False,
 ) -> Encoded:
     """Encode a prompt/completion pair (conversational via the chat template, or raw text)."""
     text = completion if isinstance(completion, str) else " ".join(m.content for m in completion)
@@ -52,7 +53,9 @@ def encode(
             if isinstance(completion, Conversation)
             else Conversation(()).append("assistant", completion)
         )
-        head, tail = split_prompt_completion(tokenizer, prompt, reply, eos_ids)
+        head, tail = split_prompt_completion(
+            tokenizer, prompt, reply, eos_ids, keep_template_suffix=keep_template_suffix
+        )
     else:
         if not isinstance(completion, str):
             raise DataError("a text prompt needs a text completion", field="completion")

@@ -37,6 +37,7 @@ class PreferenceConfig:
     desirable_weight: float = 1.0  # KTO
     undesirable_weight: float = 1.0  # KTO
     max_length: int = 512
+    keep_template_suffix: bool = False  # True scores the template's text after end-of-turn (TRL)
 
     @property
     def spec(self) -> PreferenceLoss:
@@ -49,7 +50,7 @@ class PreferenceConfig:
 
     def loss_kwargs(self) -> dict[str, Any]:
         accepted = inspect.signature(self.spec.fn).parameters
-        values = {k: getattr(self, k) for k in accepted if hasattr(self, k) and k != "loss"}
+        values = {k: getattr(self, k) for k in accepted if hasattr(self, k)}
         return {**values, **dict(self.spec.options)}
 
 
@@ -197,6 +198,7 @@ class PreferenceTrainer(LoopTrainer):
                 completion,
                 eos_ids=self.eos_ids,
                 max_length=self.config.max_length,
+                keep_template_suffix=self.config.keep_template_suffix,
             )
         except DataError as exc:
             raise exc.at(where) from None

@@ -41,12 +41,18 @@ def render_ids(
 
 
 def split_prompt_completion(
-    tokenizer: Any, prompt: Conversation, completion: Conversation, eos_ids: Sequence[int]
+    tokenizer: Any,
+    prompt: Conversation,
+    completion: Conversation,
+    eos_ids: Sequence[int],
+    *,
+    keep_template_suffix: bool = False,
 ) -> tuple[list[int], list[int]]:
     """Ids of the prompt (ready for a reply) and of the completion turn(s) that follow it.
 
     The completion ends at its last end-of-turn token: what a template appends after it (a
-    newline, say) is never generated, so it is not scored.
+    newline, say) is never generated, so it is not scored. ``keep_template_suffix`` keeps it
+    (TRL's behaviour), for exact comparisons with TRL.
     """
     head = render_ids(tokenizer, prompt, add_generation_prompt=True)
     full = render_ids(tokenizer, prompt + completion, add_generation_prompt=False)
@@ -56,6 +62,8 @@ def split_prompt_completion(
             "cannot separate the completion's tokens"
         )
     tail = full[len(head) :]
+    if keep_template_suffix:
+        return head, tail
     ends = [i for i, token in enumerate(tail) if token in eos_ids]
     return head, tail[: ends[-1] + 1] if ends else tail
 

@@ -25,6 +25,16 @@ def test_multi_turn_masking_matches_the_tokenizer(tiny_chat: HFChatModel) -> Non
     assert tok.decode(list(encoded.completion)) == "Paris<|im_end|>"
 
 
+def test_template_suffix_is_kept_only_on_request(tiny_chat: HFChatModel) -> None:
+    prompt = Conversation.user("hi")
+    trimmed = encode(tiny_chat.tokenizer, prompt, "Paris", eos_ids=tiny_chat.eos_ids)
+    kept = encode(
+        tiny_chat.tokenizer, prompt, "Paris", eos_ids=tiny_chat.eos_ids, keep_template_suffix=True
+    )
+    assert tiny_chat.tokenizer.decode(list(kept.completion)) == "Paris<|im_end|>\n"
+    assert kept.completion[: len(trimmed.completion)] == trimmed.completion
+
+
 def test_text_format_appends_eos(tiny_chat: HFChatModel) -> None:
     encoded = encode(tiny_chat.tokenizer, "2+2=", "4", eos_ids=tiny_chat.eos_ids)
     assert encoded.completion[-1] == tiny_chat.tokenizer.eos_token_id

@@ -12,7 +12,7 @@ import sys
 import time
 from collections.abc import Callable, Sized
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -245,29 +245,45 @@ def redteam_smoke(
     console.print(f"results: {save_rows(rows, out)}")
 
 
+RecipeOverrides = Annotated[
+    list[str] | None,
+    typer.Option("--set", help="Override a recipe key, e.g. --set train.lr=1e-5."),
+]
+Resume = Annotated[bool, typer.Option(help="Continue from the last checkpoint.")]
+
+
+def run_recipe(
+    recipe: Path | None, overrides: list[str], kind: type[Any], runner: Callable[..., Any]
+) -> tuple[Any, dict[str, Any] | None]:
+    """Load and check a recipe, run it; the summary only on the first process (torchrun)."""
+    from bastion.align.recipe import load_recipe
+
+    parsed = load_recipe(recipe, overrides, kind)
+    writable_folder(parsed.train.output_dir, "train.output_dir")
+    summary = runner(parsed)
+    return parsed, summary if os.environ.get("RANK", "0") == "0" else None
+
+
 @align_app.command("dpo")
 def align_dpo(
     recipe: Annotated[
         Path | None, typer.Argument(help="YAML recipe (see recipes/dpo.yaml).")
     ] = None,
-    set_: Annotated[
-        list[str] | None,
-        typer.Option("--set", help="Override a recipe key, e.g. --set train.lr=1e-5."),
-    ] = None,
+    set_: RecipeOverrides = None,
     loss: Annotated[
         str | None, typer.Option(help="dpo, ipo, hinge, robust, kto, orpo or simpo.")
     ] = None,
-    resume: Annotated[bool, typer.Option(help="Continue from the last checkpoint.")] = False,
+    resume: Resume = False,
 ) -> None:
     """Preference training (DPO family, KTO) from a recipe; saves the adapter to OUTPUT/final."""
-    from bastion.align.recipe import PreferenceRecipe, load_recipe
+    from bastion.align.recipe import PreferenceRecipe
     from bastion.align.run import run_preference
 
     overrides = list(set_ or []) + ([f"loss={loss}"] if loss else [])
-    parsed = load_recipe(recipe, overrides, PreferenceRecipe)
-    writable_folder(parsed.train.output_dir, "train.output_dir")
-    summary = run_preference(parsed, resume=resume)
-    if os.environ.get("RANK", "0") != "0":  # under torchrun only the first process reports
+    parsed, summary = run_recipe(
+        recipe, overrides, PreferenceRecipe, lambda r: run_preference(r, resume=resume)
+    )
+    if summary is None:
         return
     last = summary["last"]
     table = Table("metric", "value", title=f"{parsed.loss} after {summary['steps']} steps")
@@ -286,19 +302,17 @@ def align_sft(
     recipe: Annotated[
         Path | None, typer.Argument(help="YAML recipe (see recipes/sft.yaml).")
     ] = None,
-    set_: Annotated[
-        list[str] | None, typer.Option("--set", help="Override a recipe key (key.path=value).")
-    ] = None,
-    resume: Annotated[bool, typer.Option(help="Continue from the last checkpoint.")] = False,
+    set_: RecipeOverrides = None,
+    resume: Resume = False,
 ) -> None:
     """Supervised fine-tuning on conversations (loss on assistant tokens only)."""
-    from bastion.align.recipe import SftRecipe, load_recipe
+    from bastion.align.recipe import SftRecipe
     from bastion.align.run import run_sft
 
-    parsed = load_recipe(recipe, list(set_ or []), SftRecipe)
-    writable_folder(parsed.train.output_dir, "train.output_dir")
-    summary = run_sft(parsed, resume=resume)
-    if os.environ.get("RANK", "0") == "0":
+    _, summary = run_recipe(
+        recipe, list(set_ or []), SftRecipe, lambda r: run_sft(r, resume=resume)
+    )
+    if summary is not None:
         console.print(
             f"sft: {summary['steps']} steps, last loss "
             f"{summary['last'].get('loss', float('nan')):.4f}; saved: {summary['saved']}"
@@ -310,19 +324,17 @@ def align_rm(
     recipe: Annotated[
         Path | None, typer.Argument(help="YAML recipe (see recipes/rm.yaml).")
     ] = None,
-    set_: Annotated[
-        list[str] | None, typer.Option("--set", help="Override a recipe key (key.path=value).")
-    ] = None,
-    resume: Annotated[bool, typer.Option(help="Continue from the last checkpoint.")] = False,
+    set_: RecipeOverrides = None,
+    resume: Resume = False,
 ) -> None:
     """Reward model (Bradley-Terry) with accuracy, margin and a length-bias diagnostic."""
-    from bastion.align.recipe import RewardRecipe, load_recipe
+    from bastion.align.recipe import RewardRecipe
     from bastion.align.run import run_rm
 
-    parsed = load_recipe(recipe, list(set_ or []), RewardRecipe)
-    writable_folder(parsed.train.output_dir, "train.output_dir")
-    summary = run_rm(parsed, resume=resume)
-    if os.environ.get("RANK", "0") != "0":
+    _, summary = run_recipe(
+        recipe, list(set_ or []), RewardRecipe, lambda r: run_rm(r, resume=resume)
+    )
+    if summary is None:
         return
     report = summary["eval"]
     if report:

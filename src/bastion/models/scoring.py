@@ -2,9 +2,10 @@
 
 A completion is what the chat template renders for the next assistant turn, up to and including
 its end-of-turn token. Sequences are padded on the left so that every completion ends at the
-last position; the LM head then runs only on the last ``max completion length + 1`` positions
-(``logits_to_keep``), instead of on every prompt token. With a 49k-token vocabulary the logits
-are most of the memory of a forward pass, so this matters more than anything else for speed.
+last position; the trunk runs on every token, but the LM head runs only on the hidden states
+that predict a completion token. With a 49k-token vocabulary the logits are most of the memory
+of a forward and backward pass, so not computing them for prompt and padding positions matters
+more than anything else here.
 """
 
 from __future__ import annotations
@@ -89,16 +90,26 @@ def completion_logps(
     span = max(map(len, completions))
     ids, attention = left_pad(rows, pad_id, device)
     positions = (attention.cumsum(-1) - 1).clamp(min=0)  # positions count real tokens only
-    logits = model(
-        input_ids=ids, attention_mask=attention, position_ids=positions, logits_to_keep=span + 1
-    ).logits[:, -(span + 1) : -1]
-    targets = ids[:, -span:]
-    logits = logits.float()
-    logps = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, -1)
     mask = torch.zeros((len(rows), span), dtype=torch.bool, device=device)
     for row, completion in enumerate(completions):
         mask[row, span - len(completion) :] = True
-    return logps * mask, mask
+    # The trunk runs on every token; the LM head only on the hidden states that predict a
+    # completion token (not on prompt or padding positions), so the (tokens × vocabulary)
+    # logits exist for completion tokens alone.
+    output = model(
+        input_ids=ids,
+        attention_mask=attention,
+        position_ids=positions,
+        output_hidden_states=True,
+        logits_to_keep=1,
+    )
+    hidden = output.hidden_states[-1][:, -(span + 1) : -1][mask]
+    logits = model.get_output_embeddings()(hidden).float()
+    targets = ids[:, -span:][mask]
+    picked = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, -1)
+    logps = torch.zeros((len(rows), span), dtype=picked.dtype, device=device)
+    logps = logps.masked_scatter(mask, picked)
+    return logps, mask
 
 
 def left_pad(

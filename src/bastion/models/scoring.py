@@ -104,7 +104,8 @@ def completion_logps(
         logits_to_keep=1,
     )
     hidden = output.hidden_states[-1][:, -(span + 1) : -1][mask]
-    logits = model.get_output_embeddings()(hidden).float()
+    head = getattr(model, "module", model).get_output_embeddings()  # unwrap DDP
+    logits = head(hidden).float()
     targets = ids[:, -span:][mask]
     picked = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, -1)
     logps = torch.zeros((len(rows), span), dtype=picked.dtype, device=device)

@@ -1,5 +1,6 @@
 """Two processes on CPU (DDP over gloo, launched by torchrun) train like one with the big batch."""
 
+import json
 import os
 import socket
 import subprocess
@@ -17,39 +18,32 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def test_two_processes_end_identical_and_equal_the_big_batch(tmp_path: Path) -> None:
+def run(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """A child process with one thread per rank and a private cache; it must succeed."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "BASTION_CACHE": str(tmp_path / "cache")}
-    ddp = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--nproc_per_node",
-            "2",
-            "--master_addr",
-            "127.0.0.1",
-            "--master_port",
-            str(free_port()),
-            WORKER,
-            str(tmp_path / "ddp"),
-            "2",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=env,
-        check=False,
+    result = subprocess.run(
+        [sys.executable, *args], capture_output=True, text=True, timeout=600, env=env, check=False
     )
-    assert ddp.returncode == 0, ddp.stderr[-3000:]
-    single = subprocess.run(
-        [sys.executable, WORKER, str(tmp_path / "single"), "4"],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=env,
-        check=False,
-    )
-    assert single.returncode == 0, single.stderr[-3000:]
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def torchrun() -> list[str]:
+    return [
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_addr",
+        "127.0.0.1",
+        "--master_port",
+        str(free_port()),
+    ]
+
+
+def test_two_processes_end_identical_and_equal_the_big_batch(tmp_path: Path) -> None:
+    run(tmp_path, *torchrun(), WORKER, str(tmp_path / "ddp"), "2")
+    run(tmp_path, WORKER, str(tmp_path / "single"), "4")
     rank0, rank1 = (torch.load(tmp_path / "ddp" / f"rank{r}.pt") for r in (0, 1))
     assert torch.equal(rank0, rank1)
     assert torch.allclose(rank0, torch.load(tmp_path / "single" / "rank0.pt"), atol=1e-5)
@@ -57,8 +51,6 @@ def test_two_processes_end_identical_and_equal_the_big_batch(tmp_path: Path) -> 
 
 def test_the_cli_runs_under_torchrun(tmp_path: Path, tiny_model_dir: Path) -> None:
     """`torchrun -m bastion align dpo RECIPE`: two ranks train, the first one saves."""
-    import json
-
     rows = [
         {
             "prompt": [{"role": "user", "content": f"question {i}"}],
@@ -74,31 +66,7 @@ def test_the_cli_runs_under_torchrun(tmp_path: Path, tiny_model_dir: Path) -> No
         f"train:\n  output_dir: {tmp_path / 'run'}\n  batch_size: 2\n"
         "  max_steps: 2\n  lr: 1.0e-3\n"
     )
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "BASTION_CACHE": str(tmp_path / "cache")}
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--nproc_per_node",
-            "2",
-            "--master_addr",
-            "127.0.0.1",
-            "--master_port",
-            str(free_port()),
-            "-m",
-            "bastion",
-            "align",
-            "dpo",
-            str(recipe),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=env,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
+    result = run(tmp_path, *torchrun(), "-m", "bastion", "align", "dpo", str(recipe))
     assert result.stdout.count("saved:") == 1  # one report, from the first rank
     summary = json.loads((tmp_path / "run/summary.json").read_text())
     assert summary["steps"] == 2

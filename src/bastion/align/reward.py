@@ -80,27 +80,20 @@ class RewardTrainer(LoopTrainer):
         self.margins = torch.tensor([float(p.meta.get(margin_key, 0.0)) for p in pairs])
 
     def encode(self, pairs: Sequence[PreferencePair]) -> tuple[list[Encoded], list[Encoded]]:
-        chosen, rejected = [], []
+        chosen: list[Encoded] = []
+        rejected: list[Encoded] = []
         for i, pair in enumerate(pairs):
             try:
-                chosen.append(
-                    encode(
-                        self.tokenizer,
-                        pair.prompt,
-                        pair.chosen,
-                        eos_ids=self.eos_ids,
-                        max_length=self.max_length,
+                for side, completion in ((chosen, pair.chosen), (rejected, pair.rejected)):
+                    side.append(
+                        encode(
+                            self.tokenizer,
+                            pair.prompt,
+                            completion,
+                            eos_ids=self.eos_ids,
+                            max_length=self.max_length,
+                        )
                     )
-                )
-                rejected.append(
-                    encode(
-                        self.tokenizer,
-                        pair.prompt,
-                        pair.rejected,
-                        eos_ids=self.eos_ids,
-                        max_length=self.max_length,
-                    )
-                )
             except DataError as exc:
                 raise exc.at(f"pair {pair.id or i}") from None
         return chosen, rejected
@@ -135,18 +128,15 @@ class RewardTrainer(LoopTrainer):
         was_training = self.model.training
         self.model.eval()
         with torch.no_grad():
-            r_c = torch.cat(
-                [
-                    self.model.score(chosen[i : i + batch_size], self.pad_id)
-                    for i in range(0, len(chosen), batch_size)
-                ]
-            ).cpu()
-            r_r = torch.cat(
-                [
-                    self.model.score(rejected[i : i + batch_size], self.pad_id)
-                    for i in range(0, len(rejected), batch_size)
-                ]
-            ).cpu()
+            r_c, r_r = (
+                torch.cat(
+                    [
+                        self.model.score(side[i : i + batch_size], self.pad_id)
+                        for i in range(0, len(side), batch_size)
+                    ]
+                ).cpu()
+                for side in (chosen, rejected)
+            )
         self.model.train(was_training)
         return {
             "accuracy": (r_c > r_r).float().mean().item(),

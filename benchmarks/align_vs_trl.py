@@ -1,21 +1,26 @@
 """DPO training: Bastion's PreferenceTrainer beside TRL's DPOTrainer, same model, data, machine.
 
-Each variant runs in its own child process (so peak RSS is its own), on the same pairs (safety
-pairs from the pinned corpora), batch size, epoch, learning rate and fp32, one after another in
-one run of this script:
+Each variant runs in its own child processes, on the same pairs (safety pairs from the pinned
+corpora), batch size, one epoch, learning rate, fp32 (TRL's default of bf16 autocast is turned
+off: this comparison is at equal precision), ``max_length`` = the data's longest sequence (so
+neither library truncates), one after another in one run of this script:
 
 * ``bastion``: full fine-tuning, reference log-probs precomputed once (no reference copy);
 * ``trl``: TRL's defaults (a frozen reference copy in memory);
-* ``trl-precompute``: TRL with ``precompute_ref_log_probs=True``.
+* ``trl-precompute``: TRL with ``precompute_ref_log_probs=True``;
+* ``bastion-gc`` and ``trl-precompute-gc``: the same with gradient checkpointing on both sides
+  (asked for with ``--variants``).
 
-Reported: training tokens/s (prompt + chosen + rejected tokens of every pair, counted once with
-the same tokenizer, over the whole ``train()`` including reference precomputation), peak RSS,
-and the DPO loss on the first batch computed by each library for a policy that differs from
-its reference (LoRA adapters with seeded random weights, so the loss is not trivially log 2).
+Reported per variant: training tokens/s (prompt + chosen + rejected tokens of every pair,
+counted with the same tokenizer, over the whole run from the trainer's construction, reference
+log-probs included), the peak RSS of the training process, and — from a separate process —
+the DPO loss each library computes on the same first batch for a policy that differs from its
+reference (seeded noise on every weight; the reference is the unperturbed model), which must
+agree to 1e-4. Ratios are Bastion's figure over TRL's.
 
 TRL is needed only here: ``make bench-align`` installs it into ``.venv-bench``.
 
-    python benchmarks/align_vs_trl.py [--models tiny smollm2] [--pairs 64] [--batch-size 4]
+    python benchmarks/align_vs_trl.py [--models tiny smollm2] [--pairs 128] [--batch-size 4]
 """
 
 from __future__ import annotations
@@ -33,8 +38,15 @@ from typing import Any
 import torch
 
 VARIANTS = ("bastion", "trl", "trl-precompute")
+# with gradient checkpointing on both sides (``--variants bastion-gc trl-precompute-gc``)
+CHECKPOINTING = ("bastion-gc", "trl-precompute-gc")
+# (ours, peer) pairs whose ratios are reported
+RATIOS = (
+    ("bastion", "trl"),
+    ("bastion", "trl-precompute"),
+    ("bastion-gc", "trl-precompute-gc"),
+)
 BETA, LR, SEED = 0.1, 1e-6, 0
-MAX_LENGTH = 2048  # long enough that neither library truncates these pairs
 
 
 def build(model_name: str) -> tuple[Any, Any]:
@@ -73,52 +85,102 @@ def rows(pairs: list[Any]) -> list[dict[str, Any]]:
     ]
 
 
-def perturbed_lora(model: Any) -> Any:
-    """The same seeded non-zero LoRA adapters for both libraries: policy ≠ reference."""
-    from peft import LoraConfig, get_peft_model
+def perturb(model: Any) -> None:
+    """Seeded noise on every weight, so a policy differs from its reference (the DPO loss is
+    then not trivially log 2) in the same way for both libraries."""
+    generator = torch.Generator().manual_seed(123)
+    with torch.no_grad():
+        for param in model.parameters():
+            noise = torch.randn(param.shape, generator=generator)
+            param.add_(noise * 0.02 * param.std().clamp(min=1e-3))
 
-    torch.manual_seed(123)
-    return get_peft_model(
+
+def longest(model: Any, tokenizer: Any, pairs: list[Any]) -> int:
+    """The longest prompt + completion: both libraries get it as ``max_length``, so neither
+    truncates (their truncation policies differ: Bastion cuts the prompt's start, TRL the
+    sequence's end)."""
+    return max(sum(lengths) for lengths in sequence_lengths(model, tokenizer, pairs))
+
+
+def sequence_lengths(model: Any, tokenizer: Any, pairs: list[Any]) -> list[tuple[int, int]]:
+    """``(prompt, completion)`` token counts of every chosen and rejected sequence."""
+    from bastion.align.logprobs import encode
+    from bastion.models.hf import end_of_turn_ids
+
+    eos = end_of_turn_ids(model, tokenizer)
+    out = []
+    for pair in pairs:
+        for completion in (pair.chosen, pair.rejected):
+            e = encode(tokenizer, pair.prompt, completion, eos_ids=eos, keep_template_suffix=True)
+            out.append((len(e.prompt), len(e.completion)))
+    return out
+
+
+def bastion_trainer(
+    model: Any,
+    tokenizer: Any,
+    pairs: list[Any],
+    batch: int,
+    out: Path,
+    checkpointing: bool = False,
+) -> Any:
+    from bastion.align.preference import PreferenceConfig, PreferenceTrainer
+    from bastion.align.train import TrainConfig
+
+    return PreferenceTrainer(
         model,
-        LoraConfig(
-            r=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False, task_type="CAUSAL_LM"
+        tokenizer,
+        pairs,
+        # TRL scores the template's text after the end-of-turn token; so does Bastion here.
+        PreferenceConfig(
+            beta=BETA,
+            keep_template_suffix=True,
+            max_length=longest(model, tokenizer, pairs),
+            cache_reference=False,
+        ),
+        TrainConfig(
+            output_dir=out,
+            batch_size=batch,
+            lr=LR,
+            seed=SEED,
+            gradient_checkpointing=checkpointing,
         ),
     )
 
 
-def child(variant: str, model_name: str, n_pairs: int, batch: int, out: Path) -> None:
+def child_loss(variant: str, model_name: str, n_pairs: int, batch: int, out: Path) -> None:
+    """The loss each library computes on the same first batch, policy ≠ reference."""
+    pairs = data(n_pairs)[:batch]
+    model, tokenizer = build(model_name)
+    with torch.no_grad():
+        if variant.startswith("bastion"):
+            trainer = bastion_trainer(model, tokenizer, pairs, batch, out / "loss")  # ref = base
+            perturb(model)
+            loss, _ = trainer.step(model, range(batch))
+        else:
+            reference = copy.deepcopy(model).eval()
+            perturb(model)
+            trainer = trl_trainer(model, tokenizer, pairs, batch, out / "loss", False, reference)
+            collated = trainer.data_collator([trainer.train_dataset[i] for i in range(batch)])
+            loss = trainer.compute_loss(trainer.model, collated)
+    print(json.dumps({"first_batch_loss": float(loss)}))
+
+
+def child_train(variant: str, model_name: str, n_pairs: int, batch: int, out: Path) -> None:
+    """One epoch of training, timed from the trainer's construction (reference included)."""
     pairs = data(n_pairs)
-    first_loss = first_batch_loss(variant, model_name, pairs[:batch], out)
     model, tokenizer = build(model_name)
     start = time.perf_counter()
-    if variant == "bastion":
-        from bastion.align.preference import PreferenceConfig, PreferenceTrainer
-        from bastion.align.train import TrainConfig
-
-        config = TrainConfig(output_dir=out / "bastion", batch_size=batch, lr=LR, seed=SEED)
-        trainer = PreferenceTrainer(
-            model,
-            tokenizer,
-            pairs,
-            PreferenceConfig(beta=BETA, keep_template_suffix=True, max_length=MAX_LENGTH),
-            config,
-        )
+    checkpointing = variant.endswith("-gc")
+    if variant.startswith("bastion"):
+        trainer = bastion_trainer(model, tokenizer, pairs, batch, out / variant, checkpointing)
         trainer.fit(progress=False)
     else:
-        trainer = trl_trainer(model, tokenizer, pairs, batch, out, variant == "trl-precompute")
-        trainer.train()
+        precompute = variant.startswith("trl-precompute")
+        trl_trainer(model, tokenizer, pairs, batch, out, precompute, None, checkpointing).train()
     seconds = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB -> GiB
-    print(
-        json.dumps(
-            {
-                "variant": variant,
-                "seconds": seconds,
-                "peak_rss_gib": peak,
-                "first_batch_loss": first_loss,
-            }
-        )
-    )
+    print(json.dumps({"seconds": seconds, "peak_rss_gib": peak}))
 
 
 def trl_trainer(
@@ -129,6 +191,7 @@ def trl_trainer(
     out: Path,
     precompute: bool,
     ref_model: Any = None,
+    checkpointing: bool = False,
 ) -> Any:
     """TRL's DPOTrainer. Without precomputation TRL keeps a frozen reference copy; it would
     load it from the model's path, which an in-code model lacks, so the copy is made here."""
@@ -151,7 +214,9 @@ def trl_trainer(
         lr_scheduler_type="linear",
         warmup_steps=0,
         max_grad_norm=1.0,
-        max_length=MAX_LENGTH,
+        max_length=longest(model, tokenizer, pairs),
+        bf16=False,  # TRL's default turns on bf16 autocast, even on a CPU without bf16 units
+        gradient_checkpointing=checkpointing,
     )
     if ref_model is None and not precompute:
         ref_model = copy.deepcopy(model).eval()
@@ -164,106 +229,89 @@ def trl_trainer(
     )
 
 
-def first_batch_loss(variant: str, model_name: str, pairs: list[Any], out: Path) -> float:
-    model, tokenizer = build(model_name)
-    model = perturbed_lora(model)
-    with torch.no_grad():
-        if variant == "bastion":
-            from bastion.align.preference import PreferenceConfig, PreferenceTrainer
-            from bastion.align.train import TrainConfig
-
-            trainer = PreferenceTrainer(
-                model,
-                tokenizer,
-                pairs,
-                PreferenceConfig(beta=BETA, keep_template_suffix=True, max_length=MAX_LENGTH),
-                TrainConfig(output_dir=out / "loss", batch_size=len(pairs)),
-            )
-            loss, _ = trainer.step(model, range(len(pairs)))
-            return float(loss)
-        # the reference is the base model, as Bastion's adapters-off reference is
-        base, _ = build(model_name)
-        trainer = trl_trainer(
-            model, tokenizer, pairs, len(pairs), out / "loss", False, ref_model=base.eval()
-        )
-        batch = trainer.data_collator([trainer.train_dataset[i] for i in range(len(pairs))])
-        return float(trainer.compute_loss(trainer.model, batch))
-
-
 def count_tokens(model_name: str, n_pairs: int) -> int:
-    from bastion.align.logprobs import encode
-    from bastion.models.hf import end_of_turn_ids
-
     model, tokenizer = build(model_name)
-    eos = end_of_turn_ids(model, tokenizer)
-    total = 0
-    for pair in data(n_pairs):
-        c = encode(tokenizer, pair.prompt, pair.chosen, eos_ids=eos, keep_template_suffix=True)
-        r = encode(tokenizer, pair.prompt, pair.rejected, eos_ids=eos, keep_template_suffix=True)
-        total += len(c.prompt) + len(c.completion) + len(r.prompt) + len(r.completion)
-    return total
+    return sum(p + c for p, c in sequence_lengths(model, tokenizer, data(n_pairs)))
+
+
+def run_child(kind: str, variant: str, model_name: str, args: argparse.Namespace) -> dict[str, Any]:
+    """One child process (its peak RSS is its own); its last stdout line is JSON."""
+    proc = subprocess.run(
+        [
+            sys.executable,
+            __file__,
+            f"--{kind}",
+            variant,
+            "--model",
+            model_name,
+            "--pairs",
+            str(args.pairs),
+            "--batch-size",
+            str(args.batch_size),
+            "--out",
+            str(args.out),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if proc.returncode != 0:
+        print(f"{model_name} {variant} {kind}: failed:\n{proc.stderr[-3000:]}", flush=True)
+        return {"error": proc.stderr.strip().splitlines()[-1:]}
+    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return result
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--models", nargs="+", default=["tiny", "smollm2"])
-    parser.add_argument("--pairs", type=int, default=64)
+    parser.add_argument("--pairs", type=int, default=128)
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS))
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/align_vs_trl.json"))
-    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--append", action="store_true", help="add to an existing --out file")
+    parser.add_argument("--child-loss", help=argparse.SUPPRESS)
+    parser.add_argument("--child-train", help=argparse.SUPPRESS)
     parser.add_argument("--model", help=argparse.SUPPRESS)
     args = parser.parse_args()
     work = args.out.parent / "align_vs_trl_work"
-    if args.child:
-        child(args.child, args.model, args.pairs, args.batch_size, work / args.model)
+    if args.child_loss:
+        child_loss(args.child_loss, args.model, args.pairs, args.batch_size, work / args.model)
+        return
+    if args.child_train:
+        child_train(args.child_train, args.model, args.pairs, args.batch_size, work / args.model)
         return
     report: dict[str, Any] = {
         "benchmark": "align_vs_trl",
         "pairs": args.pairs,
         "batch_size": args.batch_size,
         "dtype": "fp32",
+        "torch_threads": torch.get_num_threads(),
         "models": {},
     }
+    if args.append and args.out.is_file():
+        report = json.loads(args.out.read_text())
     for model_name in args.models:
         tokens = count_tokens(model_name, args.pairs)
-        results: dict[str, Any] = {"training_tokens": tokens}
+        results: dict[str, Any] = report["models"].get(model_name, {})
+        results["training_tokens"] = tokens
         for variant in args.variants:
-            proc = subprocess.run(
-                [
-                    sys.executable,
-                    __file__,
-                    "--child",
-                    variant,
-                    "--model",
-                    model_name,
-                    "--pairs",
-                    str(args.pairs),
-                    "--batch-size",
-                    str(args.batch_size),
-                    "--out",
-                    str(args.out),
-                ],
-                capture_output=True,
-                text=True,
-                check=False,
-            )
-            if proc.returncode != 0:
-                results[variant] = {"error": proc.stderr.strip().splitlines()[-1:]}
-                print(f"{model_name} {variant}: failed: {proc.stderr[-2000:]}", flush=True)
-                continue
-            row = json.loads(proc.stdout.strip().splitlines()[-1])
-            row["tok_per_s"] = tokens / row["seconds"]
+            row = {
+                **run_child("child-loss", variant, model_name, args),
+                **run_child("child-train", variant, model_name, args),
+            }
             results[variant] = row
+            if "seconds" not in row or "first_batch_loss" not in row:
+                continue
+            row["tok_per_s"] = tokens / row["seconds"]
             print(
                 f"{model_name:8} {variant:15} {row['tok_per_s']:8.1f} tok/s  "
                 f"peak {row['peak_rss_gib']:.2f} GiB  first-batch loss "
                 f"{row['first_batch_loss']:.6f}",
                 flush=True,
             )
-        ours = results.get("bastion", {})
-        for peer in ("trl", "trl-precompute"):
-            theirs = results.get(peer, {})
+        for mine, peer in RATIOS:
+            ours, theirs = results.get(mine, {}), results.get(peer, {})
             if "tok_per_s" in ours and "tok_per_s" in theirs:
                 results[f"speed_vs_{peer}"] = ours["tok_per_s"] / theirs["tok_per_s"]
                 results[f"memory_vs_{peer}"] = ours["peak_rss_gib"] / theirs["peak_rss_gib"]
@@ -271,7 +319,7 @@ def main() -> None:
                     ours["first_batch_loss"] - theirs["first_batch_loss"]
                 )
                 print(
-                    f"{model_name:8} bastion vs {peer:15} speed x{results[f'speed_vs_{peer}']:.2f}"
+                    f"{model_name:8} {mine} vs {peer:18} speed x{results[f'speed_vs_{peer}']:.2f}"
                     f"  memory x{results[f'memory_vs_{peer}']:.2f}  first-batch loss diff "
                     f"{results[f'loss_diff_vs_{peer}']:.2e}",
                     flush=True,

@@ -152,8 +152,18 @@ def test_reference_logps_are_cached_on_disk(tmp_path: Path, monkeypatch) -> None
         raise AssertionError("reference log-probs must come from the cache")
 
     monkeypatch.setattr(reference_module, "sequence_logps", no_recompute)
-    again = reference_module.reference_logps(t.model, t.chosen, t.pad_id, "sum")
-    assert torch.equal(again, t.ref_chosen)
+    again = trainer(tmp_path, model=t.model)
+    assert again.ref_chosen is not None and again.ref_rejected is not None
+    assert torch.equal(again.ref_chosen, t.ref_chosen)
+    assert torch.equal(again.ref_rejected, t.ref_rejected)
+    with pytest.raises(AssertionError, match="must come from the cache"):
+        PreferenceTrainer(
+            t.model,
+            TOKENIZER,
+            pairs(),
+            PreferenceConfig(beta=0.5, cache_reference=False),
+            TrainConfig(output_dir=tmp_path / "again"),
+        )
 
 
 def test_lora_reference_is_the_model_with_adapters_off(tmp_path: Path) -> None:

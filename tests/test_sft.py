@@ -45,8 +45,24 @@ def test_loss_is_the_mean_nll_of_assistant_tokens() -> None:
             keep = torch.tensor(e.targets[1:])
             nll += F.cross_entropy(logits[keep], targets[keep], reduction="sum").item()
             count += int(keep.sum())
-        got = sft_loss(m, examples, TOKENIZER.pad_token_id).item()
-    assert got == pytest.approx(nll / count, abs=1e-5)
+        packed = sft_loss(m, examples, TOKENIZER.pad_token_id).item()
+        padded = sft_loss(m, examples, TOKENIZER.pad_token_id, packing=False).item()
+    assert packed == pytest.approx(nll / count, abs=1e-5)
+    assert padded == pytest.approx(nll / count, abs=1e-5)
+
+
+def test_packed_and_padded_batches_give_the_same_gradient() -> None:
+    eos = end_of_turn_ids(tiny_lm(), TOKENIZER)
+    examples = [
+        encode_conversation(TOKENIZER, c, eos, 512)
+        for c in (CONVERSATION, Conversation.user("why?").append("assistant", "because"))
+    ]
+    grads = []
+    for packing in (True, False):
+        m = tiny_lm(seed=5)
+        sft_loss(m, examples, TOKENIZER.pad_token_id, packing=packing).backward()
+        grads.append(torch.cat([p.grad.flatten() for p in m.parameters()]))
+    torch.testing.assert_close(grads[0], grads[1], atol=1e-5, rtol=1e-4)
 
 
 def test_training_lowers_the_loss(tmp_path: Path) -> None:

@@ -38,6 +38,7 @@ class PreferenceConfig:
     undesirable_weight: float = 1.0  # KTO
     max_length: int = 512
     keep_template_suffix: bool = False  # True scores the template's text after end-of-turn (TRL)
+    cache_reference: bool = True  # reuse reference log-probs cached on disk for this model + data
 
     @property
     def spec(self) -> PreferenceLoss:
@@ -78,19 +79,28 @@ class PreferenceTrainer(LoopTrainer):
         self.ref_chosen: Tensor | None = None
         self.ref_rejected: Tensor | None = None
         if self.spec.needs_reference:
-            agg = self.spec.aggregation
-            self.ref_chosen = reference_logps(model, self.chosen, self.pad_id, agg)
-            self.ref_rejected = reference_logps(model, self.rejected, self.pad_id, agg)
+            self.ref_chosen, self.ref_rejected = self._reference(self.chosen, self.rejected)
         # Held-out pairs get their reference log-probs now, while the policy is the reference.
         self.eval_chosen, self.eval_rejected = (
             self._encode_pairs(eval_data) if eval_data else ([], [])
         )
         self.eval_ref_margin = torch.zeros(len(self.eval_chosen))
         if eval_data and self.spec.needs_reference:
-            agg = self.spec.aggregation
-            self.eval_ref_margin = reference_logps(
-                model, self.eval_chosen, self.pad_id, agg
-            ) - reference_logps(model, self.eval_rejected, self.pad_id, agg)
+            ref_c, ref_r = self._reference(self.eval_chosen, self.eval_rejected)
+            self.eval_ref_margin = ref_c - ref_r
+
+    def _reference(self, chosen: list[Encoded], rejected: list[Encoded]) -> tuple[Tensor, Tensor]:
+        """Reference log-probs of both sides, each pair's two completions side by side so
+        that a packed pass computes their shared prompt once."""
+        both = [e for pair in zip(chosen, rejected, strict=True) for e in pair]
+        values = reference_logps(
+            self.model,
+            both,
+            self.pad_id,
+            self.spec.aggregation,
+            use_cache=self.config.cache_reference,
+        )
+        return values[0::2].contiguous(), values[1::2].contiguous()
 
     def example_count(self) -> int:
         return len(self.chosen)

@@ -41,6 +41,7 @@ class TrainRecipe(_Strict):
     log_every: int = Field(1, ge=1)
     save_every: int | None = Field(None, ge=1)
     mixed_precision: str = Field("auto", pattern="^(auto|no|bf16|fp16)$")
+    gradient_checkpointing: bool = False
 
 
 class PreferenceRecipe(_Strict):
@@ -63,6 +64,7 @@ class SftRecipe(_Strict):
     model: str = "smollm2-135m-instruct"
     data: Path  # JSONL of {"messages": [...]}
     max_length: int = Field(1024, ge=2)
+    packing: bool = True  # a micro-batch in one row without padding (same loss, less work)
     lora: LoraRecipe | None = LoraRecipe()
     train: TrainRecipe = TrainRecipe()
 

@@ -58,7 +58,7 @@ def reference_logps(
     pad_id: int,
     aggregation: Aggregation,
     *,
-    batch_size: int = 8,
+    batch_size: int = 16,
     use_cache: bool = True,
 ) -> Tensor:
     """Sequence log-probs of every encoded completion under the reference, cached on disk."""

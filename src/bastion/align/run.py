@@ -72,7 +72,14 @@ def run_sft(recipe: SftRecipe, *, resume: bool = False, progress: bool = True) -
     if recipe.lora is not None:
         model = add_lora(model, LoraSettings(**recipe.lora.model_dump()))
     train = TrainConfig(**recipe.train.model_dump())
-    trainer = SftTrainer(model, chat.tokenizer, conversations, train, max_length=recipe.max_length)
+    trainer = SftTrainer(
+        model,
+        chat.tokenizer,
+        conversations,
+        train,
+        max_length=recipe.max_length,
+        packing=recipe.packing,
+    )
     result = trainer.fit(resume=resume, progress=progress)
     final = Path(train.output_dir) / "final"
     summary = {

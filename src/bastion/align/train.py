@@ -17,6 +17,7 @@ import math
 import random
 import shutil
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Generic, TypeVar
@@ -25,6 +26,7 @@ import torch
 from torch import Tensor
 
 from bastion.errors import BastionError
+from bastion.models.packing import base_model, can_pack, packed_attention_on
 
 T = TypeVar("T")
 Step = Callable[[Any, Sequence[T]], tuple[Tensor, dict[str, float]]]
@@ -51,6 +53,7 @@ class TrainConfig:
     log_every: int = 1
     save_every: int | None = None  # optimizer steps between checkpoints
     mixed_precision: str = "auto"  # "auto": bf16 on a GPU that has it, else fp32; or "no"
+    gradient_checkpointing: bool = False  # recompute activations in backward: less memory
 
     def __post_init__(self) -> None:
         self.output_dir = Path(self.output_dir)
@@ -107,6 +110,8 @@ class Loop(Generic[T]):
         per_step = config.batch_size * config.grad_accum * self.world
         self.steps_per_epoch = max(len(examples) // per_step, 1)
         self.total_steps = config.max_steps or self.steps_per_epoch * config.epochs
+        if config.gradient_checkpointing:
+            base_model(model).activation_checkpointing_enable({"use_reentrant": False})
         params = [p for p in model.parameters() if p.requires_grad]
         if not params:
             raise TrainingError("the model has no trainable parameters")
@@ -153,7 +158,9 @@ class Loop(Generic[T]):
         board = _tensorboard(cfg.output_dir / "tensorboard") if acc.is_main_process else None
         torch.manual_seed(cfg.seed + self.state.micro)
         self.model.train()
-        with _progress(self.progress and acc.is_main_process, self.total_steps) as bar:
+        # packed attention stays on for the backward pass's recomputation (see packing)
+        packed = packed_attention_on(self.model) if can_pack(self.model) else nullcontext()
+        with packed, _progress(self.progress and acc.is_main_process, self.total_steps) as bar:
             bar.advance(self.state.step)
             sums: dict[str, float] = {}
             for index in range(self.state.micro, len(batches)):

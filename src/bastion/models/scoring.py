@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from bastion.errors import ModelError
+from bastion.models.packing import base_model, can_pack, packed_completion_logps, token_logps
 from bastion.types import Conversation
 
 
@@ -74,17 +75,24 @@ def completion_logps(
     prompts: Sequence[Sequence[int]],
     completions: Sequence[Sequence[int]],
     pad_id: int,
+    *,
+    packed: bool = True,
 ) -> tuple[Tensor, Tensor]:
     """Per-token log-probs of each completion given its prompt, in one forward pass.
 
     Returns ``(logps, mask)``, both ``(batch, L)`` with ``L`` the longest completion; row ``i``
     holds its completion's tokens right-aligned, ``mask`` marks them, and padded cells are 0.
     Gradients flow when called outside ``torch.no_grad``.
+
+    Models that :func:`~bastion.models.packing.can_pack` run padding-free, each distinct prompt
+    once (:mod:`bastion.models.packing`); others, or ``packed=False``, run left-padded.
     """
     if len(prompts) != len(completions) or not prompts:
         raise ValueError("need one completion per prompt, and at least one")
     if any(not c for c in completions):
         raise ValueError("every completion needs at least one token")
+    if packed and can_pack(model):
+        return packed_completion_logps(model, prompts, completions)
     device = next(model.parameters()).device
     rows = [list(p) + list(c) for p, c in zip(prompts, completions, strict=True)]
     span = max(map(len, completions))
@@ -104,10 +112,8 @@ def completion_logps(
         logits_to_keep=1,
     )
     hidden = output.hidden_states[-1][:, -(span + 1) : -1][mask]
-    head = getattr(model, "module", model).get_output_embeddings()  # unwrap DDP
-    logits = head(hidden).float()
-    targets = ids[:, -span:][mask]
-    picked = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, -1)
+    head = base_model(model).get_output_embeddings()
+    picked = token_logps(head, hidden, ids[:, -span:][mask])
     logps = torch.zeros((len(rows), span), dtype=picked.dtype, device=device)
     logps = logps.masked_scatter(mask, picked)
     return logps, mask

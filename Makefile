@@ -39,4 +39,7 @@ bench-align:
 	$(BENCH)/python -m pip install --quiet --disable-pip-version-check torch==2.13.0
 	$(BENCH)/python -m pip install --quiet --disable-pip-version-check -e '.[bench]' \
 		trl==1.16.0 datasets
-	$(BENCH)/python benchmarks/align_vs_trl.py
+	$(BENCH)/python benchmarks/align_vs_trl.py --loss dpo
+	$(BENCH)/python benchmarks/align_vs_trl.py --loss dpo --models smollm2 --append \
+		--variants bastion-gc trl-precompute-gc
+	$(BENCH)/python benchmarks/align_vs_trl.py --loss kto

@@ -20,7 +20,12 @@ agree to 1e-4. Ratios are Bastion's figure over TRL's.
 
 TRL is needed only here: ``make bench-align`` installs it into ``.venv-bench``.
 
-    python benchmarks/align_vs_trl.py [--models tiny smollm2] [--pairs 128] [--batch-size 4]
+    python benchmarks/align_vs_trl.py [--loss dpo|kto] [--models tiny smollm2] [--pairs 128]
+        [--batch-size 4] [--variants bastion trl trl-precompute bastion-gc trl-precompute-gc]
+
+With ``--loss kto`` each pair gives a desirable and an undesirable example and TRL's
+``KTOTrainer`` is the peer; the KL reference point's mismatched pairs are built the same way by
+both (completions rotated by one within consecutive batch-sized chunks).
 """
 
 from __future__ import annotations
@@ -68,13 +73,34 @@ def build(model_name: str) -> tuple[Any, Any]:
     return chat.model.train(), chat.tokenizer
 
 
-def data(pairs: int) -> list[Any]:
-    from bastion.align.safety_pairs import safety_pairs
+LOSS = "dpo"  # or "kto" (set by --loss): TRL's DPOTrainer or KTOTrainer
 
-    return safety_pairs(pairs // 2, pairs - pairs // 2)
+
+def data(pairs: int) -> list[Any]:
+    """The safety pairs; for KTO each pair gives a desirable and an undesirable example."""
+    from bastion.align.safety_pairs import safety_pairs
+    from bastion.types import UnpairedExample
+
+    preference = safety_pairs(pairs // 2, pairs - pairs // 2)
+    if LOSS == "dpo":
+        return preference
+    return [
+        UnpairedExample(p.prompt, completion, label)
+        for p in preference
+        for completion, label in ((p.chosen, True), (p.rejected, False))
+    ]
 
 
 def rows(pairs: list[Any]) -> list[dict[str, Any]]:
+    if LOSS == "kto":
+        return [
+            {
+                "prompt": e.prompt.to_dicts(),
+                "completion": e.completion.to_dicts(),
+                "label": e.label,
+            }
+            for e in pairs
+        ]
     return [
         {
             "prompt": p.prompt.to_dicts(),
@@ -110,7 +136,8 @@ def sequence_lengths(model: Any, tokenizer: Any, pairs: list[Any]) -> list[tuple
     eos = end_of_turn_ids(model, tokenizer)
     out = []
     for pair in pairs:
-        for completion in (pair.chosen, pair.rejected):
+        completions = (pair.completion,) if LOSS == "kto" else (pair.chosen, pair.rejected)
+        for completion in completions:
             e = encode(tokenizer, pair.prompt, completion, eos_ids=eos, keep_template_suffix=True)
             out.append((len(e.prompt), len(e.completion)))
     return out
@@ -133,6 +160,7 @@ def bastion_trainer(
         pairs,
         # TRL scores the template's text after the end-of-turn token; so does Bastion here.
         PreferenceConfig(
+            loss=LOSS,
             beta=BETA,
             keep_template_suffix=True,
             max_length=longest(model, tokenizer, pairs),
@@ -196,9 +224,10 @@ def trl_trainer(
     """TRL's DPOTrainer. Without precomputation TRL keeps a frozen reference copy; it would
     load it from the model's path, which an in-code model lacks, so the copy is made here."""
     from datasets import Dataset
-    from trl import DPOConfig, DPOTrainer
+    from trl import DPOConfig, DPOTrainer, KTOConfig, KTOTrainer
 
-    args = DPOConfig(
+    config, trainer = (KTOConfig, KTOTrainer) if LOSS == "kto" else (DPOConfig, DPOTrainer)
+    args = config(
         output_dir=str(out / "trl"),
         per_device_train_batch_size=batch,
         learning_rate=LR,
@@ -220,7 +249,7 @@ def trl_trainer(
     )
     if ref_model is None and not precompute:
         ref_model = copy.deepcopy(model).eval()
-    return DPOTrainer(
+    return trainer(
         model=model,
         ref_model=ref_model,
         args=args,
@@ -248,6 +277,8 @@ def run_child(kind: str, variant: str, model_name: str, args: argparse.Namespace
             str(args.pairs),
             "--batch-size",
             str(args.batch_size),
+            "--loss",
+            LOSS,
             "--out",
             str(args.out),
         ],
@@ -267,13 +298,17 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=["tiny", "smollm2"])
     parser.add_argument("--pairs", type=int, default=128)
     parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--loss", choices=("dpo", "kto"), default="dpo")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS))
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/align_vs_trl.json"))
+    parser.add_argument("--out", type=Path, help="JSON out; default per loss")
     parser.add_argument("--append", action="store_true", help="add to an existing --out file")
     parser.add_argument("--child-loss", help=argparse.SUPPRESS)
     parser.add_argument("--child-train", help=argparse.SUPPRESS)
     parser.add_argument("--model", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    global LOSS
+    LOSS = args.loss
+    args.out = args.out or Path(f"benchmarks/results/align_vs_trl_{LOSS}.json")
     work = args.out.parent / "align_vs_trl_work"
     if args.child_loss:
         child_loss(args.child_loss, args.model, args.pairs, args.batch_size, work / args.model)
@@ -285,6 +320,7 @@ def main() -> None:
         "benchmark": "align_vs_trl",
         "pairs": args.pairs,
         "batch_size": args.batch_size,
+        "loss": args.loss,
         "dtype": "fp32",
         "torch_threads": torch.get_num_threads(),
         "models": {},

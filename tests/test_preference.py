@@ -8,7 +8,7 @@ import torch
 
 from bastion import Conversation, DataError, PreferencePair, UnpairedExample
 from bastion.align import reference as reference_module
-from bastion.align.preference import PreferenceConfig, PreferenceTrainer
+from bastion.align.preference import PreferenceConfig, PreferenceTrainer, kl_partners
 from bastion.align.train import Loop, TrainConfig, TrainingError
 from helpers import TOKENIZER, tiny_lm
 
@@ -178,3 +178,9 @@ def test_lora_reference_is_the_model_with_adapters_off(tmp_path: Path) -> None:
     )
     t = trainer(tmp_path, model=lora)
     assert torch.allclose(t.ref_chosen, expected, atol=1e-5)
+
+
+def test_kto_kl_pairs_rotate_within_each_batch_sized_chunk() -> None:
+    assert kl_partners(7, 3) == [2, 0, 1, 5, 3, 4, 5]  # the lone last example borrows #5
+    assert kl_partners(4, 4) == [3, 0, 1, 2]
+    assert all(i != j for i, j in enumerate(kl_partners(10, 4)))

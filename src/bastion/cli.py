@@ -65,9 +65,9 @@ def doctor(
     cache = cache_dir()
     table.add_row("cache", f"{cache} ({dir_size(cache) / 2**20:.0f} MiB)")
     console.print(table)
-    models = Table("packaged model", "kind", "present", "loads", "load time")
+    models = Table("packaged model", "kind", "was cached", "loads", "load time")
     for name, packaged in PACKAGED.items():
-        present = is_present(name)
+        present = is_present(name)  # before this load fetched it, if it did
         loads, elapsed = "-", "-"
         if load:
             start = time.perf_counter()

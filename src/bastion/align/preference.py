@@ -131,6 +131,12 @@ class PreferenceTrainer(LoopTrainer):
         """The loss output and the policy's chosen/rejected sequence log-probs for a batch."""
         idx = list(batch)
         agg = self.spec.aggregation
+        kwargs = self.config.loss_kwargs()
+        if not self.spec.paired:
+            own = sequence_logps(model, [self.chosen[i] for i in idx], self.pad_id, agg)
+            with torch.no_grad():  # the KL reference point is detached: no backward through it
+                kl = sequence_logps(model, [self.rejected[i] for i in idx], self.pad_id, agg)
+            return self._kto(model, idx, own, kl, kwargs)
         pair = concatenated_logps(
             model,
             [self.chosen[i] for i in idx],
@@ -138,9 +144,6 @@ class PreferenceTrainer(LoopTrainer):
             self.pad_id,
             agg,
         )
-        kwargs = self.config.loss_kwargs()
-        if not self.spec.paired:
-            return self._kto(model, idx, pair.chosen, pair.rejected, kwargs)
         if self.spec.needs_reference:
             assert self.ref_chosen is not None and self.ref_rejected is not None
             device = pair.chosen.device
@@ -233,10 +236,27 @@ class PreferenceTrainer(LoopTrainer):
         own = [
             self._encode(e.prompt, e.completion, f"example {e.id or i}") for i, e in enumerate(data)
         ]
-        # The KL reference point uses mismatched pairs: each prompt with the next completion.
-        n = len(data)
         mismatched = [
-            self._encode(data[i].prompt, data[(i + 1) % n].completion, f"example {i} (KL pair)")
-            for i in range(n)
+            self._encode(data[i].prompt, data[j].completion, f"example {i} (KL pair)")
+            for i, j in enumerate(kl_partners(len(data), self.train_config.batch_size))
         ]
         return own, mismatched
+
+
+def kl_partners(n: int, batch_size: int) -> list[int]:
+    """Whose completion each example's prompt is paired with for KTO's KL reference point.
+
+    The data is cut into consecutive chunks of ``batch_size`` and completions rotate by one
+    within each chunk (example ``i`` takes ``i − 1``'s, the first takes the last's), so the
+    mismatched completions are the chunk's own completions under other prompts, as the KTO
+    paper advises and as TRL's ``KTOTrainer`` pairs them. A chunk of one borrows the previous
+    example's completion.
+    """
+    partners = []
+    for start in range(0, n, batch_size):
+        size = min(batch_size, n - start)
+        if size == 1:
+            partners.append((start - 1) % n)
+            continue
+        partners += [start + (k - 1) % size for k in range(size)]
+    return partners

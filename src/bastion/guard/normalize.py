@@ -1,0 +1,301 @@
+"""Canonical text and decoded views: what every input scanner looks at.
+
+Encodings are the cheapest bypass of a guard: a blocked phrase written in Cyrillic look-alikes,
+split by zero-width spaces, spaced out letter by letter, or base64-encoded passes any scanner
+that reads the raw string. So scanners never read the raw string. They read:
+
+* the **canonical** text: Unicode NFKC (fullwidth and mathematical letters become plain ones),
+  invisible characters removed (zero-width spaces and joiners, soft hyphens, bidi controls,
+  variation selectors, Unicode tag characters, control characters other than newline and tab,
+  lone surrogates), look-alike letters folded to Latin inside words that mix scripts, and
+  whitespace collapsed. Every canonical character remembers the offset of the original
+  character it came from, so spans found in it are reported in the caller's text.
+* the **folded** text, for phrase matching: the canonical text further case-folded, stripped of
+  diacritics and with every look-alike folded, also with offsets into the original.
+* **decoded views**, each a whole text a scanner can read: ``base64`` and ``hex`` (runs that
+  decode to readable UTF-8, replaced in place), ``url`` (percent-encoding), ``rot13``,
+  ``leetspeak`` (digits and symbols read as letters inside words), ``reversed``, ``spaced``
+  (letter-by-letter text joined back into words) and ``tags`` (text hidden in Unicode tag
+  characters). A view is produced only when it differs from the canonical text.
+
+All of it runs in time linear in the input; nothing here uses a regular expression that can
+backtrack catastrophically (every pattern is a simple character-class run).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import codecs
+import re
+import unicodedata
+from dataclasses import dataclass
+from functools import lru_cache
+from urllib.parse import unquote
+
+# Look-alikes of Latin letters (Cyrillic, Greek, and a few others). NFKC already folds the
+# fullwidth and mathematical alphabets; these it leaves alone because they are real letters.
+HOMOGLYPHS = {
+    # Cyrillic
+    "а": "a", "в": "b", "е": "e", "ё": "e", "к": "k", "м": "m", "н": "h", "о": "o", "р": "p",
+    "с": "c", "т": "t", "у": "y", "х": "x", "ѕ": "s", "і": "i", "ї": "i", "ј": "j", "ԁ": "d",
+    "һ": "h", "ԛ": "q", "ԝ": "w", "ɡ": "g", "ӏ": "l", "ь": "b",
+    "А": "A", "В": "B", "Е": "E", "К": "K", "М": "M", "Н": "H", "О": "O", "Р": "P", "С": "C",
+    "Т": "T", "У": "Y", "Х": "X", "Ѕ": "S", "І": "I", "Ј": "J", "Ԁ": "D", "Һ": "H", "Ԛ": "Q",
+    "Ԝ": "W",
+    # Greek
+    "α": "a", "β": "b", "ε": "e", "ι": "i", "κ": "k", "ν": "v", "ο": "o", "ρ": "p", "τ": "t",
+    "υ": "u", "χ": "x", "γ": "y", "ω": "w",
+    "Α": "A", "Β": "B", "Ε": "E", "Ζ": "Z", "Η": "H", "Ι": "I", "Κ": "K", "Μ": "M", "Ν": "N",
+    "Ο": "O", "Ρ": "P", "Τ": "T", "Υ": "Y", "Χ": "X",
+    # Latin extensions and symbols that read as letters
+    "ı": "i", "ȷ": "j", "ʟ": "l", "ɪ": "i", "ʀ": "r", "ᴀ": "a", "ᴄ": "c", "ᴅ": "d", "ᴇ": "e",
+    "ᴋ": "k", "ᴍ": "m", "ᴏ": "o", "ᴘ": "p", "ᴛ": "t", "ᴜ": "u", "ᴠ": "v", "ᴡ": "w", "ᴢ": "z",
+    "ꜱ": "s", "ɢ": "g", "ʜ": "h", "ɴ": "n",
+}  # fmt: skip
+
+LEET = {
+    "0": "o", "1": "i", "2": "z", "3": "e", "4": "a", "5": "s", "6": "g", "7": "t", "8": "b",
+    "9": "g", "@": "a", "$": "s", "!": "i", "|": "l", "+": "t", "€": "e", "£": "l",
+}  # fmt: skip
+
+_TAG_START, _TAG_END = 0xE0000, 0xE007F
+_BASE64_RUN = re.compile(r"[A-Za-z0-9+/_-]{16,}={0,2}")
+_HEX_RUN = re.compile(r"(?:\\x|0x)?[0-9A-Fa-f]{2}(?:[ :]?(?:\\x|0x)?[0-9A-Fa-f]{2}){7,}")
+_PERCENT = re.compile(r"%[0-9A-Fa-f]{2}")
+_SPACED_RUN = re.compile(r"(?<!\S)\w(?:[ .\-_*]\w){3,}(?!\S)")
+_LEET_TOKEN = re.compile(r"[A-Za-z0-9@$!|+€£]+")
+
+
+@dataclass(frozen=True, slots=True)
+class Folded:
+    """A transformed text and, for each of its characters, the original offset it came from."""
+
+    text: str
+    origin: tuple[int, ...]
+
+    def span(self, start: int, end: int) -> tuple[int, int]:
+        """Offsets in the original text of ``text[start:end]`` (end exclusive)."""
+        if start >= end:
+            at = self.origin[start] if start < len(self.origin) else self._end()
+            return at, at
+        return self.origin[start], self.origin[end - 1] + 1
+
+    def _end(self) -> int:
+        return self.origin[-1] + 1 if self.origin else 0
+
+
+@dataclass(frozen=True, slots=True)
+class View:
+    name: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Normalized:
+    """Everything the scanners read about one input."""
+
+    original: str
+    canonical: Folded
+    folded: Folded
+    views: tuple[View, ...]  # decoded views that differ from the canonical text
+
+    def all_views(self) -> tuple[View, ...]:
+        """The canonical text first, then every decoded view."""
+        return (View("canonical", self.canonical.text), *self.views)
+
+
+def _invisible(ch: str) -> bool:
+    code = ord(ch)
+    if ch in "\n\t":
+        return False
+    category = unicodedata.category(ch)
+    # Cf: format (zero-width, bidi, soft hyphen, tags); Cc: controls (NUL …); Cs: surrogates;
+    # Mn variation selectors; Co private use
+    return (
+        category in ("Cf", "Cc", "Cs", "Co")
+        or 0xFE00 <= code <= 0xFE0F
+        or 0xE0100 <= code <= 0xE01EF
+        or _TAG_START <= code <= _TAG_END
+    )
+
+
+@lru_cache(maxsize=65536)
+def _nfkc(ch: str) -> str:
+    return unicodedata.normalize("NFKC", ch)
+
+
+@lru_cache(maxsize=65536)
+def _bare(ch: str) -> str:
+    """Case-folded, diacritics stripped, look-alikes folded."""
+    ch = HOMOGLYPHS.get(ch, ch)
+    out = []
+    for part in unicodedata.normalize("NFD", ch):
+        if unicodedata.category(part) != "Mn":
+            out.append(HOMOGLYPHS.get(part, part))
+    return "".join(out).casefold()
+
+
+def _is_latin_letter(ch: str) -> bool:
+    return "a" <= ch <= "z" or "A" <= ch <= "Z"
+
+
+def _fold(text: str, *, matching: bool) -> Folded:
+    chars: list[str] = []
+    origin: list[int] = []
+    space_at = -1  # offset of a whitespace run not yet written (as one space)
+    for index, raw in enumerate(text):
+        if _invisible(raw):
+            continue
+        for ch in _nfkc(raw):
+            if ch.isspace():
+                if chars and space_at < 0:
+                    space_at = index
+                continue
+            if space_at >= 0:
+                chars.append(" ")
+                origin.append(space_at)
+                space_at = -1
+            for out in _bare(ch) if matching else ch:
+                chars.append(out)
+                origin.append(index)
+    if not matching:
+        _fold_mixed_words(chars)
+    return Folded("".join(chars), tuple(origin))
+
+
+def _fold_mixed_words(chars: list[str]) -> None:
+    """Fold look-alikes in place inside words that also contain Latin letters (a word wholly
+    in Cyrillic or Greek is real text and stays as it is)."""
+    start = 0
+    n = len(chars)
+    while start < n:
+        if not chars[start].isalpha():
+            start += 1
+            continue
+        end = start
+        while end < n and chars[end].isalpha():
+            end += 1
+        word = chars[start:end]
+        if any(_is_latin_letter(c) for c in word) and any(c in HOMOGLYPHS for c in word):
+            for i in range(start, end):
+                chars[i] = HOMOGLYPHS.get(chars[i], chars[i])
+        start = end
+
+
+def canonical(text: str) -> Folded:
+    """NFKC, invisibles removed, mixed-script look-alikes folded, whitespace collapsed."""
+    return _fold(text, matching=False)
+
+
+def folded(text: str) -> Folded:
+    """The canonical text case-folded, without diacritics, every look-alike folded."""
+    return _fold(text, matching=True)
+
+
+def normalize(text: str) -> Normalized:
+    canon = canonical(text)
+    views = []
+    for name, make in VIEW_MAKERS.items():
+        made = make(text, canon.text)
+        if made is not None and made != canon.text and made.strip():
+            views.append(View(name, made))
+    return Normalized(text, canon, folded(text), tuple(views))
+
+
+# --- decoded views ---------------------------------------------------------------------------
+
+
+def _readable(data: bytes) -> str | None:
+    """Decoded bytes as text when they are mostly printable UTF-8, else None."""
+    try:
+        decoded = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    if not decoded:
+        return None
+    printable = sum(1 for c in decoded if c.isprintable() or c in "\n\t")
+    letters = sum(1 for c in decoded if c.isalpha())
+    return decoded if printable / len(decoded) >= 0.9 and letters >= len(decoded) * 0.3 else None
+
+
+def _base64_view(_: str, canon: str) -> str | None:
+    def decode(match: re.Match[str]) -> str:
+        run = match.group(0)
+        padded = run + "=" * (-len(run) % 4)
+        for decoder in (base64.b64decode, base64.urlsafe_b64decode):
+            try:
+                text = _readable(decoder(padded))
+            except (binascii.Error, ValueError):
+                continue
+            if text is not None:
+                return text
+        return run
+
+    return _BASE64_RUN.sub(decode, canon)
+
+
+def _hex_view(_: str, canon: str) -> str | None:
+    def decode(match: re.Match[str]) -> str:
+        digits = re.sub(r"\\x|0x|[ :]", "", match.group(0))
+        text = _readable(bytes.fromhex(digits)) if len(digits) % 2 == 0 else None
+        return text if text is not None else match.group(0)
+
+    return _HEX_RUN.sub(decode, canon)
+
+
+def _url_view(_: str, canon: str) -> str | None:
+    return unquote(canon) if _PERCENT.search(canon) else None
+
+
+def _rot13_view(_: str, canon: str) -> str | None:
+    if not any(c.isascii() and c.isalpha() for c in canon):
+        return None
+    return codecs.encode(canon, "rot13")
+
+
+def _leet_view(_: str, canon: str) -> str | None:
+    def mixed(word: str) -> bool:  # letters with digits or symbols: leetspeak, not a number
+        return any(c.isalpha() for c in word) and any(c in LEET for c in word)
+
+    tokens = _LEET_TOKEN.findall(canon)
+    if not any(mixed(t) for t in tokens):
+        return None
+
+    def read(match: re.Match[str]) -> str:
+        word = match.group(0)
+        # in leetspeak text a lone "4" or "1" is a word too ("m4k3 4 b0mb")
+        if mixed(word) or (len(word) == 1 and word in LEET):
+            return "".join(LEET.get(c, c) for c in word)
+        return word
+
+    return _LEET_TOKEN.sub(read, canon)
+
+
+def _reversed_view(_: str, canon: str) -> str | None:
+    return canon[::-1]
+
+
+def _spaced_view(original: str, _: str) -> str | None:
+    # on the text before whitespace collapses: words are split by wider gaps than letters
+    text = "".join(c for c in original if not _invisible(c))
+    joined = _SPACED_RUN.sub(lambda m: re.sub(r"[ .\-_*]", "", m.group(0)), text)
+    return canonical(joined).text if joined != text else None
+
+
+def _tags_view(original: str, _: str) -> str | None:
+    low, high = _TAG_START + 0x20, _TAG_START + 0x7E  # the tag copies of printable ASCII
+    hidden = "".join(chr(ord(c) - _TAG_START) for c in original if low <= ord(c) <= high)
+    return hidden or None
+
+
+VIEW_MAKERS = {
+    "base64": _base64_view,
+    "hex": _hex_view,
+    "url": _url_view,
+    "rot13": _rot13_view,
+    "leetspeak": _leet_view,
+    "reversed": _reversed_view,
+    "spaced": _spaced_view,
+    "tags": _tags_view,
+}

@@ -1,0 +1,6 @@
+"""Every scanner, registered by name in :data:`SCANNERS` (importing this package registers them)."""
+
+from bastion.guard.scanners.base import SCANNERS, Scanner, register
+from bastion.guard.scanners.blocklist import BlocklistScanner
+
+__all__ = ["SCANNERS", "BlocklistScanner", "Scanner", "register"]

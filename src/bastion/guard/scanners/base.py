@@ -1,0 +1,70 @@
+"""The scanner contract and the registry every scanner is found through.
+
+A scanner is one small class with one ``scan(normalized) -> ScanResult`` method. It is
+registered by name with :func:`register` (a class decorator), so the policy file, the CLI and
+the contract test find every scanner the same way and none can be forgotten by a hand-kept
+list.
+"""
+
+from __future__ import annotations
+
+import abc
+import time
+from typing import ClassVar, TypeVar
+
+from bastion.guard.normalize import Normalized, normalize
+from bastion.guard.result import ScanResult
+
+SCANNERS: dict[str, type[Scanner]] = {}
+S = TypeVar("S", bound="type[Scanner]")
+
+
+def register(cls: S) -> S:
+    """Add a scanner class to :data:`SCANNERS` under its ``name``."""
+    if cls.name in SCANNERS:
+        raise ValueError(f"scanner name {cls.name!r} is registered twice")
+    SCANNERS[cls.name] = cls
+    return cls
+
+
+class Scanner(abc.ABC):
+    """One check on a text. ``threshold``: ``flagged = score >= threshold``."""
+
+    name: ClassVar[str]
+    stage: ClassVar[str] = "input"  # "input", "output" or "both"
+
+    def __init__(self, *, threshold: float = 0.5) -> None:
+        if not 0.0 <= threshold <= 1.0:
+            raise ValueError(f"{self.name}: threshold must be in [0, 1], got {threshold}")
+        self.threshold = threshold
+
+    @abc.abstractmethod
+    def scan_normalized(self, text: Normalized) -> ScanResult:
+        """Scan an already normalized text (the pipeline normalizes once for all scanners)."""
+
+    def scan(self, text: str | Normalized) -> ScanResult:
+        """Scan a text, normalizing it first if needed; the result carries the time taken."""
+        start = time.perf_counter()
+        result = self.scan_normalized(normalize(text) if isinstance(text, str) else text)
+        elapsed = (time.perf_counter() - start) * 1000
+        return ScanResult(
+            scanner=result.scanner,
+            score=result.score,
+            flagged=result.flagged,
+            reason=result.reason,
+            spans=result.spans,
+            view=result.view,
+            sanitized=result.sanitized,
+            elapsed_ms=elapsed,
+            meta=result.meta,
+        )
+
+    def result(self, score: float, reason: str = "", **fields: object) -> ScanResult:
+        """A result with ``flagged`` decided by this scanner's threshold."""
+        return ScanResult(
+            scanner=self.name,
+            score=score,
+            flagged=score >= self.threshold,
+            reason=reason,
+            **fields,  # type: ignore[arg-type]
+        )

@@ -2,5 +2,6 @@
 
 from bastion.guard.scanners.base import SCANNERS, Scanner, register
 from bastion.guard.scanners.blocklist import BlocklistScanner
+from bastion.guard.scanners.pii import PiiScanner
 
-__all__ = ["SCANNERS", "BlocklistScanner", "Scanner", "register"]
+__all__ = ["SCANNERS", "BlocklistScanner", "PiiScanner", "Scanner", "register"]

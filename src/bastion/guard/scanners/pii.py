@@ -23,14 +23,13 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from typing import ClassVar
 
 import phonenumbers
 
-from bastion.guard.normalize import Normalized
-from bastion.guard.result import ScanResult, Span
-from bastion.guard.scanners.base import Scanner, register
+from bastion.guard.scanners.base import register
+from bastion.guard.scanners.patterns import Finder, PatternScanner, regex_finder
 
 EMAIL = re.compile(
     r"(?<![\w.%+-])[\w.%+-]{1,64}@[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63}){0,8}\.[A-Za-z]{2,24}(?![\w-])"
@@ -95,16 +94,11 @@ def _ip_valid(candidate: str) -> bool:
     return True
 
 
-Finder = Callable[[str], Iterator[tuple[int, int]]]
-
-
-def _regex(pattern: re.Pattern[str], valid: Callable[[re.Match[str]], bool]) -> Finder:
-    def find(text: str) -> Iterator[tuple[int, int]]:
+def _ip(text: str) -> Iterator[tuple[int, int]]:
+    for pattern in (IPV4, IPV6):
         for match in pattern.finditer(text):
-            if valid(match):
+            if match.group(0).count(":") != 1 and _ip_valid(match.group(0)):
                 yield match.start(), match.end()
-
-    return find
 
 
 def _card(match: re.Match[str]) -> bool:
@@ -125,11 +119,12 @@ class PhoneFinder:
 
 
 @register
-class PiiScanner(Scanner):
+class PiiScanner(PatternScanner):
     """Flags and masks personal data; ``entities`` limits which kinds are looked for."""
 
     name: ClassVar[str] = "pii"
     stage: ClassVar[str] = "both"
+    what: ClassVar[str] = "personal data"
 
     def __init__(
         self,
@@ -138,61 +133,17 @@ class PiiScanner(Scanner):
         region: str = "US",
         threshold: float = 0.5,
     ) -> None:
-        super().__init__(threshold=threshold)
         wanted = list(entities)
         unknown = [e for e in wanted if e not in ENTITIES]
         if unknown:
             raise ValueError(f"pii: unknown entities {unknown}; known: {', '.join(ENTITIES)}")
         finders: dict[str, Finder] = {
-            "URL_CREDENTIALS": _regex(URL_CREDENTIALS, lambda m: True),
-            "EMAIL": _regex(EMAIL, lambda m: True),
-            "IBAN": _regex(IBAN, lambda m: iban_valid(m.group(0))),
-            "CREDIT_CARD": _regex(CARD, _card),
-            "US_SSN": _regex(SSN, lambda m: ssn_valid(m.group(1), m.group(3), m.group(4))),
-            "IP_ADDRESS": self._ip,
+            "URL_CREDENTIALS": regex_finder(URL_CREDENTIALS),
+            "EMAIL": regex_finder(EMAIL),
+            "IBAN": regex_finder(IBAN, lambda m: iban_valid(m.group(0))),
+            "CREDIT_CARD": regex_finder(CARD, _card),
+            "US_SSN": regex_finder(SSN, lambda m: ssn_valid(m.group(1), m.group(3), m.group(4))),
+            "IP_ADDRESS": _ip,
             "PHONE": PhoneFinder(region),
         }
-        self.finders = [(e, finders[e]) for e in ENTITIES if e in wanted]
-
-    @staticmethod
-    def _ip(text: str) -> Iterator[tuple[int, int]]:
-        for pattern in (IPV4, IPV6):
-            for match in pattern.finditer(text):
-                if match.group(0).count(":") != 1 and _ip_valid(match.group(0)):
-                    yield match.start(), match.end()
-
-    def detect(self, text: str) -> list[Span]:
-        """Non-overlapping detections in ``text``, in reading order."""
-        taken: list[tuple[int, int]] = []
-        spans = []
-        for entity, find in self.finders:  # in precedence order
-            for start, end in find(text):
-                if any(start < e and s < end for s, e in taken):
-                    continue
-                taken.append((start, end))
-                spans.append(Span(entity, start, end))
-        return sorted(spans, key=lambda s: s.start)
-
-    def scan_normalized(self, text: Normalized) -> ScanResult:
-        canon = text.canonical
-        spans = [Span(s.label, *canon.span(s.start, s.end)) for s in self.detect(canon.text)]
-        if not spans:
-            return self.result(0.0, sanitized=text.original)
-        kinds = sorted({s.label for s in spans})
-        return self.result(
-            1.0,
-            f"personal data: {', '.join(kinds)}",
-            spans=tuple(spans),
-            view="canonical",
-            sanitized=mask(text.original, spans),
-        )
-
-
-def mask(text: str, spans: Iterable[Span]) -> str:
-    """``text`` with every span replaced by ``<LABEL>`` (spans must not overlap)."""
-    out, at = [], 0
-    for span in sorted(spans, key=lambda s: s.start):
-        out += [text[at : span.start], f"<{span.label}>"]
-        at = span.end
-    out.append(text[at:])
-    return "".join(out)
+        super().__init__([(e, finders[e]) for e in ENTITIES if e in wanted], threshold=threshold)

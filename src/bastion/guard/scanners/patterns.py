@@ -1,0 +1,78 @@
+"""What pattern scanners share: finders, precedence among overlaps, and masking.
+
+A finder yields ``(start, end)`` of each validated match in a text. A :class:`PatternScanner`
+runs its finders in precedence order on the canonical text (so invisible characters and
+fullwidth forms hide nothing), keeps the first detection where two overlap, maps spans back to
+the caller's text, and masks them there as ``<LABEL>``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Iterator
+from typing import ClassVar
+
+from bastion.guard.normalize import Normalized
+from bastion.guard.result import ScanResult, Span
+from bastion.guard.scanners.base import Scanner
+
+Finder = Callable[[str], Iterator[tuple[int, int]]]
+
+
+def regex_finder(
+    pattern: re.Pattern[str], valid: Callable[[re.Match[str]], bool] = lambda m: True
+) -> Finder:
+    """Matches of ``pattern`` that pass ``valid`` (a checksum, a rule, a range)."""
+
+    def find(text: str) -> Iterator[tuple[int, int]]:
+        for match in pattern.finditer(text):
+            if valid(match):
+                yield match.start(), match.end()
+
+    return find
+
+
+def mask(text: str, spans: Iterable[Span]) -> str:
+    """``text`` with every span replaced by ``<LABEL>`` (spans must not overlap)."""
+    out, at = [], 0
+    for span in sorted(spans, key=lambda s: s.start):
+        out += [text[at : span.start], f"<{span.label}>"]
+        at = span.end
+    out.append(text[at:])
+    return "".join(out)
+
+
+class PatternScanner(Scanner):
+    """Flags (score 1.0) and masks whatever its ``finders`` detect."""
+
+    what: ClassVar[str]  # how the reason names the findings: "personal data", "secret"
+
+    def __init__(self, finders: list[tuple[str, Finder]], *, threshold: float = 0.5) -> None:
+        super().__init__(threshold=threshold)
+        self.finders = finders  # (label, finder), most specific first
+
+    def detect(self, text: str) -> list[Span]:
+        """Non-overlapping detections in ``text``, in reading order."""
+        taken: list[tuple[int, int]] = []
+        spans = []
+        for label, find in self.finders:
+            for start, end in find(text):
+                if any(start < e and s < end for s, e in taken):
+                    continue
+                taken.append((start, end))
+                spans.append(Span(label, start, end))
+        return sorted(spans, key=lambda s: s.start)
+
+    def scan_normalized(self, text: Normalized) -> ScanResult:
+        canon = text.canonical
+        spans = [Span(s.label, *canon.span(s.start, s.end)) for s in self.detect(canon.text)]
+        if not spans:
+            return self.result(0.0, sanitized=text.original)
+        kinds = sorted({s.label for s in spans})
+        return self.result(
+            1.0,
+            f"{self.what}: {', '.join(kinds)}",
+            spans=tuple(spans),
+            view="canonical",
+            sanitized=mask(text.original, spans),
+        )

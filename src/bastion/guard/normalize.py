@@ -100,6 +100,12 @@ class Normalized:
     folded: Folded
     views: tuple[View, ...]  # decoded views that differ from the canonical text
 
+    @classmethod
+    def raw(cls, text: str) -> Normalized:
+        """Only the original text, for scanners that read nothing else (no work done)."""
+        empty = Folded("", ())
+        return cls(text, empty, empty, ())
+
     def all_views(self) -> tuple[View, ...]:
         """The canonical text first, then every decoded view."""
         return (View("canonical", self.canonical.text), *self.views)

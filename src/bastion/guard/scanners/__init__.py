@@ -2,7 +2,16 @@
 
 from bastion.guard.scanners.base import SCANNERS, Scanner, register
 from bastion.guard.scanners.blocklist import BlocklistScanner
+from bastion.guard.scanners.length import LengthScanner
 from bastion.guard.scanners.pii import PiiScanner
 from bastion.guard.scanners.secrets import SecretsScanner
 
-__all__ = ["SCANNERS", "BlocklistScanner", "PiiScanner", "Scanner", "SecretsScanner", "register"]
+__all__ = [
+    "SCANNERS",
+    "BlocklistScanner",
+    "LengthScanner",
+    "PiiScanner",
+    "Scanner",
+    "SecretsScanner",
+    "register",
+]

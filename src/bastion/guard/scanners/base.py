@@ -32,6 +32,7 @@ class Scanner(abc.ABC):
 
     name: ClassVar[str]
     stage: ClassVar[str] = "input"  # "input", "output" or "both"
+    reads_original_only: ClassVar[bool] = False  # True: runs before (and without) normalizing
 
     def __init__(self, *, threshold: float = 0.5) -> None:
         if not 0.0 <= threshold <= 1.0:

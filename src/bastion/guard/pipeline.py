@@ -1,0 +1,216 @@
+"""The guard: a policy's scanners run on a text, their results combined into one decision.
+
+The text is normalized once; every scanner of the stage runs on it concurrently (a thread
+each, so a slow scanner never holds up a fast one) within its time budget. A scanner that
+raises or overruns counts as flagged when it fails closed and as clean when it fails open; its
+result says which. The decision is the strictest action among flagged scanners: ``block`` >
+``review`` > ``mask`` > ``log`` (logged only) > ``allow``. When masking, every masking
+scanner's spans are applied to the original text at once.
+
+Retrieved documents and tool outputs go through :meth:`Guard.check_context`: each passage
+(paragraph) is scanned with the context rails, and a flagged passage is stripped, replaced by
+a quarantine notice, or the whole document dropped, as the policy says.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bastion.guard.normalize import Normalized, normalize
+from bastion.guard.policy import Policy, Rail, Stage, load_policy
+from bastion.guard.result import ScanResult, Span
+from bastion.guard.scanners.patterns import mask
+
+SEVERITY = {"allow": 0, "log": 1, "mask": 2, "review": 3, "block": 4}
+QUARANTINE = "[passage removed by the guard: it looked like instructions to the model]"
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What to do with a text, why, and every scanner's result."""
+
+    action: str  # allow | log | mask | review | block
+    text: str  # the text to pass on: masked when action is "mask", else the input
+    results: tuple[ScanResult, ...]
+    stage: str
+    elapsed_ms: float
+
+    @property
+    def blocked(self) -> bool:
+        return self.action == "block"
+
+    @property
+    def flagged(self) -> tuple[ScanResult, ...]:
+        return tuple(r for r in self.results if r.flagged)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "stage": self.stage,
+            "action": self.action,
+            "blocked": self.blocked,
+            "text": self.text,
+            "elapsed_ms": round(self.elapsed_ms, 3),
+            "results": [
+                {
+                    "scanner": r.scanner,
+                    "score": r.score,
+                    "flagged": r.flagged,
+                    "reason": r.reason,
+                    "view": r.view,
+                    "elapsed_ms": round(r.elapsed_ms, 3),
+                    "spans": [
+                        {"label": s.label, "start": s.start, "end": s.end, "view": s.view}
+                        for s in r.spans
+                    ],
+                }
+                for r in self.results
+            ],
+        }
+
+
+@dataclass(frozen=True)
+class ContextDecision:
+    """Documents after the context rails: cleaned texts and what was removed where."""
+
+    documents: tuple[str, ...]
+    removed: tuple[tuple[int, int, ScanResult], ...]  # (document, passage, the result)
+    elapsed_ms: float
+
+    @property
+    def flagged(self) -> bool:
+        return bool(self.removed)
+
+
+@dataclass
+class Guard:
+    """Input, output and context rails from one policy."""
+
+    policy: Policy
+    _pool: concurrent.futures.ThreadPoolExecutor = field(
+        default_factory=lambda: concurrent.futures.ThreadPoolExecutor(max_workers=8), repr=False
+    )
+
+    @classmethod
+    def from_policy(cls, path: str | Path) -> Guard:
+        return cls(load_policy(path))
+
+    @classmethod
+    def default(cls) -> Guard:
+        """The shipped default policy."""
+        return cls(load_policy(None))
+
+    def check_input(self, text: str) -> Decision:
+        return self.check(text, "input")
+
+    def check_output(self, text: str) -> Decision:
+        return self.check(text, "output")
+
+    async def acheck_input(self, text: str) -> Decision:
+        return await asyncio.to_thread(self.check_input, text)
+
+    async def acheck_output(self, text: str) -> Decision:
+        return await asyncio.to_thread(self.check_output, text)
+
+    async def acheck_context(self, documents: Sequence[str]) -> ContextDecision:
+        return await asyncio.to_thread(self.check_context, documents)
+
+    def check(self, text: str, stage: Stage) -> Decision:
+        start = time.perf_counter()
+        every = self.policy.rails(stage)
+        # scanners that read only the raw text (the length limit) run first: a text they
+        # block is never normalized, however long it is
+        cheap = [r for r in every if r.scanner.reads_original_only]
+        rest = [r for r in every if not r.scanner.reads_original_only]
+        results = self._run(cheap, Normalized.raw(text))
+        if any(r.flagged and c.action == "block" for c, r in zip(cheap, results, strict=True)):
+            elapsed = (time.perf_counter() - start) * 1000
+            return Decision("block", text, tuple(results), stage, elapsed)
+        results += self._run(rest, normalize(text)) if rest else []
+        rails = [*cheap, *rest]
+        action = "allow"
+        for rail, result in zip(rails, results, strict=True):
+            if result.flagged and SEVERITY[rail.action] > SEVERITY[action]:
+                action = rail.action
+        passed = text
+        if action == "mask":
+            spans = _union(
+                s
+                for rail, result in zip(rails, results, strict=True)
+                if rail.action == "mask" and result.flagged
+                for s in result.spans
+                if s.view == "original"
+            )
+            passed = mask(text, spans)
+        elapsed = (time.perf_counter() - start) * 1000
+        return Decision(action, passed, tuple(results), stage, elapsed)
+
+    def check_context(self, documents: Sequence[str]) -> ContextDecision:
+        """Scan each passage of each document; strip, quarantine or drop flagged ones."""
+        start = time.perf_counter()
+        rails = self.policy.rails("context")
+        cleaned: list[str] = []
+        removed: list[tuple[int, int, ScanResult]] = []
+        for d, document in enumerate(documents):
+            passages = document.split("\n\n")
+            kept: list[str] = []
+            dropped = False
+            for p, passage in enumerate(passages):
+                results = self._run(rails, normalize(passage)) if rails and passage.strip() else []
+                hit = next(
+                    (r for rail, r in zip(rails, results, strict=False) if r.flagged
+                     and rail.action in ("block", "review")),
+                    None,
+                )  # fmt: skip
+                if hit is None:
+                    kept.append(passage)
+                    continue
+                removed.append((d, p, hit))
+                if self.policy.context_action == "drop":
+                    dropped = True
+                    break
+                if self.policy.context_action == "quarantine":
+                    kept.append(QUARANTINE)
+            if not dropped:
+                cleaned.append("\n\n".join(kept))
+        elapsed = (time.perf_counter() - start) * 1000
+        return ContextDecision(tuple(cleaned), tuple(removed), elapsed)
+
+    def _run(self, rails: Sequence[Rail], text: Normalized) -> list[ScanResult]:
+        futures = [self._pool.submit(rail.scanner.scan, text) for rail in rails]
+        results = []
+        for rail, future in zip(rails, futures, strict=True):
+            try:
+                results.append(future.result(timeout=rail.timeout_ms / 1000))
+            except concurrent.futures.TimeoutError:
+                results.append(_failed(rail, f"over its {rail.timeout_ms:.0f} ms budget"))
+            except Exception as exc:  # a broken scanner is a finding, never a crash
+                results.append(_failed(rail, f"error: {type(exc).__name__}: {exc}"))
+        return results
+
+
+def _failed(rail: Rail, why: str) -> ScanResult:
+    closed = rail.fail_closed
+    return ScanResult(
+        scanner=rail.scanner.name,
+        score=1.0 if closed else 0.0,
+        flagged=closed,
+        reason=f"{why}; failing {'closed' if closed else 'open'}",
+    )
+
+
+def _union(spans: Any) -> list[Span]:
+    """Overlapping spans merged (the first label kept), in order."""
+    merged: list[Span] = []
+    for span in sorted(spans, key=lambda s: (s.start, -s.end)):
+        if merged and span.start < merged[-1].end:
+            last = merged[-1]
+            merged[-1] = Span(last.label, last.start, max(last.end, span.end))
+        else:
+            merged.append(span)
+    return merged

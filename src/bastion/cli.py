@@ -37,7 +37,9 @@ redteam_app = typer.Typer(
 align_app = typer.Typer(
     help="Train a model to prefer safe and helpful answers.", no_args_is_help=True
 )
+guard_app = typer.Typer(help="Runtime rails: scan texts with a guard policy.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
+app.add_typer(guard_app, name="guard")
 app.add_typer(align_app, name="align")
 app.add_typer(redteam_app, name="redteam")
 
@@ -360,6 +362,72 @@ def writable_folder(path: Path, option: str) -> None:
         probe.unlink()
     except OSError as exc:
         raise BastionError(f"{option} {path}: not a writable folder ({exc.strerror})") from None
+
+
+def _guard_texts(text: str | None, jsonl: Path | None) -> list[str]:
+    """The texts to scan: one given inline, or one per JSONL line (a string, or an object
+    with a ``text`` key); a bad line is an error naming the file and line."""
+    import json
+
+    if (text is None) == (jsonl is None):
+        raise BastionError("give one TEXT or --jsonl FILE")
+    if text is not None:
+        return [text]
+    assert jsonl is not None
+    try:
+        lines = jsonl.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise BastionError(f"{jsonl}: cannot read ({exc.strerror})") from None
+    texts = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise BastionError(f"{jsonl}:{number}: not JSON ({exc.msg})") from None
+        value = row.get("text") if isinstance(row, dict) else row
+        if not isinstance(value, str):
+            raise BastionError(f"{jsonl}:{number}: expected a string or an object with 'text'")
+        texts.append(value)
+    return texts
+
+
+@guard_app.command("scan")
+def guard_scan(
+    text: Annotated[str | None, typer.Argument(help="The text to scan.")] = None,
+    jsonl: Annotated[
+        Path | None, typer.Option(help="JSONL file: one string or {'text': …} per line.")
+    ] = None,
+    policy: Annotated[
+        Path | None, typer.Option(help="Policy YAML (default: the shipped policy).")
+    ] = None,
+    stage: Annotated[str, typer.Option(help="input, output or context.")] = "input",
+) -> None:
+    """One JSON decision per text on stdout: action, masked text, every scanner's result."""
+    import json
+
+    from bastion.guard.pipeline import Guard
+    from bastion.guard.policy import STAGES, load_policy
+
+    if stage not in STAGES:
+        raise BastionError(f"--stage must be one of {', '.join(STAGES)}, got {stage!r}")
+    guard = Guard(load_policy(policy))
+    for item in _guard_texts(text, jsonl):
+        if stage == "context":
+            result = guard.check_context([item])
+            row: dict[str, Any] = {
+                "stage": "context",
+                "flagged": result.flagged,
+                "documents": list(result.documents),
+                "removed": [
+                    {"passage": p, "scanner": r.scanner, "reason": r.reason}
+                    for _, p, r in result.removed
+                ],
+            }
+        else:
+            row = guard.check(item, stage).to_dict()
+        sys.stdout.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
 def main() -> None:

@@ -38,7 +38,7 @@ def test_help_lists_only_working_commands() -> None:
     from bastion.cli import app
 
     group = typer.main.get_command(app)
-    assert sorted(group.commands) == ["align", "data", "doctor", "redteam"]  # type: ignore[attr-defined]
+    assert sorted(group.commands) == ["align", "data", "doctor", "guard", "redteam"]  # type: ignore[attr-defined]
     subcommands = {
         name: sorted(cmd.commands)
         for name, cmd in group.commands.items()
@@ -47,11 +47,13 @@ def test_help_lists_only_working_commands() -> None:
     assert subcommands == {
         "align": ["dpo", "rm", "sft"],
         "data": ["check", "list", "pull", "show"],
+        "guard": ["scan"],
         "redteam": ["smoke"],
     }
     result = run("--help")
     assert result.returncode == 0
-    assert all(f"│ {name} " in result.stdout for name in ("align", "doctor", "data", "redteam"))
+    verbs = ("align", "doctor", "data", "guard", "redteam")
+    assert all(f"│ {name} " in result.stdout for name in verbs)
 
 
 def test_broken_jsonl_line(tmp_path: Path) -> None:

@@ -47,7 +47,7 @@ def test_help_lists_only_working_commands() -> None:
     assert subcommands == {
         "align": ["dpo", "rm", "sft"],
         "data": ["check", "list", "pull", "show"],
-        "guard": ["scan"],
+        "guard": ["scan", "train"],
         "redteam": ["smoke"],
     }
     result = run("--help")
@@ -141,8 +141,9 @@ def test_guard_scan_prints_one_json_decision_per_text(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     decision = json.loads(result.stdout)
     assert decision["action"] == "block" and decision["blocked"] is True
-    (hit,) = [r for r in decision["results"] if r["flagged"]]
-    assert hit["scanner"] == "blocklist" and hit["spans"][0]["start"] == 7
+    hits = {r["scanner"]: r for r in decision["results"] if r["flagged"]}
+    assert set(hits) == {"blocklist", "injection"}
+    assert hits["blocklist"]["spans"][0]["start"] == 7
     rows = tmp_path / "in.jsonl"
     rows.write_text('{"text": "mail a@b.io"}\n\n"nothing here"\n')
     result = run("guard", "scan", "--jsonl", str(rows), "--stage", "output")

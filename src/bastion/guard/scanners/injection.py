@@ -1,0 +1,57 @@
+"""Jailbreak and prompt-injection detection with Bastion's own n-gram classifier.
+
+The weights ship with the package (``bastion/guard/weights/injection.safetensors``) and are
+reproduced exactly by ``bastion guard train`` from the pinned corpora; their calibrated
+threshold (1% false positives on the calibration split) is the default. The classifier reads
+the canonical text and every decoded view; the highest-scoring view decides, and is named.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import ClassVar
+
+from bastion.errors import ConfigError
+from bastion.guard.ngrams import NgramClassifier
+from bastion.guard.normalize import Normalized
+from bastion.guard.result import ScanResult
+from bastion.guard.scanners.base import Scanner, register
+
+_LOADED: dict[Path, NgramClassifier] = {}
+
+
+def load_classifier(path: Path) -> NgramClassifier:
+    """A classifier file, loaded once per process."""
+    if path not in _LOADED:
+        if not path.is_file():
+            raise ConfigError(
+                f"{path}: no classifier weights here (train them: bastion guard train)"
+            )
+        _LOADED[path] = NgramClassifier.load(path)
+    return _LOADED[path]
+
+
+@register
+class InjectionScanner(Scanner):
+    """Scores how much a text reads as a jailbreak or an injected instruction."""
+
+    name: ClassVar[str] = "injection"
+    stage: ClassVar[str] = "input"
+
+    def __init__(
+        self, *, weights: str | Path | None = None, threshold: float | None = None
+    ) -> None:
+        from bastion.guard.injection import shipped_weights
+
+        self.model = load_classifier(Path(weights) if weights else shipped_weights())
+        super().__init__(threshold=self.model.threshold if threshold is None else threshold)
+
+    def scan_normalized(self, text: Normalized) -> ScanResult:
+        views = text.all_views()
+        scores = self.model.scores([v.text for v in views])
+        if not scores:
+            return self.result(0.0)
+        best = max(range(len(views)), key=scores.__getitem__)
+        score = min(max(scores[best], 0.0), 1.0)
+        reason = f"reads as a jailbreak or injection ({views[best].name}, {score:.2f})"
+        return self.result(score, reason if score >= self.threshold else "", view=views[best].name)

@@ -121,11 +121,9 @@ def roc_auc(scores: list[float], labels: list[int]) -> float:
 
 def view_scores(model: NgramClassifier, texts: list[str]) -> list[float]:
     """Each text's score as the scanner sees it: the maximum over all its views."""
-    out = []
-    for text in texts:
-        views = [v.text for v in normalize(text).all_views()]
-        out.append(max(model.scores(views)) if views else 0.0)
-    return out
+    from bastion.guard.scanners.injection import best_view
+
+    return [best_view(model, normalize(text))[0] for text in texts]
 
 
 def evaluate(model: NgramClassifier, examples: list[Example], threshold: float) -> dict[str, Any]:

@@ -10,6 +10,7 @@ single-threaded schedule so that the same data gives the same weights bit for bi
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import zlib
@@ -27,19 +28,22 @@ DIM = 2**18
 MAX_CHARS = 4000  # longer texts are scored on their first 4,000 folded characters
 
 
-def features(text: str) -> tuple[list[int], list[float]]:
-    """Bucket indices and weights of a text's n-grams (L2-normalized, sublinear counts)."""
-    bare = folded(text[: MAX_CHARS * 2]).text[:MAX_CHARS]
-    padded = f" {bare} "
+def features(text: str, *, is_folded: bool = False) -> tuple[list[int], list[float]]:
+    """Bucket indices and weights of a text's n-grams (L2-normalized, sublinear counts).
+
+    Character n-grams are taken over the UTF-8 bytes of the folded text (one encoding, then
+    byte slices: the same as character n-grams for ASCII, and stable for everything else).
+    ``is_folded`` skips folding for text that already is (the scanner has it at hand).
+    """
+    bare = (text if is_folded else folded(text[: MAX_CHARS * 2]).text)[:MAX_CHARS]
+    padded = f" {bare} ".encode()
     counts: Counter[int] = Counter()
+    crc = zlib.crc32
     for n in (3, 4, 5):
-        for i in range(len(padded) - n + 1):
-            counts[zlib.crc32(padded[i : i + n].encode()) % DIM] += 1
+        counts.update(crc(padded[i : i + n]) % DIM for i in range(len(padded) - n + 1))
     words = bare.split()
-    for i, word in enumerate(words):
-        counts[zlib.crc32(b"w:" + word.encode()) % DIM] += 1
-        if i:
-            counts[zlib.crc32(f"b:{words[i - 1]} {word}".encode()) % DIM] += 1
+    counts.update(crc(b"w:" + word.encode()) % DIM for word in words)
+    counts.update(crc(f"b:{a} {b}".encode()) % DIM for a, b in itertools.pairwise(words))
     if not counts:
         return [], []
     index = list(counts)
@@ -48,13 +52,15 @@ def features(text: str) -> tuple[list[int], list[float]]:
     return index, [v / norm for v in values]
 
 
-def _bags(texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _bags(
+    texts: Sequence[str], is_folded: bool = False
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """EmbeddingBag inputs (flat indices, offsets, per-sample weights) for many texts."""
     flat: list[int] = []
     weights: list[float] = []
     offsets: list[int] = []
     for text in texts:
-        index, values = features(text)
+        index, values = features(text, is_folded=is_folded)
         offsets.append(len(flat))
         flat += index
         weights += values
@@ -74,18 +80,18 @@ class NgramClassifier:
     threshold: float
     meta: dict[str, str]
 
-    def logits(self, texts: Sequence[str]) -> torch.Tensor:
-        flat, offsets, values = _bags(texts)
+    def logits(self, texts: Sequence[str], *, is_folded: bool = False) -> torch.Tensor:
+        flat, offsets, values = _bags(texts, is_folded)
         bags = torch.nn.functional.embedding_bag(
             flat, self.weight.unsqueeze(1), offsets, mode="sum", per_sample_weights=values
         )
         return bags.squeeze(1) + self.bias
 
-    def scores(self, texts: Sequence[str]) -> list[float]:
+    def scores(self, texts: Sequence[str], *, is_folded: bool = False) -> list[float]:
         """Probabilities in [0, 1]."""
         if not texts:
             return []
-        return torch.sigmoid(self.logits(texts)).tolist()
+        return torch.sigmoid(self.logits(texts, is_folded=is_folded)).tolist()
 
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)

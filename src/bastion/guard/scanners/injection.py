@@ -31,6 +31,17 @@ def load_classifier(path: Path) -> NgramClassifier:
     return _LOADED[path]
 
 
+def best_view(model: NgramClassifier, text: Normalized) -> tuple[float, str]:
+    """The highest score over the canonical text and every decoded view, and that view."""
+    views = text.all_views()
+    # the canonical view is already folded in ``text.folded``; the others fold here
+    scores = model.scores([text.folded.text], is_folded=True) + model.scores(
+        [v.text for v in views[1:]]
+    )
+    best = max(range(len(views)), key=scores.__getitem__)
+    return min(max(scores[best], 0.0), 1.0), views[best].name
+
+
 @register
 class InjectionScanner(Scanner):
     """Scores how much a text reads as a jailbreak or an injected instruction."""
@@ -47,11 +58,6 @@ class InjectionScanner(Scanner):
         super().__init__(threshold=self.model.threshold if threshold is None else threshold)
 
     def scan_normalized(self, text: Normalized) -> ScanResult:
-        views = text.all_views()
-        scores = self.model.scores([v.text for v in views])
-        if not scores:
-            return self.result(0.0)
-        best = max(range(len(views)), key=scores.__getitem__)
-        score = min(max(scores[best], 0.0), 1.0)
-        reason = f"reads as a jailbreak or injection ({views[best].name}, {score:.2f})"
-        return self.result(score, reason if score >= self.threshold else "", view=views[best].name)
+        score, view = best_view(self.model, text)
+        reason = f"reads as a jailbreak or injection ({view}, {score:.2f})"
+        return self.result(score, reason if score >= self.threshold else "", view=view)

@@ -1,0 +1,121 @@
+"""Guard latency: the default input + output stack on 1 KB texts, one call at a time.
+
+Texts: 200 deterministic 1 KB texts built from the pinned corpora (benign chats and agent
+tasks, jailbreak templates filled with goals, PII sentences), so the stack meets what it meets
+in production: mostly clean text, some attacks, some personal data. Reported: p50/p95/p99 of
+``check_input`` + ``check_output`` per text on one thread (``torch`` limited to one thread),
+and throughput with two worker threads. Peers (Presidio's pattern recognizers, LLM Guard's
+offline scanners) run in the same process on the same texts when they are installed; this
+script says so when they are not.
+
+    python benchmarks/guard_latency.py [--texts 200] [--out benchmarks/results/guard_latency.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import json
+import random
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+def texts(n: int) -> list[str]:
+    from bastion.data.registry import fill_template, load_corpus
+
+    rng = random.Random(0)
+    pools = {
+        "benign": [i.text for name in ("langkit-chats", "asb-agent-tasks", "chatterbot")
+                   for i in load_corpus(name)],
+        "pii": [i.text for i in load_corpus("presidio-templates")],
+    }  # fmt: skip
+    templates = [i for i in load_corpus("gptfuzzer-templates") if i.meta.get("slot")]
+    goals = [i.text for i in load_corpus("advbench")]
+    out = []
+    for k in range(n):
+        if k % 10 == 0:  # one in ten an attack
+            chunk = fill_template(rng.choice(templates), rng.choice(goals))
+        else:
+            parts: list[str] = []
+            while sum(map(len, parts)) < 1024:
+                parts.append(rng.choice(pools["pii" if k % 10 == 1 else "benign"]))
+            chunk = " ".join(parts)
+        out.append(chunk[:1024])
+    return out
+
+
+def percentiles(ms: list[float]) -> dict[str, float]:
+    ranked = sorted(ms)
+    at = lambda q: ranked[min(int(q * len(ranked)), len(ranked) - 1)]  # noqa: E731
+    return {"p50": statistics.median(ranked), "p95": at(0.95), "p99": at(0.99)}
+
+
+def bastion_stack(items: list[str]) -> dict[str, Any]:
+    from bastion.guard.pipeline import Guard
+
+    guard = Guard.default()
+    for text in items[:5]:  # warm-up: weights loaded, caches filled
+        guard.check_input(text)
+        guard.check_output(text)
+    latencies = []
+    for text in items:
+        start = time.perf_counter()
+        guard.check_input(text)
+        guard.check_output(text)
+        latencies.append((time.perf_counter() - start) * 1000)
+    start = time.perf_counter()
+    with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
+        list(pool.map(lambda t: (guard.check_input(t), guard.check_output(t)), items))
+    throughput = len(items) / (time.perf_counter() - start)
+    return {**percentiles(latencies), "texts_per_s_2_threads": throughput}
+
+
+def presidio(items: list[str]) -> dict[str, Any]:
+    try:
+        from presidio_analyzer import AnalyzerEngine  # type: ignore[import-not-found]
+    except ImportError:
+        return {"skipped": "presidio-analyzer is not installed"}
+    engine = AnalyzerEngine()
+    latencies = []
+    for text in items:
+        start = time.perf_counter()
+        engine.analyze(text=text, language="en")
+        latencies.append((time.perf_counter() - start) * 1000)
+    return percentiles(latencies)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--texts", type=int, default=200)
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/guard_latency.json"))
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    items = texts(args.texts)
+    report = {
+        "benchmark": "guard_latency",
+        "texts": len(items),
+        "text_chars": 1024,
+        "bastion_default_input_plus_output_ms": bastion_stack(items),
+        "presidio_analyzer_ms": presidio(items),
+        "llm_guard": {"skipped": "not wired into this script yet"},
+    }
+    ours = report["bastion_default_input_plus_output_ms"]
+    print(
+        f"bastion input+output on 1 KB: p50 {ours['p50']:.2f} ms  p95 {ours['p95']:.2f} ms  "
+        f"p99 {ours['p99']:.2f} ms  ·  {ours['texts_per_s_2_threads']:.0f} texts/s on 2 threads"
+    )
+    peer = report["presidio_analyzer_ms"]
+    print("presidio analyzer: " + (peer["skipped"] if "skipped" in peer else
+          f"p50 {peer['p50']:.2f} ms  p99 {peer['p99']:.2f} ms"))  # fmt: skip
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

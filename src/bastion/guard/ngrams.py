@@ -14,11 +14,11 @@ import itertools
 import json
 import math
 import zlib
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
@@ -28,28 +28,46 @@ DIM = 2**18
 MAX_CHARS = 4000  # longer texts are scored on their first 4,000 folded characters
 
 
+_MIX = np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing: spreads the rolling hash's bits
+_BASE = np.uint64(257)
+
+
+def _byte_ngrams(data: bytes) -> np.ndarray:
+    """Hashes of every 3-, 4- and 5-byte window, vectorized (uint64 arithmetic wraps)."""
+    a = np.frombuffer(data, dtype=np.uint8).astype(np.uint64)
+    out = []
+    for n in (3, 4, 5):
+        if len(a) < n:
+            continue
+        h = np.full(len(a) - n + 1, n, dtype=np.uint64)  # the length is part of the hash
+        for k in range(n):
+            h = h * _BASE + a[k : len(a) - n + 1 + k]
+        out.append(((h * _MIX) >> np.uint64(40)) % np.uint64(DIM))
+    return np.concatenate(out) if out else np.zeros(0, dtype=np.uint64)
+
+
 def features(text: str, *, is_folded: bool = False) -> tuple[list[int], list[float]]:
     """Bucket indices and weights of a text's n-grams (L2-normalized, sublinear counts).
 
-    Character n-grams are taken over the UTF-8 bytes of the folded text (one encoding, then
-    byte slices: the same as character n-grams for ASCII, and stable for everything else).
-    ``is_folded`` skips folding for text that already is (the scanner has it at hand).
+    Character n-grams are taken over the UTF-8 bytes of the folded text (the same as character
+    n-grams for ASCII, and stable for everything else), hashed with a vectorized polynomial
+    hash; words and word pairs with CRC-32. ``is_folded`` skips folding for text that already
+    is (the scanner has it at hand).
     """
     bare = (text if is_folded else folded(text[: MAX_CHARS * 2]).text)[:MAX_CHARS]
-    padded = f" {bare} ".encode()
-    counts: Counter[int] = Counter()
-    crc = zlib.crc32
-    for n in (3, 4, 5):
-        counts.update(crc(padded[i : i + n]) % DIM for i in range(len(padded) - n + 1))
     words = bare.split()
-    counts.update(crc(b"w:" + word.encode()) % DIM for word in words)
-    counts.update(crc(f"b:{a} {b}".encode()) % DIM for a, b in itertools.pairwise(words))
-    if not counts:
+    crc = zlib.crc32
+    word_hashes = [crc(b"w:" + w.encode()) % DIM for w in words]
+    word_hashes += [crc(f"b:{a} {b}".encode()) % DIM for a, b in itertools.pairwise(words)]
+    hashes = np.concatenate(
+        [_byte_ngrams(f" {bare} ".encode()), np.array(word_hashes, dtype=np.uint64)]
+    )
+    if not len(hashes):
         return [], []
-    index = list(counts)
-    values = [1.0 + math.log(counts[i]) for i in index]
-    norm = math.sqrt(sum(v * v for v in values))
-    return index, [v / norm for v in values]
+    index, counts = np.unique(hashes, return_counts=True)
+    values = 1.0 + np.log(counts)
+    values /= np.sqrt((values * values).sum())
+    return index.astype(np.int64).tolist(), values.tolist()
 
 
 def _bags(

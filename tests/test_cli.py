@@ -47,7 +47,7 @@ def test_help_lists_only_working_commands() -> None:
     assert subcommands == {
         "align": ["dpo", "rm", "sft"],
         "data": ["check", "list", "pull", "show"],
-        "guard": ["scan", "train"],
+        "guard": ["eval", "scan", "train"],
         "redteam": ["smoke"],
     }
     result = run("--help")

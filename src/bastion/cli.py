@@ -430,6 +430,48 @@ def guard_scan(
         sys.stdout.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
+@guard_app.command("eval")
+def guard_eval(
+    data: Annotated[Path, typer.Option(help="JSONL: {'text', 'label' (1: stop it), 'source'}.")],
+    policy: Annotated[
+        Path | None, typer.Option(help="Policy YAML (default: the shipped policy).")
+    ] = None,
+    stage: Annotated[str, typer.Option(help="input, output or context.")] = "input",
+    out: Annotated[Path | None, typer.Option(help="Also write the report as JSON here.")] = None,
+) -> None:
+    """TPR, FPR, precision, recall, ROC-AUC, TPR at 1% FPR, latency and per-source rates."""
+    import json
+
+    from bastion.guard.evaluate import evaluate_policy, read_labelled
+    from bastion.guard.pipeline import Guard
+    from bastion.guard.policy import STAGES, load_policy
+
+    if stage not in STAGES or stage == "context":
+        raise BastionError(f"--stage must be input or output, got {stage!r}")
+    guard = Guard(load_policy(policy))
+    rows = read_labelled(data)
+    with console.status(f"scanning {len(rows)} texts…"):
+        report = evaluate_policy(guard, rows, stage)
+    table = Table("metric", "value")
+    for key in ("rows", "positives", "negatives", "tpr", "fpr", "precision", "recall"):
+        value = report[key]
+        table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
+    table.add_row("roc_auc", f"{report['roc_auc']:.4f}")
+    table.add_row("tpr_at_1pct_fpr", f"{report['tpr_at_1pct_fpr']:.4f}")
+    lat = report["latency_ms"]
+    table.add_row(
+        "latency p50/p95/p99", f"{lat['p50']:.2f} / {lat['p95']:.2f} / {lat['p99']:.2f} ms"
+    )
+    console.print(table)
+    sources = Table("source", "rows", "positives", "stopped")
+    for name, entry in sorted(report["by_source"].items()):
+        sources.add_row(name, str(entry["n"]), str(entry["positives"]), f"{entry['stop_rate']:.3f}")
+    console.print(sources)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(report, indent=2) + "\n")
+
+
 @guard_app.command("train")
 def guard_train(
     out: Annotated[Path, typer.Option(help="Where to write the weights.")] = Path(

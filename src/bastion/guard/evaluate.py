@@ -1,0 +1,119 @@
+"""``bastion guard eval``: a policy measured on labelled texts.
+
+Input: JSONL rows ``{"text": ..., "label": 1 | 0 | true | false, "source": ...}`` (label 1:
+the guard should stop it; ``source`` optional, for the per-source breakdown). Each text goes
+through the chosen stage of the guard as a user's would. A text counts as *stopped* when the
+decision is ``block`` or ``review``; its *score* is the highest score among the scanners whose
+action would stop it, which gives the ROC-AUC and the TPR at 1% FPR a threshold-free view.
+Latency is the decision's own wall time.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bastion.errors import DataError
+from bastion.guard.injection import roc_auc
+from bastion.guard.ngrams import threshold_for_fpr
+from bastion.guard.pipeline import Guard
+from bastion.guard.policy import Stage
+
+STOPPING = ("block", "review")
+
+
+@dataclass(frozen=True)
+class Labelled:
+    text: str
+    label: int
+    source: str
+
+
+def read_labelled(path: Path) -> list[Labelled]:
+    """Rows of a JSONL file; a bad row is an error naming the file, line and key."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise DataError(f"cannot read ({exc.strerror})").at(str(path)) from None
+    rows = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"not valid JSON ({exc.msg})").at(str(path), number) from None
+        if not isinstance(row, dict) or not isinstance(row.get("text"), str):
+            raise DataError("expected an object with a string 'text'").at(str(path), number)
+        label = row.get("label")
+        if label not in (0, 1, True, False):
+            raise DataError(f"label must be 0/1 or true/false, got {label!r}").at(
+                str(path), number, "label"
+            )
+        rows.append(Labelled(row["text"], int(label), str(row.get("source", "-"))))
+    if not rows:
+        raise DataError("no rows").at(str(path))
+    return rows
+
+
+def percentile(values: list[float], q: float) -> float:
+    ranked = sorted(values)
+    return ranked[min(int(q * len(ranked)), len(ranked) - 1)]
+
+
+def evaluate_policy(guard: Guard, rows: list[Labelled], stage: Stage) -> dict[str, Any]:
+    scores, stopped, latencies = [], [], []
+    for row in rows:
+        decision = guard.check(row.text, stage)
+        rails = guard.policy.rails(stage)
+        by_name = {r.scanner: r for r in decision.results}
+        score = max(
+            (by_name[rail.scanner.name].score for rail in rails if rail.action in STOPPING
+             and rail.scanner.name in by_name),
+            default=0.0,
+        )  # fmt: skip
+        scores.append(score)
+        stopped.append(decision.action in STOPPING)
+        latencies.append(decision.elapsed_ms)
+    labels = [r.label for r in rows]
+    positives = sum(labels)
+    negatives = len(labels) - positives
+    tp = sum(s and y for s, y in zip(stopped, labels, strict=True))
+    fp = sum(s and not y for s, y in zip(stopped, labels, strict=True))
+    negative_scores = [s for s, y in zip(scores, labels, strict=True) if not y]
+    at_1pct = threshold_for_fpr(negative_scores, 0.01) if negative_scores else float("nan")
+    tpr_at_1pct = (
+        sum(s >= at_1pct for s, y in zip(scores, labels, strict=True) if y) / positives
+        if positives and negative_scores
+        else float("nan")
+    )
+    sources: dict[str, dict[str, Any]] = {}
+    for row, hit in zip(rows, stopped, strict=True):
+        entry = sources.setdefault(row.source, {"n": 0, "positives": 0, "stopped": 0})
+        entry["n"] += 1
+        entry["positives"] += row.label
+        entry["stopped"] += hit
+    for entry in sources.values():
+        entry["stop_rate"] = entry["stopped"] / entry["n"]
+    nan = float("nan")
+    return {
+        "stage": stage,
+        "rows": len(rows),
+        "positives": positives,
+        "negatives": negatives,
+        "tpr": tp / positives if positives else nan,
+        "fpr": fp / negatives if negatives else nan,
+        "precision": tp / (tp + fp) if tp + fp else nan,
+        "recall": tp / positives if positives else nan,
+        "roc_auc": roc_auc(scores, labels),
+        "tpr_at_1pct_fpr": tpr_at_1pct,
+        "latency_ms": {
+            "p50": statistics.median(latencies),
+            "p95": percentile(latencies, 0.95),
+            "p99": percentile(latencies, 0.99),
+        },
+        "by_source": sources,
+    }

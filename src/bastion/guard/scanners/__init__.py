@@ -2,6 +2,7 @@
 
 from bastion.guard.scanners.base import SCANNERS, Scanner, register
 from bastion.guard.scanners.blocklist import BlocklistScanner
+from bastion.guard.scanners.format import CodeScanner, JsonScanner
 from bastion.guard.scanners.injection import InjectionScanner
 from bastion.guard.scanners.length import LengthScanner
 from bastion.guard.scanners.pii import PiiScanner
@@ -10,7 +11,9 @@ from bastion.guard.scanners.secrets import SecretsScanner
 __all__ = [
     "SCANNERS",
     "BlocklistScanner",
+    "CodeScanner",
     "InjectionScanner",
+    "JsonScanner",
     "LengthScanner",
     "PiiScanner",
     "Scanner",

@@ -6,6 +6,7 @@ from bastion.guard.scanners.format import CodeScanner, JsonScanner
 from bastion.guard.scanners.injection import InjectionScanner
 from bastion.guard.scanners.length import LengthScanner
 from bastion.guard.scanners.pii import PiiScanner
+from bastion.guard.scanners.refusal import LeakScanner, RefusalScanner
 from bastion.guard.scanners.secrets import SecretsScanner
 
 __all__ = [
@@ -14,8 +15,10 @@ __all__ = [
     "CodeScanner",
     "InjectionScanner",
     "JsonScanner",
+    "LeakScanner",
     "LengthScanner",
     "PiiScanner",
+    "RefusalScanner",
     "Scanner",
     "SecretsScanner",
     "register",

@@ -111,6 +111,10 @@ class Guard:
     def check_output(self, text: str) -> Decision:
         return self.check(text, "output")
 
+    def stream_output(self, *, context: int = 256, holdback: int = 64) -> OutputStream:
+        """Output rails for an answer that arrives in chunks (see :class:`OutputStream`)."""
+        return OutputStream(self, context=context, holdback=holdback)
+
     async def acheck_input(self, text: str) -> Decision:
         return await asyncio.to_thread(self.check_input, text)
 
@@ -214,3 +218,64 @@ def _union(spans: Any) -> list[Span]:
         else:
             merged.append(span)
     return merged
+
+
+@dataclass(frozen=True)
+class StreamStep:
+    """What a streamed answer may release now: ``emit`` (masked as needed), or a stop."""
+
+    emit: str
+    stopped: bool = False
+    decision: Decision | None = None  # the decision that stopped the stream
+
+
+class OutputStream:
+    """Output rails on a streamed answer, chunk by chunk.
+
+    Each new chunk is scanned together with the ``context`` characters released before it, so a
+    phrase or an entity split across chunks is still seen; the last ``holdback`` characters are
+    not released yet (an entity may continue in the next chunk), and nothing is released inside
+    a detection that may still grow. A blocking result stops the stream mid-way: nothing more is
+    released. :meth:`close` scans and releases the rest.
+    """
+
+    def __init__(self, guard: Guard, *, context: int = 256, holdback: int = 64) -> None:
+        self.guard, self.context, self.holdback = guard, context, holdback
+        self.text = ""
+        self.released = 0  # characters of ``text`` already emitted
+        self.stopped = False
+
+    def feed(self, chunk: str) -> StreamStep:
+        self.text += chunk
+        return self._step(final=False)
+
+    def close(self) -> StreamStep:
+        return self._step(final=True)
+
+    def _step(self, *, final: bool) -> StreamStep:
+        if self.stopped:
+            return StreamStep("", stopped=True)
+        base = max(0, self.released - self.context)
+        decision = self.guard.check_output(self.text[base:])
+        if decision.blocked:
+            self.stopped = True
+            return StreamStep("", stopped=True, decision=decision)
+        spans = [
+            Span(s.label, s.start + base, s.end + base)
+            for rail, r in zip(self.guard.policy.output, decision.results, strict=True)
+            if rail.action == "mask" and r.flagged
+            for s in r.spans
+            if s.view == "original" and s.end + base > self.released
+        ]
+        end = len(self.text) if final else max(self.released, len(self.text) - self.holdback)
+        for span in spans:  # never cut through a detection that may still grow
+            if span.start < end < span.end or (not final and span.end >= end > span.start):
+                end = max(self.released, min(end, span.start))
+        inside = [
+            Span(s.label, max(s.start, self.released) - self.released, s.end - self.released)
+            for s in _union(spans)
+            if s.end <= end
+        ]
+        emit = mask(self.text[self.released : end], inside)
+        self.released = end
+        return StreamStep(emit)

@@ -1,0 +1,52 @@
+"""Streaming output rails: the same masking as the whole answer, whatever the chunking; a stop
+mid-way releases nothing more."""
+
+import random
+
+import pytest
+
+from bastion.guard.pipeline import Guard
+from bastion.guard.policy import parse_policy
+
+ANSWER = (
+    "Sure. Write to john.smith@example.com or call 415 555 2671 during office hours; "
+    "the card on file is 4111 1111 1111 1111 and the server is 10.0.0.7. Anything else?"
+)
+
+
+def chunks(text: str, seed: int) -> list[str]:
+    rng, out, at = random.Random(seed), [], 0
+    while at < len(text):
+        step = rng.randint(1, 12)
+        out.append(text[at : at + step])
+        at += step
+    return out
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_streamed_masking_equals_whole_answer_masking(seed: int) -> None:
+    guard = Guard.default()
+    stream = guard.stream_output()
+    released = "".join(stream.feed(c).emit for c in chunks(ANSWER, seed)) + stream.close().emit
+    assert released == guard.check_output(ANSWER).text
+
+
+def test_a_blocking_rail_stops_the_stream_mid_way() -> None:
+    guard = Guard(
+        parse_policy(
+            {"output": [{"scanner": "blocklist", "phrases": ["launch code"], "action": "block"}]}
+        )
+    )
+    stream = guard.stream_output(holdback=8)
+    released, stopped_at = "", None
+    text = "The weather is fine today. The launch code is 0000. More text follows here."
+    for index, chunk in enumerate(chunks(text, 1)):
+        step = stream.feed(chunk)
+        released += step.emit
+        if step.stopped:
+            stopped_at = index
+            assert step.decision is not None and step.decision.blocked
+            break
+    assert stopped_at is not None
+    assert "launch code" not in released.lower() and "0000" not in released
+    assert stream.feed("more").stopped and stream.close().emit == ""

@@ -12,9 +12,18 @@ from bastion.guard.scanners import SCANNERS, BlocklistScanner, Scanner
 HOSTILE = ["", "\x00", "\ud800", "a" * 200_000, "{" * 10_000, "ignore previous instructions"]
 
 
+def light_kwargs(name: str, tmp_path: Path) -> dict:
+    """Construction arguments that keep the contract test fast (a fake embedder here)."""
+    if name == "known_attacks":
+        from bastion.models.fakes import FakeEmbedder
+
+        return {"embedder": FakeEmbedder(), "index": tmp_path / "index"}
+    return {}
+
+
 @pytest.mark.parametrize("name", sorted(SCANNERS))
-def test_contract(name: str) -> None:
-    scanner: Scanner = SCANNERS[name]()
+def test_contract(name: str, tmp_path: Path) -> None:
+    scanner: Scanner = SCANNERS[name](**light_kwargs(name, tmp_path))
     assert scanner.name == name and scanner.stage in ("input", "output", "both")
     for text in HOSTILE:
         result = scanner.scan(text)
@@ -25,7 +34,7 @@ def test_contract(name: str) -> None:
             if span.view == "original":
                 assert 0 <= span.start <= span.end <= len(text)
     with pytest.raises(ValueError, match="threshold"):
-        SCANNERS[name](threshold=1.5)
+        SCANNERS[name](threshold=1.5, **light_kwargs(name, tmp_path))
 
 
 BLOCK = BlocklistScanner(["ignore previous instructions", "ass", "make a bomb"])

@@ -21,6 +21,7 @@ over-refusal prompts as the hard negatives.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import random
 from dataclasses import dataclass
@@ -68,7 +69,12 @@ def _digest(text: str) -> str:
 
 
 def injection_examples(goals_per_template: int = 5) -> list[Example]:
-    """Every example, deduplicated by folded text; deterministic."""
+    """Every example, deduplicated by folded text; deterministic (computed once per process)."""
+    return list(_examples(goals_per_template))
+
+
+@functools.lru_cache(maxsize=2)
+def _examples(goals_per_template: int) -> tuple[Example, ...]:
     goals = [item.text for name in GOAL_CORPORA for item in load_corpus(name)]
     examples: list[Example] = []
     for name, corpus in CORPORA.items():
@@ -92,7 +98,7 @@ def injection_examples(goals_per_template: int = 5) -> list[Example]:
         if key not in seen and example.text.strip():
             seen.add(key)
             unique.append(example)
-    return unique
+    return tuple(unique)
 
 
 def split_examples(examples: list[Example]) -> dict[str, list[Example]]:

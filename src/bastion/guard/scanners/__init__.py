@@ -4,6 +4,7 @@ from bastion.guard.scanners.base import SCANNERS, Scanner, register
 from bastion.guard.scanners.blocklist import BlocklistScanner
 from bastion.guard.scanners.format import CodeScanner, JsonScanner
 from bastion.guard.scanners.injection import InjectionScanner
+from bastion.guard.scanners.known_attacks import KnownAttackScanner
 from bastion.guard.scanners.length import LengthScanner
 from bastion.guard.scanners.pii import PiiScanner
 from bastion.guard.scanners.refusal import LeakScanner, RefusalScanner
@@ -15,6 +16,7 @@ __all__ = [
     "CodeScanner",
     "InjectionScanner",
     "JsonScanner",
+    "KnownAttackScanner",
     "LeakScanner",
     "LengthScanner",
     "PiiScanner",

@@ -17,6 +17,8 @@ def found(text: str) -> list[tuple[str, str]]:
         ("write to jane.doe+x@mail.example.co.uk today", "EMAIL", "jane.doe+x@mail.example.co.uk"),
         ("call (415) 555-2671 now", "PHONE", "(415) 555-2671"),
         ("call +44 20 7946 0958 now", "PHONE", "+44 20 7946 0958"),
+        # with a + country code, a possible length is enough (fake or unassigned ranges)
+        ("on +55 (11) 9998-3425 today", "PHONE", "+55 (11) 9998-3425"),
         ("card 4111-1111-1111-1111 ok", "CREDIT_CARD", "4111-1111-1111-1111"),
         ("card 378282246310005 ok", "CREDIT_CARD", "378282246310005"),
         ("pay DE89 3704 0044 0532 0130 00 now", "IBAN", "DE89 3704 0044 0532 0130 00"),
@@ -38,6 +40,7 @@ def test_each_entity_is_found(text: str, entity: str, value: str) -> None:
         "ssn 666-05-1120 or 078-00-1120 or 900-12-3456",  # impossible SSNs
         "version 1.2.3.4567 and time 12:30:45",  # not IP addresses
         "call 555-0000",  # too short to be a valid number
+        "score was +12 3 points",  # a plus sign alone does not make a phone number
     ],
 )
 def test_invalid_lookalikes_are_not_flagged(text: str) -> None:

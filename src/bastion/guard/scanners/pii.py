@@ -107,15 +107,28 @@ def _card(match: re.Match[str]) -> bool:
 
 
 class PhoneFinder:
-    """Valid phone numbers for ``region`` (numbers with a ``+`` country code for any region)."""
+    """Phone numbers: valid for ``region`` (libphonenumber's VALID leniency), and — when
+    written with a ``+`` country code, a strong sign on its own — of a possible length for that
+    country even if its digits are not an assigned range (fake or new numbers, a kept trunk
+    ``0`` after the country code)."""
 
     def __init__(self, region: str) -> None:
         self.region = region
 
     def __call__(self, text: str) -> Iterator[tuple[int, int]]:
-        leniency = phonenumbers.Leniency.VALID
-        for match in phonenumbers.PhoneNumberMatcher(text, self.region, leniency=leniency):
+        seen: set[tuple[int, int]] = set()
+        for match in phonenumbers.PhoneNumberMatcher(
+            text, self.region, leniency=phonenumbers.Leniency.VALID
+        ):
+            seen.add((match.start, match.end))
             yield match.start, match.end
+        if "+" not in text:
+            return
+        for match in phonenumbers.PhoneNumberMatcher(
+            text, self.region, leniency=phonenumbers.Leniency.POSSIBLE
+        ):
+            if match.raw_string.startswith("+") and (match.start, match.end) not in seen:
+                yield match.start, match.end
 
 
 @register

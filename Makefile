@@ -8,7 +8,7 @@ STAMP := $(VENV)/.bastion-installed
 
 BENCH := .venv-bench/bin
 
-.PHONY: setup demo test lint bench-generate bench-align
+.PHONY: setup demo test lint bench-generate bench-align bench-guard
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -43,3 +43,12 @@ bench-align:
 	$(BENCH)/python benchmarks/align_vs_trl.py --loss dpo --models smollm2 --append \
 		--variants bastion-gc trl-precompute-gc
 	$(BENCH)/python benchmarks/align_vs_trl.py --loss kto
+
+# Presidio is installed only for these benchmarks, in the same benchmark environment.
+bench-guard:
+	test -x $(BENCH)/python || $(PYTHON) -m venv .venv-bench
+	$(BENCH)/python -m pip install --quiet --disable-pip-version-check torch==2.13.0
+	$(BENCH)/python -m pip install --quiet --disable-pip-version-check -e '.[bench]' \
+		presidio-analyzer
+	$(BENCH)/python benchmarks/pii_f1.py
+	$(BENCH)/python benchmarks/guard_latency.py

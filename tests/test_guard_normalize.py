@@ -68,3 +68,15 @@ def test_hostile_inputs_are_handled_in_bounded_time(text: str) -> None:
     result = normalize(text)
     assert time.perf_counter() - start < 20
     assert "\x00" not in result.canonical.text and "\ud800" not in result.canonical.text
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_the_ascii_fast_path_equals_the_general_path(seed: int) -> None:
+    import random
+
+    from bastion.guard.normalize import _fold_ascii, _fold_general
+
+    rng = random.Random(seed)
+    text = "".join(rng.choice("ab Z9 .,\t\n  -x") for _ in range(rng.randint(0, 60)))
+    for matching in (False, True):
+        assert _fold_ascii(text, matching=matching) == _fold_general(text, matching=matching)

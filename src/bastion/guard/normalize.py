@@ -27,6 +27,7 @@ from __future__ import annotations
 import base64
 import binascii
 import codecs
+import functools
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -91,20 +92,34 @@ class View:
     text: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Normalized:
-    """Everything the scanners read about one input."""
+    """Everything the scanners read about one input. The decoded views are computed the first
+    time a scanner asks for them (a PII-only stack never pays for them)."""
 
     original: str
     canonical: Folded
     folded: Folded
-    views: tuple[View, ...]  # decoded views that differ from the canonical text
+
+    @functools.cached_property
+    def views(self) -> tuple[View, ...]:
+        """Decoded views that differ from the canonical text."""
+        if not self.original:
+            return ()
+        views = []
+        for name, make in VIEW_MAKERS.items():
+            made = make(self.original, self.canonical.text)
+            if made is not None and made != self.canonical.text and made.strip():
+                views.append(View(name, made))
+        return tuple(views)
 
     @classmethod
     def raw(cls, text: str) -> Normalized:
         """Only the original text, for scanners that read nothing else (no work done)."""
         empty = Folded("", ())
-        return cls(text, empty, empty, ())
+        raw = cls(text, empty, empty)
+        raw.__dict__["views"] = ()
+        return raw
 
     def all_views(self) -> tuple[View, ...]:
         """The canonical text first, then every decoded view."""
@@ -146,7 +161,34 @@ def _is_latin_letter(ch: str) -> bool:
     return "a" <= ch <= "z" or "A" <= ch <= "Z"
 
 
+_ASCII_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+_TOKEN = re.compile(r"[^ \t\n]+")
+
+
+def _fold_ascii(text: str, *, matching: bool) -> Folded:
+    """The fast path for plain ASCII (no controls but tab and newline): nothing to normalize
+    but whitespace, and case when matching; the same result as the general path."""
+    chars: list[str] = []
+    origin: list[int] = []
+    previous_end = -1
+    for match in _TOKEN.finditer(text):
+        if chars:
+            chars.append(" ")
+            origin.append(previous_end)  # the first character of the whitespace run
+        token = match.group(0)
+        chars.append(token.lower() if matching else token)
+        origin.extend(range(match.start(), match.end()))
+        previous_end = match.end()
+    return Folded("".join(chars), tuple(origin))
+
+
 def _fold(text: str, *, matching: bool) -> Folded:
+    if text.isascii() and not _ASCII_CONTROL.search(text):
+        return _fold_ascii(text, matching=matching)
+    return _fold_general(text, matching=matching)
+
+
+def _fold_general(text: str, *, matching: bool) -> Folded:
     chars: list[str] = []
     origin: list[int] = []
     space_at = -1  # offset of a whitespace run not yet written (as one space)
@@ -200,13 +242,7 @@ def folded(text: str) -> Folded:
 
 
 def normalize(text: str) -> Normalized:
-    canon = canonical(text)
-    views = []
-    for name, make in VIEW_MAKERS.items():
-        made = make(text, canon.text)
-        if made is not None and made != canon.text and made.strip():
-            views.append(View(name, made))
-    return Normalized(text, canon, folded(text), tuple(views))
+    return Normalized(text, canonical(text), folded(text))
 
 
 # --- decoded views ---------------------------------------------------------------------------

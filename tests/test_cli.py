@@ -161,3 +161,13 @@ def test_guard_scan_bad_input_is_one_line_and_exit_2(tmp_path: Path) -> None:
     policy.write_text("input: [{scanner: pii, treshold: 0.2}]\n")
     assert_user_error(run("guard", "scan", "x", "--policy", str(policy)), "treshold", "pii")
     assert_user_error(run("guard", "scan", "x", "--stage", "middle"), "--stage")
+
+
+def test_guard_scan_survives_hostile_inputs(tmp_path: Path) -> None:
+    rows = tmp_path / "hostile.jsonl"
+    texts = ["a" * 1_000_000, "\ud800 lone surrogate", "nul\x00byte", "", "[" * 100_000]
+    rows.write_text("\n".join(json.dumps({"text": t}) for t in texts) + "\n")
+    for stage in ("input", "output", "context"):
+        result = run("guard", "scan", "--jsonl", str(rows), "--stage", stage)
+        assert result.returncode == 0, result.stderr
+        assert len(result.stdout.splitlines()) == len(texts)

@@ -427,7 +427,7 @@ def guard_scan(
             }
         else:
             row = guard.check(item, stage).to_dict()
-        sys.stdout.write(json.dumps(row, ensure_ascii=False) + "\n")
+        sys.stdout.write(json.dumps(row) + "\n")  # ASCII: lone surrogates stay escaped
 
 
 @guard_app.command("eval")

@@ -474,26 +474,35 @@ def guard_eval(
 
 @guard_app.command("train")
 def guard_train(
-    out: Annotated[Path, typer.Option(help="Where to write the weights.")] = Path(
-        "runs/guard/injection.safetensors"
-    ),
+    task: Annotated[str, typer.Option(help="injection or harmful.")] = "injection",
+    out: Annotated[
+        Path | None, typer.Option(help="Where to write the weights (default: runs/guard/TASK).")
+    ] = None,
     target_fpr: Annotated[
         float, typer.Option(help="False-positive rate the threshold is set for (calib split).")
     ] = 0.01,
 ) -> None:
-    """Train the jailbreak/injection classifier on the pinned corpora; weights + report.json.
+    """Train a guard classifier on the pinned corpora; weights + report.json.
 
-    The shipped weights are this command's output with its defaults:
-    ``bastion guard train --out src/bastion/guard/weights/injection.safetensors``.
+    The shipped weights are this command's output with its defaults, e.g.
+    ``bastion guard train --task harmful --out src/bastion/guard/weights/harmful.safetensors``.
     """
+    from bastion.guard.harmful import save_centroids, train_harmful
     from bastion.guard.injection import train_injection
     from bastion.guard.ngrams import write_report
 
+    if task not in ("injection", "harmful"):
+        raise BastionError(f"--task must be injection or harmful, got {task!r}")
     if not 0 < target_fpr < 1:
         raise BastionError(f"--target-fpr must be in (0, 1), got {target_fpr}")
+    out = out or Path("runs/guard") / f"{task}.safetensors"
     writable_folder(out.parent, "--out")
-    with console.status("training the injection classifier…"):
-        model, report = train_injection(target_fpr)
+    with console.status(f"training the {task} classifier…"):
+        if task == "injection":
+            model, report = train_injection(target_fpr)
+        else:
+            model, centroids, report = train_harmful(target_fpr)
+            save_centroids(out.with_suffix(".categories.json"), centroids)
     model.save(out)
     write_report(out.with_suffix(".report.json"), report)
     dev = report["dev"]

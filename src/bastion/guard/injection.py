@@ -132,7 +132,13 @@ def view_scores(model: NgramClassifier, texts: list[str]) -> list[float]:
     return [best_view(model, normalize(text))[0] for text in texts]
 
 
-def evaluate(model: NgramClassifier, examples: list[Example], threshold: float) -> dict[str, Any]:
+def evaluate(
+    model: NgramClassifier,
+    examples: list[Example],
+    threshold: float,
+    *,
+    hard: tuple[str, ...] = HARD_NEGATIVES,
+) -> dict[str, Any]:
     scores = view_scores(model, [e.text for e in examples])
     labels = [e.label for e in examples]
     flagged = [s >= threshold for s in scores]
@@ -142,12 +148,15 @@ def evaluate(model: NgramClassifier, examples: list[Example], threshold: float) 
     fp = sum(f and not y for f, y in zip(flagged, labels, strict=True))
     by_source: dict[str, dict[str, float]] = {}
     for example, hit in zip(examples, flagged, strict=True):
-        row = by_source.setdefault(example.source, {"label": example.label, "n": 0, "flagged": 0})
+        key = f"{example.source} ({'positive' if example.label else 'negative'})"
+        row = by_source.setdefault(key, {"label": example.label, "n": 0, "flagged": 0})
         row["n"] += 1
         row["flagged"] += hit
     for row in by_source.values():
         row["rate"] = row["flagged"] / row["n"]
-    hard = [hit for e, hit in zip(examples, flagged, strict=True) if e.source in HARD_NEGATIVES]
+    hard_hits = [
+        hit for e, hit in zip(examples, flagged, strict=True) if e.source in hard and not e.label
+    ]
     return {
         "examples": len(examples),
         "positives": positives,
@@ -156,7 +165,7 @@ def evaluate(model: NgramClassifier, examples: list[Example], threshold: float) 
         "fpr": fp / negatives if negatives else float("nan"),
         "precision": tp / (tp + fp) if tp + fp else float("nan"),
         "roc_auc": roc_auc(scores, labels),
-        "hard_negative_fpr": sum(hard) / len(hard) if hard else float("nan"),
+        "hard_negative_fpr": sum(hard_hits) / len(hard_hits) if hard_hits else float("nan"),
         "by_source": by_source,
     }
 

@@ -71,14 +71,13 @@ def features(text: str, *, is_folded: bool = False) -> tuple[list[int], list[flo
 
 
 def _bags(
-    texts: Sequence[str], is_folded: bool = False
+    featurized: Sequence[tuple[list[int], list[float]]],
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """EmbeddingBag inputs (flat indices, offsets, per-sample weights) for many texts."""
     flat: list[int] = []
     weights: list[float] = []
     offsets: list[int] = []
-    for text in texts:
-        index, values = features(text, is_folded=is_folded)
+    for index, values in featurized:
         offsets.append(len(flat))
         flat += index
         weights += values
@@ -99,7 +98,11 @@ class NgramClassifier:
     meta: dict[str, str]
 
     def logits(self, texts: Sequence[str], *, is_folded: bool = False) -> torch.Tensor:
-        flat, offsets, values = _bags(texts, is_folded)
+        return self.logits_of([features(t, is_folded=is_folded) for t in texts])
+
+    def logits_of(self, featurized: Sequence[tuple[list[int], list[float]]]) -> torch.Tensor:
+        """Logits of texts already turned into features."""
+        flat, offsets, values = _bags(featurized)
         bags = torch.nn.functional.embedding_bag(
             flat, self.weight.unsqueeze(1), offsets, mode="sum", per_sample_weights=values
         )
@@ -110,6 +113,11 @@ class NgramClassifier:
         if not texts:
             return []
         return torch.sigmoid(self.logits(texts, is_folded=is_folded)).tolist()
+
+    def scores_of(self, featurized: Sequence[tuple[list[int], list[float]]]) -> list[float]:
+        if not featurized:
+            return []
+        return torch.sigmoid(self.logits_of(featurized)).tolist()
 
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -113,6 +113,17 @@ class Normalized:
                 views.append(View(name, made))
         return tuple(views)
 
+    @functools.cached_property
+    def ngram_features(self) -> tuple[tuple[list[int], list[float]], ...]:
+        """The n-gram features of every view (see :mod:`bastion.guard.ngrams`), computed once
+        for all the classifiers that read them."""
+        from bastion.guard.ngrams import features
+
+        return (
+            features(self.folded.text, is_folded=True),
+            *(features(v.text) for v in self.views),
+        )
+
     @classmethod
     def raw(cls, text: str) -> Normalized:
         """Only the original text, for scanners that read nothing else (no work done)."""

@@ -3,6 +3,7 @@
 from bastion.guard.scanners.base import SCANNERS, Scanner, register
 from bastion.guard.scanners.blocklist import BlocklistScanner
 from bastion.guard.scanners.format import CodeScanner, JsonScanner
+from bastion.guard.scanners.harmful import HarmfulRequestScanner
 from bastion.guard.scanners.injection import InjectionScanner
 from bastion.guard.scanners.known_attacks import KnownAttackScanner
 from bastion.guard.scanners.length import LengthScanner
@@ -14,6 +15,7 @@ __all__ = [
     "SCANNERS",
     "BlocklistScanner",
     "CodeScanner",
+    "HarmfulRequestScanner",
     "InjectionScanner",
     "JsonScanner",
     "KnownAttackScanner",

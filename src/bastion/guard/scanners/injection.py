@@ -34,10 +34,7 @@ def load_classifier(path: Path) -> NgramClassifier:
 def best_view(model: NgramClassifier, text: Normalized) -> tuple[float, str]:
     """The highest score over the canonical text and every decoded view, and that view."""
     views = text.all_views()
-    # the canonical view is already folded in ``text.folded``; the others fold here
-    scores = model.scores([text.folded.text], is_folded=True) + model.scores(
-        [v.text for v in views[1:]]
-    )
+    scores = model.scores_of(text.ngram_features)  # shared with every n-gram scanner
     best = max(range(len(views)), key=scores.__getitem__)
     return min(max(scores[best], 0.0), 1.0), views[best].name
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import torch
 
 from bastion.align.preference import PreferenceConfig, PreferenceTrainer
-from bastion.align.train import TrainConfig
+from bastion.align.train import TrainConfig, shutdown_distributed
 from bastion.models.tiny import build_tiny_llama, build_tiny_tokenizer
 from bastion.types import Conversation, PreferencePair
 
@@ -33,6 +33,7 @@ def main(out: Path, batch_size: int) -> None:
     rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
     weights = torch.cat([p.detach().flatten() for p in trainer.model.parameters()])
     torch.save(weights, out / f"rank{rank}.pt")
+    shutdown_distributed()
 
 
 if __name__ == "__main__":

@@ -259,10 +259,14 @@ def run_recipe(
 ) -> tuple[Any, dict[str, Any] | None]:
     """Load and check a recipe, run it; the summary only on the first process (torchrun)."""
     from bastion.align.recipe import load_recipe
+    from bastion.align.train import shutdown_distributed
 
     parsed = load_recipe(recipe, overrides, kind)
     writable_folder(parsed.train.output_dir, "train.output_dir")
-    summary = runner(parsed)
+    try:
+        summary = runner(parsed)
+    finally:
+        shutdown_distributed()
     return parsed, summary if os.environ.get("RANK", "0") == "0" else None
 
 

@@ -32,6 +32,15 @@ T = TypeVar("T")
 Step = Callable[[Any, Sequence[T]], tuple[Tensor, dict[str, float]]]
 
 
+def shutdown_distributed() -> None:
+    """Wait for every process, then tear the process group down (under torchrun). Without it
+    gloo's threads can still be alive when the interpreter exits, and a rank aborts
+    ("terminate called without an active exception") after its work is done."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
+
+
 class TrainingError(BastionError):
     """Training cannot go on (a non-finite loss, a checkpoint that does not match)."""
 

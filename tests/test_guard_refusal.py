@@ -39,3 +39,13 @@ def test_leak_by_a_verbatim_run_of_the_system_prompt() -> None:
     assert not scanner.scan("I am Orbit, Acme's assistant. How can I help?").flagged
     with pytest.raises(ValueError, match="min_words"):
         LeakScanner(min_words=1)
+
+
+def test_the_system_prompt_can_come_with_the_request() -> None:
+    from bastion.guard.pipeline import Guard
+    from bastion.guard.policy import parse_policy
+
+    guard = Guard(parse_policy({"output": [{"scanner": "leak", "min_words": 6}]}))
+    leaked = "Okay: you are Orbit, the support assistant of Acme Rockets, as told."
+    assert not guard.check_output(leaked).blocked  # no system prompt known
+    assert guard.check_output(leaked, system=SYSTEM, prompt="who are you?").blocked

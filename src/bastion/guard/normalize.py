@@ -30,7 +30,8 @@ import codecs
 import functools
 import re
 import unicodedata
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from functools import lru_cache
 from urllib.parse import unquote
 
@@ -100,6 +101,9 @@ class Normalized:
     original: str
     canonical: Folded
     folded: Folded
+    # what the caller knows about the exchange: "prompt" (the user's request) and "system"
+    # (the system prompt) for output scanners that compare the answer with them
+    context: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     @functools.cached_property
     def views(self) -> tuple[View, ...]:
@@ -128,7 +132,7 @@ class Normalized:
     def raw(cls, text: str) -> Normalized:
         """Only the original text, for scanners that read nothing else (no work done)."""
         empty = Folded("", ())
-        raw = cls(text, empty, empty)
+        raw = cls(text, empty, empty, {})
         raw.__dict__["views"] = ()
         return raw
 
@@ -252,8 +256,8 @@ def folded(text: str) -> Folded:
     return _fold(text, matching=True)
 
 
-def normalize(text: str) -> Normalized:
-    return Normalized(text, canonical(text), folded(text))
+def normalize(text: str, context: Mapping[str, str] | None = None) -> Normalized:
+    return Normalized(text, canonical(text), folded(text), dict(context or {}))
 
 
 # --- decoded views ---------------------------------------------------------------------------

@@ -108,8 +108,13 @@ class Guard:
     def check_input(self, text: str) -> Decision:
         return self.check(text, "input")
 
-    def check_output(self, text: str) -> Decision:
-        return self.check(text, "output")
+    def check_output(
+        self, text: str, *, prompt: str | None = None, system: str | None = None
+    ) -> Decision:
+        """Output rails on an answer; ``prompt`` and ``system`` (the request and the system
+        prompt) reach scanners that compare the answer with them (``leak``)."""
+        context = {k: v for k, v in (("prompt", prompt), ("system", system)) if v is not None}
+        return self.check(text, "output", context=context)
 
     def stream_output(self, *, context: int = 256, holdback: int = 64) -> OutputStream:
         """Output rails for an answer that arrives in chunks (see :class:`OutputStream`)."""
@@ -118,13 +123,15 @@ class Guard:
     async def acheck_input(self, text: str) -> Decision:
         return await asyncio.to_thread(self.check_input, text)
 
-    async def acheck_output(self, text: str) -> Decision:
-        return await asyncio.to_thread(self.check_output, text)
+    async def acheck_output(
+        self, text: str, *, prompt: str | None = None, system: str | None = None
+    ) -> Decision:
+        return await asyncio.to_thread(self.check_output, text, prompt=prompt, system=system)
 
     async def acheck_context(self, documents: Sequence[str]) -> ContextDecision:
         return await asyncio.to_thread(self.check_context, documents)
 
-    def check(self, text: str, stage: Stage) -> Decision:
+    def check(self, text: str, stage: Stage, *, context: dict[str, str] | None = None) -> Decision:
         start = time.perf_counter()
         every = self.policy.rails(stage)
         # scanners that read only the raw text (the length limit) run first: a text they
@@ -135,7 +142,7 @@ class Guard:
         if any(r.flagged and c.action == "block" for c, r in zip(cheap, results, strict=True)):
             elapsed = (time.perf_counter() - start) * 1000
             return Decision("block", text, tuple(results), stage, elapsed)
-        results += self._run(rest, normalize(text)) if rest else []
+        results += self._run(rest, normalize(text, context)) if rest else []
         rails = [*cheap, *rest]
         action = "allow"
         for rail, result in zip(rails, results, strict=True):

@@ -6,7 +6,8 @@ with the ``log`` or ``review`` action. The same phrase list backs the red team's
 :class:`~bastion.redteam.judges.RefusalPhraseJudge`.
 
 ``leak``: the answer repeats the system prompt — a canary string planted in it (folded match),
-or a run of ``min_words`` consecutive words of it.
+or a run of ``min_words`` consecutive words of it: the system prompt configured in the policy,
+and the one passed with the request (``guard.check_output(answer, system=...)``).
 """
 
 from __future__ import annotations
@@ -86,8 +87,13 @@ class LeakScanner(Scanner):
             raise ValueError(f"leak: min_words must be at least 2, got {min_words}")
         self.canaries = [c for c in (folded(c).text.strip() for c in canaries) if c]
         self.min_words = min_words
+        self.runs = self._runs(system_prompt)
+
+    def _runs(self, system_prompt: str | None) -> set[tuple[str, ...]]:
+        """Every run of ``min_words`` consecutive words of a system prompt, folded."""
         words = folded(system_prompt).text.split() if system_prompt else []
-        self.runs = {tuple(words[i : i + min_words]) for i in range(len(words) - min_words + 1)}
+        n = self.min_words
+        return {tuple(words[i : i + n]) for i in range(len(words) - n + 1)}
 
     def scan_normalized(self, text: Normalized) -> ScanResult:
         answer = text.folded
@@ -96,10 +102,11 @@ class LeakScanner(Scanner):
             if at >= 0:
                 span = Span("canary", *answer.span(at, at + len(canary)))
                 return self.result(1.0, "a canary of the system prompt", spans=(span,))
-        if self.runs:
+        runs = self.runs | self._runs(text.context.get("system"))
+        if runs:
             words = answer.text.split()
             n = self.min_words
             for i in range(len(words) - n + 1):
-                if tuple(words[i : i + n]) in self.runs:
+                if tuple(words[i : i + n]) in runs:
                     return self.result(1.0, f"{n}+ words verbatim from the system prompt")
         return self.result(0.0)

@@ -48,7 +48,8 @@ def test_metrics_are_exact_on_a_hand_checked_set(tmp_path: Path) -> None:
     [
         ("{oops", "data.jsonl:2"),
         ('{"text": "x", "label": 2}', "data.jsonl:2: field 'label'"),
-        ('"x"', "text"),
+        ('"x"', "expected a JSON object"),
+        ('{"label": 1}', "data.jsonl:2: field 'text'"),
     ],
 )
 def test_bad_rows_are_named(tmp_path: Path, line: str, message: str) -> None:

@@ -10,12 +10,12 @@ Latency is the decision's own wall time.
 
 from __future__ import annotations
 
-import json
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bastion.data.jsonl import iter_jsonl
 from bastion.errors import DataError
 from bastion.guard.injection import roc_auc
 from bastion.guard.ngrams import threshold_for_fpr
@@ -34,20 +34,10 @@ class Labelled:
 
 def read_labelled(path: Path) -> list[Labelled]:
     """Rows of a JSONL file; a bad row is an error naming the file, line and key."""
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise DataError(f"cannot read ({exc.strerror})").at(str(path)) from None
     rows = []
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"not valid JSON ({exc.msg})").at(str(path), number) from None
-        if not isinstance(row, dict) or not isinstance(row.get("text"), str):
-            raise DataError("expected an object with a string 'text'").at(str(path), number)
+    for number, row in iter_jsonl(path):
+        if not isinstance(row.get("text"), str):
+            raise DataError("expected a string 'text'").at(str(path), number, "text")
         label = row.get("label")
         if label not in (0, 1, True, False):
             raise DataError(f"label must be 0/1 or true/false, got {label!r}").at(

@@ -19,7 +19,6 @@ training positives that carry a label.
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import math
 from collections import defaultdict
@@ -28,9 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from bastion.data.registry import CORPORA, load_corpus
-from bastion.errors import BastionError
-from bastion.guard.injection import Example, _digest, evaluate, split_examples, view_scores
-from bastion.guard.ngrams import NgramClassifier, features, threshold_for_fpr, train_classifier
+from bastion.guard.injection import Example, fit_calibrated, split_examples, text_digest
+from bastion.guard.ngrams import NgramClassifier, features
 
 CATEGORIES = (
     "weapons",
@@ -86,7 +84,7 @@ def _examples() -> tuple[tuple[Example, str | None], ...]:
         for item in load_corpus(name):
             if item.label == "copyright" or item.category == "copyright":
                 continue
-            example = Example(item.text, 1, name, "text:" + _digest(item.text))
+            example = Example(item.text, 1, name, "text:" + text_digest(item.text))
             rows.append((example, CATEGORY_OF.get(item.category or "")))
     for item in load_corpus("rho-contrast"):
         pair = "pair:" + str(item.meta.get("pair", item.id))  # both halves in one split
@@ -96,11 +94,11 @@ def _examples() -> tuple[tuple[Example, str | None], ...]:
     for name, corpus in CORPORA.items():
         if corpus.kind in NEGATIVE_KINDS:
             for item in load_corpus(name):
-                rows.append((Example(item.text, 0, name, "text:" + _digest(item.text)), None))
+                rows.append((Example(item.text, 0, name, "text:" + text_digest(item.text)), None))
     seen: set[str] = set()
     unique = []
     for example, category in rows:
-        key = _digest(example.text)
+        key = text_digest(example.text)
         if key not in seen and example.text.strip():
             seen.add(key)
             unique.append((example, category))
@@ -143,34 +141,16 @@ def train_harmful(
 ) -> tuple[NgramClassifier, dict[str, Any], dict[str, Any]]:
     """Train, calibrate, evaluate; returns the model, the category centroids and the report."""
     rows = _examples()
-    category_of = {id(e): c for e, c in rows}
+    category_of = dict(rows)  # example -> category, where its source gives one
     splits = split_examples([e for e, _ in rows])
-    train = splits["train"]
-    if not train or len({e.label for e in train}) < 2:
-        raise BastionError("the training split needs both classes; pull the corpora first")
-    weight, bias = train_classifier([e.text for e in train], [e.label for e in train], epochs=12)
-    data = hashlib.sha256(
-        "\n".join(f"{e.label}\t{e.group}\t{e.text}" for e in train).encode()
-    ).hexdigest()
-    model = NgramClassifier(weight, bias, 0.5, {"task": "harmful", "train_sha256": data})
-    calib = splits["calib"]
-    model.threshold = threshold_for_fpr(
-        view_scores(model, [e.text for e in calib if not e.label]), target_fpr
-    )
+    model, report = fit_calibrated(splits, "harmful", target_fpr, HARD_NEGATIVES)
     centroids = category_centroids(
-        [(e.text, category_of[id(e)]) for e in train if category_of.get(id(e))]  # type: ignore[misc]
+        [(e.text, c) for e in splits["train"] if (c := category_of[e]) is not None]
     )
-    labelled_dev = [(e, category_of[id(e)]) for e in splits["dev"] if category_of.get(id(e))]
+    labelled_dev = [(e, c) for e in splits["dev"] if (c := category_of[e]) is not None]
     correct = sum(nearest_category(e.text, centroids)[0] == c for e, c in labelled_dev)
-    report = {
-        "target_fpr": target_fpr,
-        "threshold": model.threshold,
-        "sizes": {name: len(r) for name, r in splits.items()},
-        "calib": evaluate(model, calib, model.threshold, hard=HARD_NEGATIVES),
-        "dev": evaluate(model, splits["dev"], model.threshold, hard=HARD_NEGATIVES),
-        "dev_category_accuracy": correct / len(labelled_dev) if labelled_dev else float("nan"),
-        "dev_categorized": len(labelled_dev),
-    }
+    report["dev_category_accuracy"] = correct / len(labelled_dev) if labelled_dev else float("nan")
+    report["dev_categorized"] = len(labelled_dev)
     return (
         model,
         {"categories": {c: {str(i): v for i, v in d.items()} for c, d in centroids.items()}},

@@ -64,7 +64,8 @@ class Example:
     group: str  # what decides its split
 
 
-def _digest(text: str) -> str:
+def text_digest(text: str) -> str:
+    """A short digest of a text's folded form: its identity for deduplication and splits."""
     return hashlib.sha256(folded(text).text.encode()).hexdigest()[:16]
 
 
@@ -80,7 +81,7 @@ def _examples(goals_per_template: int) -> tuple[Example, ...]:
     for name, corpus in CORPORA.items():
         if corpus.kind == TEMPLATE_KIND:
             for item in load_corpus(name):
-                group = "template:" + _digest(item.text)  # a template shared by corpora
+                group = "template:" + text_digest(item.text)  # a template shared by corpora
                 draw = random.Random(group)
                 if not item.meta.get("slot"):
                     examples.append(Example(item.text, 1, name, group))
@@ -90,11 +91,11 @@ def _examples(goals_per_template: int) -> tuple[Example, ...]:
         elif corpus.kind in POSITIVE_KINDS or corpus.kind in NEGATIVE_KINDS:
             label = int(corpus.kind in POSITIVE_KINDS and name not in AS_PLAIN_REQUESTS)
             for item in load_corpus(name):
-                examples.append(Example(item.text, label, name, "text:" + _digest(item.text)))
+                examples.append(Example(item.text, label, name, "text:" + text_digest(item.text)))
     seen: set[str] = set()
     unique = []
     for example in examples:
-        key = _digest(example.text)
+        key = text_digest(example.text)
         if key not in seen and example.text.strip():
             seen.add(key)
             unique.append(example)
@@ -170,9 +171,14 @@ def evaluate(
     }
 
 
-def train_injection(target_fpr: float = TARGET_FPR) -> tuple[NgramClassifier, dict[str, Any]]:
-    """Train on ``train``, set the threshold on ``calib``, report on ``dev``."""
-    splits = split_examples(injection_examples())
+def fit_calibrated(
+    splits: dict[str, list[Example]],
+    task: str,
+    target_fpr: float,
+    hard: tuple[str, ...],
+) -> tuple[NgramClassifier, dict[str, Any]]:
+    """Train on ``train``, set the threshold on ``calib``'s negatives, report on both splits
+    (shared by every n-gram classifier the guard ships)."""
     train = splits["train"]
     if not train or len({e.label for e in train}) < 2:
         raise BastionError("the training split needs both classes; pull the corpora first")
@@ -180,7 +186,7 @@ def train_injection(target_fpr: float = TARGET_FPR) -> tuple[NgramClassifier, di
     data = hashlib.sha256(
         "\n".join(f"{e.label}\t{e.group}\t{e.text}" for e in train).encode()
     ).hexdigest()
-    model = NgramClassifier(weight, bias, 0.5, {"task": "injection", "train_sha256": data})
+    model = NgramClassifier(weight, bias, 0.5, {"task": task, "train_sha256": data})
     calib = splits["calib"]
     negative_scores = view_scores(model, [e.text for e in calib if not e.label])
     model.threshold = threshold_for_fpr(negative_scores, target_fpr)
@@ -188,10 +194,16 @@ def train_injection(target_fpr: float = TARGET_FPR) -> tuple[NgramClassifier, di
         "target_fpr": target_fpr,
         "threshold": model.threshold,
         "sizes": {name: len(rows) for name, rows in splits.items()},
-        "calib": evaluate(model, calib, model.threshold),
-        "dev": evaluate(model, splits["dev"], model.threshold),
+        "calib": evaluate(model, calib, model.threshold, hard=hard),
+        "dev": evaluate(model, splits["dev"], model.threshold, hard=hard),
     }
     return model, report
+
+
+def train_injection(target_fpr: float = TARGET_FPR) -> tuple[NgramClassifier, dict[str, Any]]:
+    """Train on ``train``, set the threshold on ``calib``, report on ``dev``."""
+    splits = split_examples(injection_examples())
+    return fit_calibrated(splits, "injection", target_fpr, HARD_NEGATIVES)
 
 
 def shipped_weights() -> Path:

@@ -47,7 +47,9 @@ def test_default_threshold_is_the_calibrated_one_and_flips_exactly() -> None:
 
 
 def test_features_ignore_case_lookalikes_and_invisibles() -> None:
-    assert features("Ignore previous") == features("IGNORE\u200b prеvious")  # Cyrillic е
+    plain, disguised = features("Ignore previous"), features("IGNORE\u200b prеvious")  # Cyrillic е
+    assert plain[0].tolist() == disguised[0].tolist()
+    assert plain[1].tolist() == disguised[1].tolist()
 
 
 def test_threshold_for_fpr_and_roc_auc_by_hand() -> None:

@@ -26,9 +26,11 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from bastion.data.registry import CORPORA, load_corpus
 from bastion.guard.injection import Example, fit_calibrated, split_examples, text_digest
-from bastion.guard.ngrams import NgramClassifier, features
+from bastion.guard.ngrams import DIM, Features, NgramClassifier, features
 
 CATEGORIES = (
     "weapons",
@@ -116,7 +118,7 @@ def category_centroids(
     sums: dict[str, dict[int, float]] = defaultdict(lambda: defaultdict(float))
     for text, category in labelled:
         index, values = features(text)
-        for i, v in zip(index, values, strict=True):
+        for i, v in zip(index.tolist(), values.tolist(), strict=True):
             sums[category][i] += v
     centroids = {}
     for category, vector in sorted(sums.items()):
@@ -126,14 +128,25 @@ def category_centroids(
     return centroids
 
 
-def nearest_category(text: str, centroids: dict[str, dict[int, float]]) -> tuple[str, float]:
-    index, values = features(text)
-    best, score = "other", 0.0
-    for category, centroid in centroids.items():
-        similarity = sum(v * centroid.get(i, 0.0) for i, v in zip(index, values, strict=True))
-        if similarity > score:
-            best, score = category, similarity
-    return best, score
+class Categories:
+    """The category centroids as one dense (buckets × categories) matrix: naming a text's
+    category is one gather and one small product."""
+
+    def __init__(self, centroids: dict[str, dict[int, float]]) -> None:
+        self.names = sorted(centroids)
+        self.matrix = np.zeros((DIM, len(self.names)), dtype=np.float64)
+        for column, name in enumerate(self.names):
+            for bucket, value in centroids[name].items():
+                self.matrix[bucket, column] = value
+
+    def nearest(self, featurized: Features) -> tuple[str, float]:
+        """The category of highest cosine similarity ("other" when none is positive)."""
+        index, values = featurized
+        similarity = values @ self.matrix[index]
+        if not len(self.names) or similarity.max() <= 0.0:
+            return "other", 0.0
+        best = int(similarity.argmax())
+        return self.names[best], float(similarity[best])
 
 
 def train_harmful(
@@ -148,7 +161,8 @@ def train_harmful(
         [(e.text, c) for e in splits["train"] if (c := category_of[e]) is not None]
     )
     labelled_dev = [(e, c) for e in splits["dev"] if (c := category_of[e]) is not None]
-    correct = sum(nearest_category(e.text, centroids)[0] == c for e, c in labelled_dev)
+    categories = Categories(centroids)
+    correct = sum(categories.nearest(features(e.text))[0] == c for e, c in labelled_dev)
     report["dev_category_accuracy"] = correct / len(labelled_dev) if labelled_dev else float("nan")
     report["dev_categorized"] = len(labelled_dev)
     return (
@@ -166,6 +180,6 @@ def save_centroids(path: Path, centroids: dict[str, Any]) -> None:
     path.write_text(json.dumps(centroids, sort_keys=True) + "\n")
 
 
-def load_centroids(path: Path) -> dict[str, dict[int, float]]:
+def load_categories(path: Path) -> Categories:
     raw = json.loads(path.read_text())["categories"]
-    return {c: {int(i): float(v) for i, v in d.items()} for c, d in raw.items()}
+    return Categories({c: {int(i): float(v) for i, v in d.items()} for c, d in raw.items()})

@@ -15,7 +15,7 @@ import json
 import math
 import zlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -46,7 +46,11 @@ def _byte_ngrams(data: bytes) -> np.ndarray:
     return np.concatenate(out) if out else np.zeros(0, dtype=np.uint64)
 
 
-def features(text: str, *, is_folded: bool = False) -> tuple[list[int], list[float]]:
+Features = tuple[np.ndarray, np.ndarray]  # bucket indices (int64), weights (float64)
+_EMPTY: Features = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64))
+
+
+def features(text: str, *, is_folded: bool = False) -> Features:
     """Bucket indices and weights of a text's n-grams (L2-normalized, sublinear counts).
 
     Character n-grams are taken over the UTF-8 bytes of the folded text (the same as character
@@ -63,28 +67,21 @@ def features(text: str, *, is_folded: bool = False) -> tuple[list[int], list[flo
         [_byte_ngrams(f" {bare} ".encode()), np.array(word_hashes, dtype=np.uint64)]
     )
     if not len(hashes):
-        return [], []
+        return _EMPTY
     index, counts = np.unique(hashes, return_counts=True)
     values = 1.0 + np.log(counts)
     values /= np.sqrt((values * values).sum())
-    return index.astype(np.int64).tolist(), values.tolist()
+    return index.astype(np.int64), values
 
 
-def _bags(
-    featurized: Sequence[tuple[list[int], list[float]]],
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _bags(featurized: Sequence[Features]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """EmbeddingBag inputs (flat indices, offsets, per-sample weights) for many texts."""
-    flat: list[int] = []
-    weights: list[float] = []
-    offsets: list[int] = []
-    for index, values in featurized:
-        offsets.append(len(flat))
-        flat += index
-        weights += values
+    sizes = [len(index) for index, _ in featurized]
+    offsets = np.concatenate([[0], np.cumsum(sizes[:-1])]).astype(np.int64)
     return (
-        torch.tensor(flat, dtype=torch.long),
-        torch.tensor(offsets, dtype=torch.long),
-        torch.tensor(weights, dtype=torch.float32),
+        torch.from_numpy(np.concatenate([index for index, _ in featurized])),
+        torch.from_numpy(offsets),
+        torch.from_numpy(np.concatenate([values for _, values in featurized]).astype(np.float32)),
     )
 
 
@@ -96,28 +93,24 @@ class NgramClassifier:
     bias: float
     threshold: float
     meta: dict[str, str]
+    _weight64: np.ndarray = field(init=False, repr=False, compare=False)
 
-    def logits(self, texts: Sequence[str], *, is_folded: bool = False) -> torch.Tensor:
-        return self.logits_of([features(t, is_folded=is_folded) for t in texts])
+    def __post_init__(self) -> None:
+        self._weight64 = self.weight.double().numpy()  # scoring runs in float64 numpy
 
-    def logits_of(self, featurized: Sequence[tuple[list[int], list[float]]]) -> torch.Tensor:
-        """Logits of texts already turned into features."""
-        flat, offsets, values = _bags(featurized)
-        bags = torch.nn.functional.embedding_bag(
-            flat, self.weight.unsqueeze(1), offsets, mode="sum", per_sample_weights=values
-        )
-        return bags.squeeze(1) + self.bias
+    def logit_of(self, featurized: Features) -> float:
+        """One text's logit: its weighted buckets summed (float64, so that the calibration
+        scores and the scanner's agree to the last bit on any machine)."""
+        index, values = featurized
+        return float(self._weight64[index] @ values) + self.bias
 
     def scores(self, texts: Sequence[str], *, is_folded: bool = False) -> list[float]:
         """Probabilities in [0, 1]."""
-        if not texts:
-            return []
-        return torch.sigmoid(self.logits(texts, is_folded=is_folded)).tolist()
+        return self.scores_of([features(t, is_folded=is_folded) for t in texts])
 
-    def scores_of(self, featurized: Sequence[tuple[list[int], list[float]]]) -> list[float]:
-        if not featurized:
-            return []
-        return torch.sigmoid(self.logits_of(featurized)).tolist()
+    def scores_of(self, featurized: Sequence[Features]) -> list[float]:
+        """Probabilities of texts already turned into features."""
+        return [_sigmoid(self.logit_of(f)) for f in featurized]
 
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -133,6 +126,10 @@ class NgramClassifier:
             meta = dict(handle.metadata() or {})
         bias, threshold = float(meta.pop("bias")), float(meta.pop("threshold"))
         return cls(tensors["weight"], bias, threshold, meta)
+
+
+def _sigmoid(x: float) -> float:
+    return 1.0 / (1.0 + math.exp(-x)) if x >= 0 else math.exp(x) / (1.0 + math.exp(x))
 
 
 def train_classifier(
@@ -162,20 +159,10 @@ def train_classifier(
             order = torch.randperm(len(texts), generator=generator).tolist()
             for start in range(0, len(order), batch_size):
                 batch = order[start : start + batch_size]
-                flat: list[int] = []
-                offsets: list[int] = []
-                values: list[float] = []
-                for i in batch:
-                    offsets.append(len(flat))
-                    flat += cached[i][0]
-                    values += cached[i][1]
+                flat, offsets, values = _bags([cached[i] for i in batch])
                 logits = (
                     torch.nn.functional.embedding_bag(
-                        torch.tensor(flat, dtype=torch.long),
-                        weight,
-                        torch.tensor(offsets, dtype=torch.long),
-                        mode="sum",
-                        per_sample_weights=torch.tensor(values),
+                        flat, weight, offsets, mode="sum", per_sample_weights=values
                     ).squeeze(1)
                     + bias
                 )

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import bisect
 import codecs
 import functools
 import re
@@ -33,7 +34,11 @@ import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import TYPE_CHECKING
 from urllib.parse import unquote
+
+if TYPE_CHECKING:
+    from bastion.guard.ngrams import Features
 
 # Look-alikes of Latin letters (Cyrillic, Greek, and a few others). NFKC already folds the
 # fullwidth and mathematical alphabets; these it leaves alone because they are real letters.
@@ -67,24 +72,69 @@ _HEX_RUN = re.compile(r"(?:\\x|0x)?[0-9A-Fa-f]{2}(?:[ :]?(?:\\x|0x)?[0-9A-Fa-f]{
 _PERCENT = re.compile(r"%[0-9A-Fa-f]{2}")
 _SPACED_RUN = re.compile(r"(?<!\S)\w(?:[ .\-_*]\w){3,}(?!\S)")
 _LEET_TOKEN = re.compile(r"[A-Za-z0-9@$!|+€£]+")
+_ASCII_LETTER = re.compile(r"[A-Za-z]")
+_NOT_PLAIN = re.compile(r"[^\x20-\x7e\t\n]")
 
 
 @dataclass(frozen=True, slots=True)
 class Folded:
-    """A transformed text and, for each of its characters, the original offset it came from."""
+    """A transformed text and where each of its characters came from in the original.
+
+    The map is kept as segments, not one offset per character: from folded position
+    ``starts[k]`` on, characters come from consecutive original offsets beginning at
+    ``offsets[k]``, until the next segment. Ordinary text is a handful of segments (one more
+    per collapsed whitespace run or changed character), so building the map costs next to
+    nothing and looking an offset up is a binary search.
+    """
 
     text: str
-    origin: tuple[int, ...]
+    starts: tuple[int, ...] = ()
+    offsets: tuple[int, ...] = ()
+
+    def origin(self, position: int) -> int:
+        """The original offset of ``text[position]``."""
+        k = bisect.bisect_right(self.starts, position) - 1
+        return self.offsets[k] + position - self.starts[k]
 
     def span(self, start: int, end: int) -> tuple[int, int]:
         """Offsets in the original text of ``text[start:end]`` (end exclusive)."""
         if start >= end:
-            at = self.origin[start] if start < len(self.origin) else self._end()
+            at = self.origin(start) if start < len(self.text) else self._end()
             return at, at
-        return self.origin[start], self.origin[end - 1] + 1
+        return self.origin(start), self.origin(end - 1) + 1
 
     def _end(self) -> int:
-        return self.origin[-1] + 1 if self.origin else 0
+        return self.origin(len(self.text) - 1) + 1 if self.text else 0
+
+
+class _Segments:
+    """Builds a :class:`Folded` text piece by piece, with its segment map."""
+
+    __slots__ = ("expect", "length", "offsets", "parts", "starts")
+
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+        self.starts: list[int] = []
+        self.offsets: list[int] = []
+        self.length = 0
+        self.expect = -1  # the original offset that would continue the last segment
+
+    def add(self, piece: str, at: int) -> None:
+        """``piece`` came from consecutive original characters starting at ``at``."""
+        if at != self.expect:
+            self.starts.append(self.length)
+            self.offsets.append(at)
+        self.parts.append(piece)
+        self.length += len(piece)
+        self.expect = at + len(piece)
+
+    def folded(self, *, mixed_words: bool) -> Folded:
+        text = "".join(self.parts)
+        if mixed_words and not _HOMOGLYPH_SET.isdisjoint(text):
+            chars = list(text)
+            _fold_mixed_words(chars)  # one character for one: the map is unchanged
+            text = "".join(chars)
+        return Folded(text, tuple(self.starts), tuple(self.offsets))
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +168,7 @@ class Normalized:
         return tuple(views)
 
     @functools.cached_property
-    def ngram_features(self) -> tuple[tuple[list[int], list[float]], ...]:
+    def ngram_features(self) -> tuple[Features, ...]:
         """The n-gram features of every view (see :mod:`bastion.guard.ngrams`), computed once
         for all the classifiers that read them."""
         from bastion.guard.ngrams import features
@@ -131,7 +181,7 @@ class Normalized:
     @classmethod
     def raw(cls, text: str) -> Normalized:
         """Only the original text, for scanners that read nothing else (no work done)."""
-        empty = Folded("", ())
+        empty = Folded("")
         raw = cls(text, empty, empty, {})
         raw.__dict__["views"] = ()
         return raw
@@ -177,24 +227,28 @@ def _is_latin_letter(ch: str) -> bool:
 
 
 _ASCII_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
-_TOKEN = re.compile(r"[^ \t\n]+")
+# whitespace runs that shift offsets: longer than one character (a lone tab or newline becomes
+# a space in place)
+_IRREGULAR_SPACE = re.compile(r"[ \t\n]{2,}")
 
 
 def _fold_ascii(text: str, *, matching: bool) -> Folded:
     """The fast path for plain ASCII (no controls but tab and newline): nothing to normalize
-    but whitespace, and case when matching; the same result as the general path."""
-    chars: list[str] = []
-    origin: list[int] = []
-    previous_end = -1
-    for match in _TOKEN.finditer(text):
-        if chars:
-            chars.append(" ")
-            origin.append(previous_end)  # the first character of the whitespace run
-        token = match.group(0)
-        chars.append(token.lower() if matching else token)
-        origin.extend(range(match.start(), match.end()))
-        previous_end = match.end()
-    return Folded("".join(chars), tuple(origin))
+    but whitespace, and case when matching; the same result as the general path, in C but
+    for one step per irregular whitespace run."""
+    body = " ".join(text.split())
+    if not body:
+        return Folded("")
+    lead = len(text) - len(text.lstrip())
+    starts, offsets = [0], [lead]
+    removed = lead
+    for run in _IRREGULAR_SPACE.finditer(text, lead):
+        if run.end() == len(text):  # trailing whitespace is dropped
+            break
+        removed += run.end() - run.start() - 1  # the run became one space
+        starts.append(run.end() - removed)
+        offsets.append(run.end())
+    return Folded(body.lower() if matching else body, tuple(starts), tuple(offsets))
 
 
 def _fold(text: str, *, matching: bool) -> Folded:
@@ -203,28 +257,57 @@ def _fold(text: str, *, matching: bool) -> Folded:
     return _fold_general(text, matching=matching)
 
 
+# Runs that need no per-character work: printable ASCII words with single spaces between
+# them (NFKC and invisibles change nothing; folding is lower-casing), and whitespace other than
+# control characters (collapsed to one space; a control character such as CR is invisible and
+# removed, as in the slow path).
+_PLAIN_RUN = re.compile(r"([!-~]+(?: [!-~]+)*)|([^\S\x00-\x08\x0b-\x1f\x7f-\x9f]+)")
+
+
 def _fold_general(text: str, *, matching: bool) -> Folded:
-    chars: list[str] = []
-    origin: list[int] = []
+    out = _Segments()
     space_at = -1  # offset of a whitespace run not yet written (as one space)
-    for index, raw in enumerate(text):
+    at = 0
+    for run in _PLAIN_RUN.finditer(text):
+        if run.start() > at:  # characters between plain runs, one by one
+            space_at = _fold_chars(text, at, run.start(), out, space_at, matching)
+        at = run.end()
+        if run.group(2) is not None:  # whitespace
+            if out.length and space_at < 0:
+                space_at = run.start()
+            continue
+        if space_at >= 0:
+            out.add(" ", space_at)
+            space_at = -1
+        plain = run.group(1)
+        out.add(plain.lower() if matching else plain, run.start())
+    if at < len(text):
+        _fold_chars(text, at, len(text), out, space_at, matching)
+    return out.folded(mixed_words=not matching)
+
+
+def _fold_chars(
+    text: str, start: int, end: int, out: _Segments, space_at: int, matching: bool
+) -> int:
+    """Fold ``text[start:end]`` character by character onto ``out``; returns ``space_at``."""
+    for index in range(start, end):
+        raw = text[index]
         if _invisible(raw):
             continue
         for ch in _nfkc(raw):
             if ch.isspace():
-                if chars and space_at < 0:
+                if out.length and space_at < 0:
                     space_at = index
                 continue
             if space_at >= 0:
-                chars.append(" ")
-                origin.append(space_at)
+                out.add(" ", space_at)
                 space_at = -1
-            for out in _bare(ch) if matching else ch:
-                chars.append(out)
-                origin.append(index)
-    if not matching:
-        _fold_mixed_words(chars)
-    return Folded("".join(chars), tuple(origin))
+            for piece in _bare(ch) if matching else ch:
+                out.add(piece, index)  # every piece of one character maps to it
+    return space_at
+
+
+_HOMOGLYPH_SET = frozenset(HOMOGLYPHS)
 
 
 def _fold_mixed_words(chars: list[str]) -> None:
@@ -306,7 +389,7 @@ def _url_view(_: str, canon: str) -> str | None:
 
 
 def _rot13_view(_: str, canon: str) -> str | None:
-    if not any(c.isascii() and c.isalpha() for c in canon):
+    if not _ASCII_LETTER.search(canon):
         return None
     return codecs.encode(canon, "rot13")
 
@@ -316,7 +399,7 @@ def _leet_view(_: str, canon: str) -> str | None:
         return any(c.isalpha() for c in word) and any(c in LEET for c in word)
 
     tokens = _LEET_TOKEN.findall(canon)
-    if not any(mixed(t) for t in tokens):
+    if not any(not t.isalpha() and mixed(t) for t in tokens):
         return None
 
     def read(match: re.Match[str]) -> str:
@@ -335,7 +418,7 @@ def _reversed_view(_: str, canon: str) -> str | None:
 
 def _spaced_view(original: str, _: str) -> str | None:
     # on the text before whitespace collapses: words are split by wider gaps than letters
-    text = "".join(c for c in original if not _invisible(c))
+    text = _NOT_PLAIN.sub(lambda m: "" if _invisible(m.group()) else m.group(), original)
     joined = _SPACED_RUN.sub(lambda m: re.sub(r"[ .\-_*]", "", m.group(0)), text)
     return canonical(joined).text if joined != text else None
 

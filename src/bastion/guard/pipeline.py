@@ -1,11 +1,18 @@
 """The guard: a policy's scanners run on a text, their results combined into one decision.
 
-The text is normalized once; every scanner of the stage runs on it concurrently (a thread
-each, so a slow scanner never holds up a fast one) within its time budget. A scanner that
-raises or overruns counts as flagged when it fails closed and as clean when it fails open; its
-result says which. The decision is the strictest action among flagged scanners: ``block`` >
-``review`` > ``mask`` > ``log`` (logged only) > ``allow``. When masking, every masking
-scanner's spans are applied to the original text at once.
+The text is normalized once for all the scanners of the stage. Scanners that may wait (on a
+model, a server, a file) run concurrently in worker threads, each abandoned at its time budget,
+so a slow one never holds up the rest. Bounded scanners (pure CPU, linear time: every built-in
+rail but the embedding index) run in the caller's thread meanwhile: under the GIL, handing a
+millisecond of Python work to another thread costs more than the work, and measured, running
+the default stack through threads made it six times slower. A bounded scanner always finishes;
+one that took longer than its budget keeps its answer and is marked ``over_budget`` in its
+``meta`` (``isolate: true`` in the policy moves it to a worker thread, so that its budget is
+enforced while it runs). A scanner that raises or is abandoned counts as flagged when it fails
+closed and as clean when it fails open; its result says which. The decision is the strictest
+action among flagged scanners: ``block`` > ``review`` > ``mask`` > ``log`` (logged only) >
+``allow``. When masking, every masking scanner's spans are applied to the original text at
+once.
 
 Retrieved documents and tool outputs go through :meth:`Guard.check_context`: each passage
 (paragraph) is scanned with the context rails, and a flagged passage is stripped, replaced by
@@ -18,7 +25,7 @@ import asyncio
 import concurrent.futures
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -193,16 +200,32 @@ class Guard:
         return ContextDecision(tuple(cleaned), tuple(removed), elapsed)
 
     def _run(self, rails: Sequence[Rail], text: Normalized) -> list[ScanResult]:
-        futures = [self._pool.submit(rail.scanner.scan, text) for rail in rails]
-        results = []
-        for rail, future in zip(rails, futures, strict=True):
+        start = time.perf_counter()
+        futures = {
+            i: self._pool.submit(rail.scanner.scan, text)
+            for i, rail in enumerate(rails)
+            if not rail.inline
+        }
+        results: list[ScanResult | None] = [None] * len(rails)
+        for i, rail in enumerate(rails):  # bounded scanners, here, while the others run
+            if rail.inline:
+                try:
+                    result = rail.scanner.scan(text)
+                except Exception as exc:  # a broken scanner is a finding, never a crash
+                    result = _failed(rail, f"error: {type(exc).__name__}: {exc}")
+                if result.elapsed_ms > rail.timeout_ms:  # finished: its answer stands
+                    result = replace(result, meta={**result.meta, "over_budget": True})
+                results[i] = result
+        for i, future in futures.items():
+            rail = rails[i]
+            left = rail.timeout_ms / 1000 - (time.perf_counter() - start)
             try:
-                results.append(future.result(timeout=rail.timeout_ms / 1000))
+                results[i] = future.result(timeout=max(left, 0.0))
             except concurrent.futures.TimeoutError:
-                results.append(_failed(rail, f"over its {rail.timeout_ms:.0f} ms budget"))
+                results[i] = _failed(rail, f"over its {rail.timeout_ms:.0f} ms budget")
             except Exception as exc:  # a broken scanner is a finding, never a crash
-                results.append(_failed(rail, f"error: {type(exc).__name__}: {exc}"))
-        return results
+                results[i] = _failed(rail, f"error: {type(exc).__name__}: {exc}")
+        return [r for r in results if r is not None]
 
 
 def _failed(rail: Rail, why: str) -> ScanResult:

@@ -21,7 +21,9 @@ context_action: quarantine  # strip | quarantine | drop, for a flagged passage
 
 Each entry names a registered scanner; ``threshold``, ``action`` (block, mask, review, log),
 ``timeout_ms`` and ``fail`` (closed: a scanner that errs or overruns its budget counts as
-flagged; open: as clean) are common to all; every other key is an option of that scanner and
+flagged; open: as clean) and ``isolate`` (true: run even a bounded scanner in a worker thread,
+so that its budget is enforced while it runs; see :mod:`bastion.guard.pipeline`) are common to
+all; every other key is an option of that scanner and
 is checked against its constructor. Errors name the file and the key, e.g.
 ``policy.yaml: input[1].treshold: unknown option for scanner 'blocklist' (known: files,
 phrases, threshold)``.
@@ -54,6 +56,7 @@ class _Entry(BaseModel):
     threshold: float | None = Field(None, ge=0, le=1)
     timeout_ms: float = Field(1000.0, gt=0)
     fail: Literal["closed", "open"] = "closed"
+    isolate: bool = False
 
 
 class _Policy(BaseModel):
@@ -73,6 +76,7 @@ class Rail:
     action: Action
     timeout_ms: float
     fail_closed: bool
+    inline: bool = False  # run in the caller's thread (a bounded scanner not isolated)
 
 
 @dataclass(frozen=True)
@@ -156,4 +160,5 @@ def _rail(entry: _Entry, where: str, base: Path | None) -> Rail:
         scanner = cls(**options)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{where}: {exc}") from None
-    return Rail(scanner, entry.action, entry.timeout_ms, entry.fail == "closed")
+    inline = scanner.bounded and not entry.isolate
+    return Rail(scanner, entry.action, entry.timeout_ms, entry.fail == "closed", inline)

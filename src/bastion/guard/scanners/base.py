@@ -33,6 +33,11 @@ class Scanner(abc.ABC):
     name: ClassVar[str]
     stage: ClassVar[str] = "input"  # "input", "output" or "both"
     reads_original_only: ClassVar[bool] = False  # True: runs before (and without) normalizing
+    # True: pure CPU work in time linear in the text, no I/O, no lock. The pipeline runs such a
+    # scanner in the caller's thread: under the GIL a thread hand-off costs more than the scan.
+    # False (the default, for any scanner that calls a model, a server or a file): it runs in a
+    # worker thread, concurrently with the others, and is abandoned at its time budget.
+    bounded: ClassVar[bool] = False
 
     def __init__(self, *, threshold: float = 0.5) -> None:
         if not 0.0 <= threshold <= 1.0:

@@ -71,6 +71,7 @@ class BlocklistScanner(Scanner):
     """Flags a text containing any listed phrase (score 1.0), in any view."""
 
     name: ClassVar[str] = "blocklist"
+    bounded: ClassVar[bool] = True
     stage: ClassVar[str] = "both"
 
     def __init__(

@@ -83,6 +83,7 @@ class JsonScanner(Scanner):
     """Flags an answer whose JSON does not parse or does not match the schema."""
 
     name: ClassVar[str] = "json"
+    bounded: ClassVar[bool] = True
     stage: ClassVar[str] = "output"
     reads_original_only: ClassVar[bool] = True  # the answer as written, not normalized
 
@@ -140,6 +141,7 @@ class CodeScanner(Scanner):
     """Flags an answer whose code (first fenced block, else the whole answer) is invalid."""
 
     name: ClassVar[str] = "code"
+    bounded: ClassVar[bool] = True
     stage: ClassVar[str] = "output"
     reads_original_only: ClassVar[bool] = True
 

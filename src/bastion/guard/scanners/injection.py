@@ -44,6 +44,7 @@ class InjectionScanner(Scanner):
     """Scores how much a text reads as a jailbreak or an injected instruction."""
 
     name: ClassVar[str] = "injection"
+    bounded: ClassVar[bool] = True
     stage: ClassVar[str] = "input"
 
     def __init__(

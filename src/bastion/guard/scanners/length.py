@@ -22,6 +22,7 @@ class LengthScanner(Scanner):
     """Flags a text longer than ``max_chars`` characters or ``max_tokens`` estimated tokens."""
 
     name: ClassVar[str] = "length"
+    bounded: ClassVar[bool] = True
     stage: ClassVar[str] = "both"
     reads_original_only: ClassVar[bool] = True
 

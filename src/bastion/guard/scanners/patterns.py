@@ -46,6 +46,7 @@ class PatternScanner(Scanner):
     """Flags (score 1.0) and masks whatever its ``finders`` detect."""
 
     what: ClassVar[str]  # how the reason names the findings: "personal data", "secret"
+    bounded: ClassVar[bool] = True
 
     def __init__(self, finders: list[tuple[str, Finder]], *, threshold: float = 0.5) -> None:
         super().__init__(threshold=threshold)

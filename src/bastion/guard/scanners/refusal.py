@@ -54,6 +54,7 @@ class RefusalScanner(Scanner):
     """Flags an answer that opens with a refusal."""
 
     name: ClassVar[str] = "refusal"
+    bounded: ClassVar[bool] = True
     stage: ClassVar[str] = "output"
 
     def __init__(self, *, window: int = 240, threshold: float = 0.5) -> None:
@@ -72,6 +73,7 @@ class LeakScanner(Scanner):
     """Flags an answer that contains a canary or a long verbatim run of the system prompt."""
 
     name: ClassVar[str] = "leak"
+    bounded: ClassVar[bool] = True
     stage: ClassVar[str] = "output"
 
     def __init__(

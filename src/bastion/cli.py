@@ -478,7 +478,7 @@ def guard_eval(
 
 @guard_app.command("train")
 def guard_train(
-    task: Annotated[str, typer.Option(help="injection or harmful.")] = "injection",
+    task: Annotated[str, typer.Option(help="injection, harmful or toxicity.")] = "injection",
     out: Annotated[
         Path | None, typer.Option(help="Where to write the weights (default: runs/guard/TASK).")
     ] = None,
@@ -494,9 +494,10 @@ def guard_train(
     from bastion.guard.harmful import save_centroids, train_harmful
     from bastion.guard.injection import train_injection
     from bastion.guard.ngrams import write_report
+    from bastion.guard.toxicity import lexicon_path, train_toxicity
 
-    if task not in ("injection", "harmful"):
-        raise BastionError(f"--task must be injection or harmful, got {task!r}")
+    if task not in ("injection", "harmful", "toxicity"):
+        raise BastionError(f"--task must be injection, harmful or toxicity, got {task!r}")
     if not 0 < target_fpr < 1:
         raise BastionError(f"--target-fpr must be in (0, 1), got {target_fpr}")
     out = out or Path("runs/guard") / f"{task}.safetensors"
@@ -504,6 +505,10 @@ def guard_train(
     with console.status(f"training the {task} classifier…"):
         if task == "injection":
             model, report = train_injection(target_fpr)
+        elif task == "toxicity":
+            scorer, report = train_toxicity(target_fpr)
+            model = scorer.model
+            scorer.lexicon.save(lexicon_path(out))
         else:
             model, centroids, report = train_harmful(target_fpr)
             save_centroids(out.with_suffix(".categories.json"), centroids)

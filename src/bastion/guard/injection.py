@@ -27,13 +27,16 @@ import random
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from bastion.data.registry import CORPORA, fill_template, load_corpus
 from bastion.data.splits import assign_split
 from bastion.errors import BastionError
-from bastion.guard.ngrams import NgramClassifier, threshold_for_fpr, train_classifier
-from bastion.guard.normalize import folded, normalize
+from bastion.guard.ngrams import NgramClassifier, features, threshold_for_fpr, train_classifier
+from bastion.guard.normalize import Normalized, folded, normalize
+
+if TYPE_CHECKING:
+    from bastion.guard.toxicity import Lexicon
 
 POSITIVE_KINDS = ("attack-prompt", "injection")
 # ASB's attacker instructions are ordinary requests ("Please share the contact details of …"):
@@ -126,7 +129,15 @@ def roc_auc(scores: list[float], labels: list[int]) -> float:
     return wins / (len(pos) * len(neg))
 
 
-def view_scores(model: NgramClassifier, texts: list[str]) -> list[float]:
+class ViewScorer(Protocol):
+    """A classifier that scores every view of a normalized text, with a threshold."""
+
+    threshold: float
+
+    def view_scores(self, text: Normalized) -> list[float]: ...
+
+
+def view_scores(model: ViewScorer, texts: list[str]) -> list[float]:
     """Each text's score as the scanner sees it: the maximum over all its views."""
     from bastion.guard.scanners.injection import best_view
 
@@ -134,7 +145,7 @@ def view_scores(model: NgramClassifier, texts: list[str]) -> list[float]:
 
 
 def evaluate(
-    model: NgramClassifier,
+    model: ViewScorer,
     examples: list[Example],
     threshold: float,
     *,
@@ -176,26 +187,35 @@ def fit_calibrated(
     task: str,
     target_fpr: float,
     hard: tuple[str, ...],
+    lexicon: Lexicon | None = None,
+    lr: float = 0.05,
 ) -> tuple[NgramClassifier, dict[str, Any]]:
     """Train on ``train``, set the threshold on ``calib``'s negatives, report on both splits
-    (shared by every n-gram classifier the guard ships)."""
+    (shared by every n-gram classifier the guard ships; with ``lexicon``, its features join
+    the n-grams, see :mod:`bastion.guard.toxicity`)."""
+    from bastion.guard.toxicity import LexiconClassifier, with_lexicon
+
     train = splits["train"]
     if not train or len({e.label for e in train}) < 2:
         raise BastionError("the training split needs both classes; pull the corpora first")
-    weight, bias = train_classifier([e.text for e in train], [e.label for e in train], epochs=12)
+    featurize = features if lexicon is None else functools.partial(with_lexicon, lexicon)
+    weight, bias = train_classifier(
+        [e.text for e in train], [e.label for e in train], epochs=12, lr=lr, featurize=featurize
+    )
     data = hashlib.sha256(
         "\n".join(f"{e.label}\t{e.group}\t{e.text}" for e in train).encode()
     ).hexdigest()
     model = NgramClassifier(weight, bias, 0.5, {"task": task, "train_sha256": data})
+    scorer: ViewScorer = model if lexicon is None else LexiconClassifier(model, lexicon)
     calib = splits["calib"]
-    negative_scores = view_scores(model, [e.text for e in calib if not e.label])
+    negative_scores = view_scores(scorer, [e.text for e in calib if not e.label])
     model.threshold = threshold_for_fpr(negative_scores, target_fpr)
     report = {
         "target_fpr": target_fpr,
         "threshold": model.threshold,
         "sizes": {name: len(rows) for name, rows in splits.items()},
-        "calib": evaluate(model, calib, model.threshold, hard=hard),
-        "dev": evaluate(model, splits["dev"], model.threshold, hard=hard),
+        "calib": evaluate(scorer, calib, model.threshold, hard=hard),
+        "dev": evaluate(scorer, splits["dev"], model.threshold, hard=hard),
     }
     return model, report
 

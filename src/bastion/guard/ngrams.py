@@ -14,7 +14,7 @@ import itertools
 import json
 import math
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from bastion.guard.normalize import folded
+from bastion.guard.normalize import Normalized, folded
 
 DIM = 2**18
 MAX_CHARS = 4000  # longer texts are scored on their first 4,000 folded characters
@@ -112,6 +112,10 @@ class NgramClassifier:
         """Probabilities of texts already turned into features."""
         return [_sigmoid(self.logit_of(f)) for f in featurized]
 
+    def view_scores(self, text: Normalized) -> list[float]:
+        """One score per view of a normalized text (canonical first)."""
+        return self.scores_of(text.ngram_features)
+
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         meta = {**self.meta, "bias": repr(self.bias), "threshold": repr(self.threshold)}
@@ -141,6 +145,7 @@ def train_classifier(
     weight_decay: float = 1e-6,
     batch_size: int = 64,
     seed: int = 0,
+    featurize: Callable[[str], Features] = features,
 ) -> tuple[torch.Tensor, float]:
     """Logistic regression on the hashed n-grams; classes weighted to balance. Deterministic:
     a seeded order and one thread."""
@@ -154,7 +159,7 @@ def train_classifier(
         y = torch.tensor(labels, dtype=torch.float32)
         positives = float(y.sum())
         pos_weight = torch.tensor((len(y) - positives) / max(positives, 1.0))
-        cached = [features(t) for t in texts]
+        cached = [featurize(t) for t in texts]
         for _ in range(epochs):
             order = torch.randperm(len(texts), generator=generator).tolist()
             for start in range(0, len(order), batch_size):

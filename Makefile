@@ -44,11 +44,15 @@ bench-align:
 		--variants bastion-gc trl-precompute-gc
 	$(BENCH)/python benchmarks/align_vs_trl.py --loss kto
 
-# Presidio is installed only for these benchmarks, in the same benchmark environment.
+# Presidio is installed only for these benchmarks, in the same benchmark environment; LLM Guard
+# (which pins its own transformers and Presidio) in one of its own.
 bench-guard:
 	test -x $(BENCH)/python || $(PYTHON) -m venv .venv-bench
 	$(BENCH)/python -m pip install --quiet --disable-pip-version-check torch==2.13.0
 	$(BENCH)/python -m pip install --quiet --disable-pip-version-check -e '.[bench]' \
 		presidio-analyzer
+	test -x .venv-llmguard/bin/python || $(PYTHON) -m venv .venv-llmguard
+	.venv-llmguard/bin/python -m pip install --quiet --disable-pip-version-check torch==2.13.0
+	.venv-llmguard/bin/python -m pip install --quiet --disable-pip-version-check llm-guard==0.3.16
 	$(BENCH)/python benchmarks/pii_f1.py
 	$(BENCH)/python benchmarks/guard_latency.py

@@ -4,7 +4,8 @@ Texts: 200 deterministic 1 KB texts built from the pinned corpora (benign chats 
 tasks, jailbreak templates filled with goals, PII sentences), so the stack meets what it meets
 in production: mostly clean text, some attacks, some personal data. Reported: p50/p95/p99 of
 ``check_input`` + ``check_output`` per text on one thread (``torch`` limited to one thread),
-and throughput with two worker threads. Peers (Presidio's pattern recognizers, LLM Guard's
+and throughput of ``Guard.check_many`` on two worker processes (input then output stage, on
+2,000 texts). Peers (Presidio's pattern recognizers, LLM Guard's
 offline scanners) run in the same process on the same texts when they are installed; this
 script says so when they are not.
 
@@ -14,7 +15,6 @@ script says so when they are not.
 from __future__ import annotations
 
 import argparse
-import concurrent.futures
 import json
 import random
 import statistics
@@ -68,11 +68,14 @@ def bastion_stack(items: list[str]) -> dict[str, Any]:
         guard.check_input(text)
         guard.check_output(text)
         latencies.append((time.perf_counter() - start) * 1000)
+    guard.check_many(items[:20], "input", processes=2)  # the worker processes start
+    batch = items * max(1, 2000 // len(items))  # enough work to measure two cores
     start = time.perf_counter()
-    with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
-        list(pool.map(lambda t: (guard.check_input(t), guard.check_output(t)), items))
-    throughput = len(items) / (time.perf_counter() - start)
-    return {**percentiles(latencies), "texts_per_s_2_threads": throughput}
+    guard.check_many(batch, "input", processes=2)
+    guard.check_many(batch, "output", processes=2)
+    throughput = len(batch) / (time.perf_counter() - start)
+    guard.close()
+    return {**percentiles(latencies), "texts_per_s_2_processes": throughput}
 
 
 def bastion_pii(items: list[str]) -> dict[str, Any]:
@@ -105,10 +108,43 @@ def presidio(items: list[str]) -> dict[str, Any]:
     return percentiles(latencies)
 
 
+def llm_guard(items: list[str], python: Path) -> dict[str, Any]:
+    """LLM Guard's offline input scanners on the same texts, in its own environment."""
+    import subprocess
+    import tempfile
+    from importlib import resources
+
+    if not python.is_file():
+        return {"skipped": f"{python} not found (make bench-guard builds it)"}
+    phrases = Path(str(resources.files("bastion.guard") / "injection_phrases.txt"))
+    with tempfile.TemporaryDirectory() as tmp:
+        texts_file, out = Path(tmp) / "texts.json", Path(tmp) / "out.json"
+        texts_file.write_text(json.dumps(items))
+        script = Path(__file__).with_name("llm_guard_peer.py")
+        env = {"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"}
+        done = subprocess.run(
+            [str(python), str(script), str(texts_file), str(phrases), str(out)],
+            capture_output=True,
+            text=True,
+            env=env,
+            check=False,
+        )
+        if done.returncode != 0:
+            return {"skipped": "LLM Guard failed: " + done.stderr.strip().splitlines()[-1]}
+        result: dict[str, Any] = json.loads(out.read_text())
+        return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--texts", type=int, default=200)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/guard_latency.json"))
+    parser.add_argument(
+        "--llm-guard-python",
+        type=Path,
+        default=Path(".venv-llmguard/bin/python"),
+        help="the interpreter of an environment with llm-guard installed",
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     items = texts(args.texts)
@@ -119,18 +155,27 @@ def main() -> None:
         "bastion_default_input_plus_output_ms": bastion_stack(items),
         "bastion_pii_only_ms": bastion_pii(items),
         "presidio_pattern_recognizers_ms": presidio(items),
-        "llm_guard": {"skipped": "not wired into this script yet"},
+        "llm_guard_offline_input_scanners_ms": llm_guard(items, args.llm_guard_python),
     }
     ours = report["bastion_default_input_plus_output_ms"]
     print(
         f"bastion input+output on 1 KB: p50 {ours['p50']:.2f} ms  p95 {ours['p95']:.2f} ms  "
-        f"p99 {ours['p99']:.2f} ms  ·  {ours['texts_per_s_2_threads']:.0f} texts/s on 2 threads"
+        f"p99 {ours['p99']:.2f} ms  ·  {ours['texts_per_s_2_processes']:.0f} texts/s (input and "
+        "output) on 2 processes"
     )
     pii = report["bastion_pii_only_ms"]
     print(f"bastion PII scanner alone: p50 {pii['p50']:.2f} ms  p99 {pii['p99']:.2f} ms")
     peer = report["presidio_pattern_recognizers_ms"]
     print("presidio pattern recognizers (PII only): " + (peer["skipped"] if "skipped" in peer
           else f"p50 {peer['p50']:.2f} ms  p99 {peer['p99']:.2f} ms"))  # fmt: skip
+    peer = report["llm_guard_offline_input_scanners_ms"]
+    print("LLM Guard offline input scanners (regex, ban-substrings, invisible, secrets): "
+          + (peer["skipped"] if "skipped" in peer else
+             f"p50 {peer['p50']:.2f} ms  p99 {peer['p99']:.2f} ms"))  # fmt: skip
+    if "skipped" not in peer:
+        ratio = peer["p50"] / ours["p50"]
+        report["llm_guard_p50_over_bastion_p50"] = ratio
+        print(f"LLM Guard's four offline scanners / Bastion's whole stack, p50: {ratio:.1f}x")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {args.out}")

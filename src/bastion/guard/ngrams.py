@@ -30,20 +30,28 @@ MAX_CHARS = 4000  # longer texts are scored on their first 4,000 folded characte
 
 _MIX = np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing: spreads the rolling hash's bits
 _BASE = np.uint64(257)
+_WORD_PREFIX = zlib.crc32(b"w:")
+_PAIR_PREFIX = zlib.crc32(b"b:")
 
 
 def _byte_ngrams(data: bytes) -> np.ndarray:
-    """Hashes of every 3-, 4- and 5-byte window, vectorized (uint64 arithmetic wraps)."""
+    """Hashes of every 3-, 4- and 5-byte window, vectorized (uint64 arithmetic wraps).
+
+    A window of n bytes hashes to ``n·B**n + a0·B**(n-1) + … + a(n-1)`` (the length is part
+    of the hash); each size is grown from the one below: ``h(n+1) = h(n)·B + a(n) + B**(n+1)``.
+    """
     a = np.frombuffer(data, dtype=np.uint8).astype(np.uint64)
-    out = []
-    for n in (3, 4, 5):
+    if len(a) < 3:
+        return np.zeros(0, dtype=np.uint64)
+    h = (np.uint64(3) * _BASE + a[:-2]) * _BASE + a[1:-1]  # 3·B² + a0·B + a1
+    h = h * _BASE + a[2:]
+    out = [h]
+    for n in (4, 5):
         if len(a) < n:
-            continue
-        h = np.full(len(a) - n + 1, n, dtype=np.uint64)  # the length is part of the hash
-        for k in range(n):
-            h = h * _BASE + a[k : len(a) - n + 1 + k]
-        out.append(((h * _MIX) >> np.uint64(40)) % np.uint64(DIM))
-    return np.concatenate(out) if out else np.zeros(0, dtype=np.uint64)
+            break
+        h = h[:-1] * _BASE + a[n - 1 :] + _BASE**n
+        out.append(h)
+    return (((np.concatenate(out) * _MIX) >> np.uint64(40)) % np.uint64(DIM)).astype(np.uint64)
 
 
 Features = tuple[np.ndarray, np.ndarray]  # bucket indices (int64), weights (float64)
@@ -60,12 +68,14 @@ def features(text: str, *, is_folded: bool = False) -> Features:
     """
     bare = (text if is_folded else folded(text[: MAX_CHARS * 2]).text)[:MAX_CHARS]
     words = bare.split()
-    crc = zlib.crc32
-    word_hashes = [crc(b"w:" + w.encode()) % DIM for w in words]
-    word_hashes += [crc(f"b:{a} {b}".encode()) % DIM for a, b in itertools.pairwise(words)]
-    hashes = np.concatenate(
-        [_byte_ngrams(f" {bare} ".encode()), np.array(word_hashes, dtype=np.uint64)]
+    # CRC-32 of b"w:" + word, continued from the prefix's CRC: map() keeps the loop in C
+    crc, encode = zlib.crc32, str.encode
+    unigrams = map(crc, map(encode, words), itertools.repeat(_WORD_PREFIX))
+    bigrams = map(
+        crc, map(encode, map(" ".join, itertools.pairwise(words))), itertools.repeat(_PAIR_PREFIX)
     )
+    word_hashes = np.fromiter(itertools.chain(unigrams, bigrams), dtype=np.uint64)
+    hashes = np.concatenate([_byte_ngrams(f" {bare} ".encode()), word_hashes % np.uint64(DIM)])
     if not len(hashes):
         return _EMPTY
     index, counts = np.unique(hashes, return_counts=True)

@@ -72,6 +72,14 @@ _HEX_RUN = re.compile(r"(?:\\x|0x)?[0-9A-Fa-f]{2}(?:[ :]?(?:\\x|0x)?[0-9A-Fa-f]{
 _PERCENT = re.compile(r"%[0-9A-Fa-f]{2}")
 _SPACED_RUN = re.compile(r"(?<!\S)\w(?:[ .\-_*]\w){3,}(?!\S)")
 _LEET_TOKEN = re.compile(r"[A-Za-z0-9@$!|+€£]+")
+_LEET_CHARS = r"0-9@$!|+€£"
+_LEET_PAIR = re.compile(rf"[A-Za-z][{_LEET_CHARS}]|[{_LEET_CHARS}][A-Za-z]")
+# tokens holding at least one leet character, matched only from a token's start (the
+# lookbehind), so a long run of letters is walked once, never once per position
+_LEET_CANDIDATE = re.compile(
+    rf"(?<![A-Za-z{_LEET_CHARS}])[A-Za-z]*[{_LEET_CHARS}][A-Za-z{_LEET_CHARS}]*"
+)
+_LEET_TABLE = str.maketrans(LEET)
 _ASCII_LETTER = re.compile(r"[A-Za-z]")
 _NOT_PLAIN = re.compile(r"[^\x20-\x7e\t\n]")
 
@@ -173,10 +181,13 @@ class Normalized:
         for all the classifiers that read them."""
         from bastion.guard.ngrams import features
 
-        return (
-            features(self.folded.text, is_folded=True),
-            *(features(v.text) for v in self.views),
-        )
+        return tuple(features(text, is_folded=True) for text in self.folded_views)
+
+    @functools.cached_property
+    def folded_views(self) -> tuple[str, ...]:
+        """The folded text of the canonical text and of every view (for phrase matching and
+        n-grams), computed once for all the scanners that read them."""
+        return (self.folded.text, *(folded(v.text).text for v in self.views))
 
     @classmethod
     def raw(cls, text: str) -> Normalized:
@@ -395,21 +406,19 @@ def _rot13_view(_: str, canon: str) -> str | None:
 
 
 def _leet_view(_: str, canon: str) -> str | None:
-    def mixed(word: str) -> bool:  # letters with digits or symbols: leetspeak, not a number
-        return any(c.isalpha() for c in word) and any(c in LEET for c in word)
-
-    tokens = _LEET_TOKEN.findall(canon)
-    if not any(not t.isalpha() and mixed(t) for t in tokens):
+    # a token (a run of letters and leet characters) mixing both has a letter beside a leet
+    # character somewhere, so one search finds whether there is anything to read
+    if not _LEET_PAIR.search(canon):
         return None
 
     def read(match: re.Match[str]) -> str:
         word = match.group(0)
-        # in leetspeak text a lone "4" or "1" is a word too ("m4k3 4 b0mb")
-        if mixed(word) or (len(word) == 1 and word in LEET):
-            return "".join(LEET.get(c, c) for c in word)
+        # in leetspeak text a lone "4" or "1" is a word too ("m4k3 4 b0mb"); a number is not
+        if len(word) == 1 or _LEET_PAIR.search(word):
+            return word.translate(_LEET_TABLE)
         return word
 
-    return _LEET_TOKEN.sub(read, canon)
+    return _LEET_CANDIDATE.sub(read, canon)
 
 
 def _reversed_view(_: str, canon: str) -> str | None:
@@ -424,9 +433,11 @@ def _spaced_view(original: str, _: str) -> str | None:
 
 
 def _tags_view(original: str, _: str) -> str | None:
-    low, high = _TAG_START + 0x20, _TAG_START + 0x7E  # the tag copies of printable ASCII
-    hidden = "".join(chr(ord(c) - _TAG_START) for c in original if low <= ord(c) <= high)
-    return hidden or None
+    hidden = _TAG_CHARS.findall(original)  # the tag copies of printable ASCII
+    return "".join(chr(ord(c) - _TAG_START) for c in hidden) or None
+
+
+_TAG_CHARS = re.compile(f"[{chr(_TAG_START + 0x20)}-{chr(_TAG_START + 0x7E)}]")
 
 
 VIEW_MAKERS = {

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import multiprocessing as mp
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -168,6 +170,42 @@ class Guard:
         elapsed = (time.perf_counter() - start) * 1000
         return Decision(action, passed, tuple(results), stage, elapsed)
 
+    def check_many(
+        self, texts: Sequence[str], stage: Stage = "input", *, processes: int | None = None
+    ) -> list[Decision]:
+        """Many texts through one stage, in order, on several cores.
+
+        Python threads share one core for this work (the GIL), so the texts are split over
+        ``processes`` worker processes (default: one per CPU), forked from this one so that
+        nothing is loaded twice; the pool stays up for later calls (:meth:`close` ends it).
+        Where processes cannot be forked, or for one process, the texts are checked here.
+        """
+        processes = processes or os.cpu_count() or 1
+        if processes < 2 or len(texts) < 2 or "fork" not in mp.get_all_start_methods():
+            return [self.check(text, stage) for text in texts]
+        pool = self._processes_for(processes)
+        chunk = max(1, min(64, len(texts) // (4 * processes)))
+        return list(pool.map(_check_in_worker, [(t, stage) for t in texts], chunksize=chunk))
+
+    def _processes_for(self, processes: int) -> concurrent.futures.ProcessPoolExecutor:
+        pool = self.__dict__.get("_process_pool")
+        if pool is None or self.__dict__.get("_process_count") != processes:
+            self.close()
+            self.__dict__["_process_count"] = processes
+            global _WORKER_GUARD
+            _WORKER_GUARD = self  # inherited by the forked workers
+            pool = concurrent.futures.ProcessPoolExecutor(
+                processes, mp_context=mp.get_context("fork"), initializer=_quiet_worker
+            )
+            self.__dict__["_process_pool"] = pool
+        return pool
+
+    def close(self) -> None:
+        """End the worker processes of :meth:`check_many`, if any."""
+        pool = self.__dict__.pop("_process_pool", None)
+        if pool is not None:
+            pool.shutdown()
+
     def check_context(self, documents: Sequence[str]) -> ContextDecision:
         """Scan each passage of each document; strip, quarantine or drop flagged ones."""
         start = time.perf_counter()
@@ -226,6 +264,20 @@ class Guard:
             except Exception as exc:  # a broken scanner is a finding, never a crash
                 results[i] = _failed(rail, f"error: {type(exc).__name__}: {exc}")
         return [r for r in results if r is not None]
+
+
+_WORKER_GUARD: Guard | None = None
+
+
+def _quiet_worker() -> None:
+    import torch
+
+    torch.set_num_threads(1)  # one core per worker process
+
+
+def _check_in_worker(item: tuple[str, Stage]) -> Decision:
+    assert _WORKER_GUARD is not None, "forked from a process that set the guard"
+    return _WORKER_GUARD.check(*item)
 
 
 def _failed(rail: Rail, why: str) -> ScanResult:

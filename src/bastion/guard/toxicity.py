@@ -76,23 +76,25 @@ class Lexicon:
     """Offensive terms as hashed keys, each with the features it adds."""
 
     terms: dict[int, tuple[str, ...]]  # key of the folded term's words -> feature tokens
-    first_words: frozenset[int]  # keys of every term's first word
-    longest: int  # words in the longest term
+    # CRC-32 of every term's first word (a cheap first filter) -> the terms' lengths in words,
+    # longest first
+    first_words: dict[int, tuple[int, ...]]
 
     @classmethod
     def build(cls, entries: Iterable[tuple[str, Iterable[str]]]) -> Lexicon:
         """From ``(term, feature tokens)`` pairs; a term listed twice gets both sets."""
         terms: dict[int, set[str]] = {}
-        first: set[int] = set()
-        longest = 0
+        lengths: dict[int, set[int]] = {}
         for term, tokens in entries:
             words = _WORD.findall(folded(term).text)
             if not words:
                 continue
             terms.setdefault(_key(words), {"any"}).update(tokens)
-            first.add(_key(words[:1]))
-            longest = max(longest, len(words))
-        return cls({k: tuple(sorted(v)) for k, v in terms.items()}, frozenset(first), longest)
+            lengths.setdefault(zlib.crc32(words[0].encode()), set()).add(len(words))
+        return cls(
+            {k: tuple(sorted(v)) for k, v in terms.items()},
+            {k: tuple(sorted(v, reverse=True)) for k, v in lengths.items()},
+        )
 
     @classmethod
     def from_corpora(cls) -> Lexicon:
@@ -119,15 +121,21 @@ class Lexicon:
     def hits(self, folded_text: str) -> list[tuple[int, int, tuple[str, ...]]]:
         """``(start, end, tokens)`` of every term in an already folded text (at most one per
         starting word: the longest)."""
-        words = [(m.start(), m.end(), m.group()) for m in _WORD.finditer(folded_text)]
-        found = []
-        for i, (start, _, word) in enumerate(words):
-            if _key((word,)) not in self.first_words:
-                continue
-            for n in range(min(self.longest, len(words) - i), 0, -1):
-                tokens = self.terms.get(_key(w for _, _, w in words[i : i + n]))
+        words = _WORD.findall(folded_text)
+        crcs = map(zlib.crc32, map(str.encode, words))  # hashed in C; one set lookup a word
+        first = self.first_words
+        starts = [(i, first[c]) for i, c in enumerate(crcs) if c in first]
+        found: list[tuple[int, int, tuple[str, ...]]] = []
+        offsets: list[tuple[int, int]] = []
+        for i, lengths in starts:
+            for n in lengths:
+                if i + n > len(words):
+                    continue
+                tokens = self.terms.get(_key(words[i : i + n]))
                 if tokens is not None:
-                    found.append((start, words[i + n - 1][1], tokens))
+                    if not offsets:
+                        offsets = [m.span() for m in _WORD.finditer(folded_text)]
+                    found.append((offsets[i][0], offsets[i + n - 1][1], tokens))
                     break
         return found
 
@@ -144,8 +152,7 @@ class Lexicon:
 
     def save(self, path: Path) -> None:
         data = {
-            "longest": self.longest,
-            "first_words": sorted(self.first_words),
+            "first_words": {str(k): list(v) for k, v in sorted(self.first_words.items())},
             "terms": {str(k): list(v) for k, v in sorted(self.terms.items())},
         }
         path.write_text(json.dumps(data, sort_keys=True) + "\n")
@@ -155,8 +162,7 @@ class Lexicon:
         data = json.loads(path.read_text())
         return cls(
             {int(k): tuple(v) for k, v in data["terms"].items()},
-            frozenset(data["first_words"]),
-            int(data["longest"]),
+            {int(k): tuple(v) for k, v in data["first_words"].items()},
         )
 
 
@@ -188,11 +194,10 @@ class LexiconClassifier:
     def view_scores(self, text: Normalized) -> list[float]:
         """One score per view (canonical first), as :func:`bastion.guard.scanners.injection.
         best_view` reads them."""
-        bare = [text.folded.text, *(folded(v.text).text for v in text.views)]
         return self.model.scores_of(
             [
                 _joined(f, self.lexicon.features(b))
-                for f, b in zip(text.ngram_features, bare, strict=True)
+                for f, b in zip(text.ngram_features, text.folded_views, strict=True)
             ]
         )
 

@@ -111,16 +111,13 @@ class BlocklistScanner(Scanner):
 
     def scan_normalized(self, text: Normalized) -> ScanResult:
         # the canonical text first (spans in the caller's offsets), then each decoded view
-        candidates = (
-            (view.name, text.folded if view.name == "canonical" else folded(view.text))
-            for view in text.all_views()
-        )
-        for name, view in candidates:
-            hits = self.matches(view.text)
+        for view, bare in zip(text.all_views(), text.folded_views, strict=True):
+            name = view.name
+            hits = self.matches(bare)
             if not hits:
                 continue
             if name == "canonical":
-                spans = [Span("blocklist", *view.span(start, end)) for start, end, _ in hits]
+                spans = [Span("blocklist", *text.folded.span(s, e)) for s, e, _ in hits]
             else:
                 spans = [Span("blocklist", start, end, view=name) for start, end, _ in hits]
             listed = sorted({self.phrases[key] for _, _, key in hits})

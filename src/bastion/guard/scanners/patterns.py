@@ -17,14 +17,26 @@ from bastion.guard.result import ScanResult, Span
 from bastion.guard.scanners.base import Scanner
 
 Finder = Callable[[str], Iterator[tuple[int, int]]]
+DIGIT = re.compile(r"\d")  # any script's digits, as \d in the patterns
 
 
 def regex_finder(
-    pattern: re.Pattern[str], valid: Callable[[re.Match[str]], bool] = lambda m: True
+    pattern: re.Pattern[str],
+    valid: Callable[[re.Match[str]], bool] = lambda m: True,
+    *,
+    require: tuple[str, ...] | re.Pattern[str] = (),
 ) -> Finder:
-    """Matches of ``pattern`` that pass ``valid`` (a checksum, a rule, a range)."""
+    """Matches of ``pattern`` that pass ``valid`` (a checksum, a rule, a range). ``require``:
+    literals of which every match holds at least one (a key's prefix, the ``@`` of an e-mail);
+    a text with none of them is skipped with a substring search, without running the regex (a
+    pattern: one that every match contains, e.g. a digit)."""
 
     def find(text: str) -> Iterator[tuple[int, int]]:
+        if isinstance(require, re.Pattern):
+            if not require.search(text):
+                return
+        elif require and not any(literal in text for literal in require):
+            return
         for match in pattern.finditer(text):
             if valid(match):
                 yield match.start(), match.end()

@@ -29,7 +29,7 @@ from typing import ClassVar
 import phonenumbers
 
 from bastion.guard.scanners.base import register
-from bastion.guard.scanners.patterns import Finder, PatternScanner, regex_finder
+from bastion.guard.scanners.patterns import DIGIT, Finder, PatternScanner, regex_finder
 
 EMAIL = re.compile(
     r"(?<![\w.%+-])[\w.%+-]{1,64}@[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63}){0,8}\.[A-Za-z]{2,24}(?![\w-])"
@@ -56,6 +56,8 @@ IBAN_LENGTHS = {
     "SC": 31, "SE": 24, "SI": 19, "SK": 24, "SM": 27, "ST": 25, "SV": 28, "TL": 23, "TN": 24,
     "TR": 26, "UA": 29, "VA": 22, "VG": 24, "XK": 20,
 }  # fmt: skip
+
+MIN_PHONE_DIGITS = 5  # fewer digits in the whole text: no number of any country fits
 
 # the order of precedence when two detections overlap: the more specific wins
 ENTITIES = ("URL_CREDENTIALS", "EMAIL", "IBAN", "CREDIT_CARD", "US_SSN", "IP_ADDRESS", "PHONE")
@@ -95,7 +97,9 @@ def _ip_valid(candidate: str) -> bool:
 
 
 def _ip(text: str) -> Iterator[tuple[int, int]]:
-    for pattern in (IPV4, IPV6):
+    for pattern, mark in ((IPV4, "."), (IPV6, ":")):
+        if mark not in text:
+            continue
         for match in pattern.finditer(text):
             if match.group(0).count(":") != 1 and _ip_valid(match.group(0)):
                 yield match.start(), match.end()
@@ -116,6 +120,8 @@ class PhoneFinder:
         self.region = region
 
     def __call__(self, text: str) -> Iterator[tuple[int, int]]:
+        if len(DIGIT.findall(text)) < MIN_PHONE_DIGITS:
+            return
         seen: set[tuple[int, int]] = set()
         for match in phonenumbers.PhoneNumberMatcher(
             text, self.region, leniency=phonenumbers.Leniency.VALID
@@ -151,11 +157,13 @@ class PiiScanner(PatternScanner):
         if unknown:
             raise ValueError(f"pii: unknown entities {unknown}; known: {', '.join(ENTITIES)}")
         finders: dict[str, Finder] = {
-            "URL_CREDENTIALS": regex_finder(URL_CREDENTIALS),
-            "EMAIL": regex_finder(EMAIL),
-            "IBAN": regex_finder(IBAN, lambda m: iban_valid(m.group(0))),
-            "CREDIT_CARD": regex_finder(CARD, _card),
-            "US_SSN": regex_finder(SSN, lambda m: ssn_valid(m.group(1), m.group(3), m.group(4))),
+            "URL_CREDENTIALS": regex_finder(URL_CREDENTIALS, require=("://",)),
+            "EMAIL": regex_finder(EMAIL, require=("@",)),
+            "IBAN": regex_finder(IBAN, lambda m: iban_valid(m.group(0)), require=DIGIT),
+            "CREDIT_CARD": regex_finder(CARD, _card, require=DIGIT),
+            "US_SSN": regex_finder(
+                SSN, lambda m: ssn_valid(m.group(1), m.group(3), m.group(4)), require=DIGIT
+            ),
             "IP_ADDRESS": _ip,
             "PHONE": PhoneFinder(region),
         }

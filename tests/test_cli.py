@@ -148,7 +148,7 @@ def test_guard_scan_prints_one_json_decision_per_text(tmp_path: Path) -> None:
     rows.write_text('{"text": "mail a@b.io"}\n\n"nothing here"\n')
     result = run("guard", "scan", "--jsonl", str(rows), "--stage", "output")
     assert [json.loads(line)["text"] for line in result.stdout.splitlines()] == [
-        "mail <EMAIL>",
+        "mail <EMAIL_1>",
         "nothing here",
     ]
 

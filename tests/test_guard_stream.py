@@ -50,3 +50,14 @@ def test_a_blocking_rail_stops_the_stream_mid_way() -> None:
     assert stopped_at is not None
     assert "launch code" not in released.lower() and "0000" not in released
     assert stream.feed("more").stopped and stream.close().emit == ""
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_streamed_placeholders_number_like_the_whole_answer(seed: int) -> None:
+    guard = Guard.default()
+    answer = "Ask ann@corp.example, then bob@corp.example, and again ann@corp.example. " * 3
+    stream = guard.stream_output(holdback=24)
+    released = "".join(stream.feed(c).emit for c in chunks(answer, seed)) + stream.close().emit
+    whole = guard.check_output(answer)
+    assert released == whole.text and "<EMAIL_2>" in released and "<EMAIL_3>" not in released
+    assert stream.vault.restore(released) == answer

@@ -34,7 +34,7 @@ from typing import Any
 from bastion.guard.normalize import Normalized, normalize
 from bastion.guard.policy import Policy, Rail, Stage, load_policy
 from bastion.guard.result import ScanResult, Span
-from bastion.guard.scanners.patterns import mask
+from bastion.guard.vault import Vault, mask
 
 SEVERITY = {"allow": 0, "log": 1, "mask": 2, "review": 3, "block": 4}
 QUARANTINE = "[passage removed by the guard: it looked like instructions to the model]"
@@ -49,6 +49,8 @@ class Decision:
     results: tuple[ScanResult, ...]
     stage: str
     elapsed_ms: float
+    # the masked values behind the text's placeholders; never in to_dict() (see vault.py)
+    vault: Vault = field(default_factory=Vault, repr=False, compare=False)
 
     @property
     def blocked(self) -> bool:
@@ -114,34 +116,58 @@ class Guard:
         """The shipped default policy."""
         return cls(load_policy(None))
 
-    def check_input(self, text: str) -> Decision:
-        return self.check(text, "input")
+    def check_input(self, text: str, *, vault: Vault | None = None) -> Decision:
+        """Input rails on a request; masked values go to ``vault`` (a new one by default)."""
+        return self.check(text, "input", vault=vault)
 
     def check_output(
-        self, text: str, *, prompt: str | None = None, system: str | None = None
+        self,
+        text: str,
+        *,
+        prompt: str | None = None,
+        system: str | None = None,
+        vault: Vault | None = None,
     ) -> Decision:
         """Output rails on an answer; ``prompt`` and ``system`` (the request and the system
         prompt) reach scanners that compare the answer with them (``leak``)."""
         context = {k: v for k, v in (("prompt", prompt), ("system", system)) if v is not None}
-        return self.check(text, "output", context=context)
+        return self.check(text, "output", context=context, vault=vault)
 
-    def stream_output(self, *, context: int = 256, holdback: int = 64) -> OutputStream:
+    def stream_output(
+        self, *, context: int = 256, holdback: int = 64, vault: Vault | None = None
+    ) -> OutputStream:
         """Output rails for an answer that arrives in chunks (see :class:`OutputStream`)."""
-        return OutputStream(self, context=context, holdback=holdback)
+        return OutputStream(self, context=context, holdback=holdback, vault=vault)
 
-    async def acheck_input(self, text: str) -> Decision:
-        return await asyncio.to_thread(self.check_input, text)
+    async def acheck_input(self, text: str, *, vault: Vault | None = None) -> Decision:
+        return await asyncio.to_thread(self.check_input, text, vault=vault)
 
     async def acheck_output(
-        self, text: str, *, prompt: str | None = None, system: str | None = None
+        self,
+        text: str,
+        *,
+        prompt: str | None = None,
+        system: str | None = None,
+        vault: Vault | None = None,
     ) -> Decision:
-        return await asyncio.to_thread(self.check_output, text, prompt=prompt, system=system)
+        return await asyncio.to_thread(
+            self.check_output, text, prompt=prompt, system=system, vault=vault
+        )
 
     async def acheck_context(self, documents: Sequence[str]) -> ContextDecision:
         return await asyncio.to_thread(self.check_context, documents)
 
-    def check(self, text: str, stage: Stage, *, context: dict[str, str] | None = None) -> Decision:
+    def check(
+        self,
+        text: str,
+        stage: Stage,
+        *,
+        context: dict[str, str] | None = None,
+        vault: Vault | None = None,
+    ) -> Decision:
+        """One text through one stage's rails."""
         start = time.perf_counter()
+        vault = vault if vault is not None else Vault()
         every = self.policy.rails(stage)
         # scanners that read only the raw text (the length limit) run first: a text they
         # block is never normalized, however long it is
@@ -150,7 +176,7 @@ class Guard:
         results = self._run(cheap, Normalized.raw(text))
         if any(r.flagged and c.action == "block" for c, r in zip(cheap, results, strict=True)):
             elapsed = (time.perf_counter() - start) * 1000
-            return Decision("block", text, tuple(results), stage, elapsed)
+            return Decision("block", text, tuple(results), stage, elapsed, vault)
         results += self._run(rest, normalize(text, context)) if rest else []
         rails = [*cheap, *rest]
         action = "allow"
@@ -166,9 +192,9 @@ class Guard:
                 for s in result.spans
                 if s.view == "original"
             )
-            passed = mask(text, spans)
+            passed = mask(text, spans, vault)
         elapsed = (time.perf_counter() - start) * 1000
-        return Decision(action, passed, tuple(results), stage, elapsed)
+        return Decision(action, passed, tuple(results), stage, elapsed, vault)
 
     def check_many(
         self, texts: Sequence[str], stage: Stage = "input", *, processes: int | None = None
@@ -321,8 +347,11 @@ class OutputStream:
     released. :meth:`close` scans and releases the rest.
     """
 
-    def __init__(self, guard: Guard, *, context: int = 256, holdback: int = 64) -> None:
+    def __init__(
+        self, guard: Guard, *, context: int = 256, holdback: int = 64, vault: Vault | None = None
+    ) -> None:
         self.guard, self.context, self.holdback = guard, context, holdback
+        self.vault = vault if vault is not None else Vault()  # one numbering for the answer
         self.text = ""
         self.released = 0  # characters of ``text`` already emitted
         self.stopped = False
@@ -338,7 +367,7 @@ class OutputStream:
         if self.stopped:
             return StreamStep("", stopped=True)
         base = max(0, self.released - self.context)
-        decision = self.guard.check_output(self.text[base:])
+        decision = self.guard.check_output(self.text[base:], vault=Vault())
         if decision.blocked:
             self.stopped = True
             return StreamStep("", stopped=True, decision=decision)
@@ -358,6 +387,6 @@ class OutputStream:
             for s in _union(spans)
             if s.end <= end
         ]
-        emit = mask(self.text[self.released : end], inside)
+        emit = mask(self.text[self.released : end], inside, self.vault)
         self.released = end
         return StreamStep(emit)

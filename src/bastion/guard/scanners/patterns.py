@@ -15,6 +15,7 @@ from typing import ClassVar
 from bastion.guard.normalize import Normalized
 from bastion.guard.result import ScanResult, Span
 from bastion.guard.scanners.base import Scanner
+from bastion.guard.vault import mask
 
 Finder = Callable[[str], Iterator[tuple[int, int]]]
 DIGIT = re.compile(r"\d")  # any script's digits, as \d in the patterns
@@ -42,16 +43,6 @@ def regex_finder(
                 yield match.start(), match.end()
 
     return find
-
-
-def mask(text: str, spans: Iterable[Span]) -> str:
-    """``text`` with every span replaced by ``<LABEL>`` (spans must not overlap)."""
-    out, at = [], 0
-    for span in sorted(spans, key=lambda s: s.start):
-        out += [text[at : span.start], f"<{span.label}>"]
-        at = span.end
-    out.append(text[at:])
-    return "".join(out)
 
 
 class PatternScanner(Scanner):

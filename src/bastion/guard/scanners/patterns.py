@@ -9,7 +9,7 @@ the caller's text, and masks them there as ``<LABEL>``.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from typing import ClassVar
 
 from bastion.guard.normalize import Normalized

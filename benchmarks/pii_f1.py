@@ -196,6 +196,11 @@ def presidio_analyze() -> Any:
     """Presidio's pattern recognizers for our six entities, with no NLP model (as the issue's
     reference figure was measured), overlaps resolved by Presidio's own rule; None when
     ``presidio-analyzer`` is not installed."""
+    import logging
+
+    # Presidio's e-mail recognizer asks tldextract for the public-suffix list; offline it falls
+    # back to the snapshot it ships, after logging a traceback we do not need to see
+    logging.getLogger("tldextract").setLevel(logging.CRITICAL)
     try:
         from presidio_analyzer import EntityRecognizer  # type: ignore[import-not-found]
         from presidio_analyzer.predefined_recognizers import (  # type: ignore[import-not-found]

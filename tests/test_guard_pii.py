@@ -1,5 +1,7 @@
 """PII detection: each entity found and validated, masked in the caller's text."""
 
+from pathlib import Path
+
 import pytest
 
 from bastion.guard.scanners.pii import PiiScanner, iban_valid, luhn, ssn_valid
@@ -75,3 +77,43 @@ def test_entity_selection_and_unknown_entities() -> None:
 def test_clean_text_is_returned_unchanged_as_sanitized() -> None:
     result = PII.scan("nothing personal here")
     assert not result.flagged and result.sanitized == "nothing personal here"
+
+
+def _ner_model(tmp_path: Path) -> str:
+    """A real spaCy pipeline saved to disk: a rule-based entity recognizer (no statistical
+    model can be downloaded here; the scanner loads either kind the same way)."""
+    import spacy
+
+    nlp = spacy.blank("en")
+    ruler = nlp.add_pipe("entity_ruler")
+    ruler.add_patterns(
+        [
+            {"label": "PERSON", "pattern": [{"LOWER": "ann"}, {"LOWER": "lee"}]},
+            {"label": "GPE", "pattern": "Lyon"},
+            {"label": "ORG", "pattern": "Acme"},
+        ]
+    )
+    nlp.to_disk(tmp_path / "ner")
+    return str(tmp_path / "ner")
+
+
+def test_names_and_places_with_a_spacy_model(tmp_path: Path) -> None:
+    scanner = PiiScanner(ner=_ner_model(tmp_path))
+    text = "Ann\u200b Lee of Acme moved to Lyon; mail ann.lee@acme.example."
+    result = scanner.scan(text)
+    found = [(s.label, text[s.start : s.end]) for s in result.spans]
+    assert found == [
+        ("PERSON", "Ann\u200b Lee"),
+        ("LOCATION", "Lyon"),
+        ("EMAIL", "ann.lee@acme.example"),
+    ]  # the organisation is not personal data; the e-mail wins over any name inside it
+    assert result.sanitized == "<PERSON> of Acme moved to <LOCATION>; mail <EMAIL>."
+
+
+def test_ner_is_optional_and_a_named_model_must_load(tmp_path: Path) -> None:
+    assert PiiScanner().ner is None  # auto: en_core_web_sm is not installed here
+    assert PiiScanner(ner="off").scan("Ann Lee").spans == ()
+    with pytest.raises(ValueError, match="cannot load the spaCy model"):
+        PiiScanner(ner=str(tmp_path / "missing"))
+    with pytest.raises(ValueError, match="need a spaCy model"):
+        PiiScanner(entities=["EMAIL", "PERSON"], ner="off")

@@ -11,20 +11,25 @@ and every candidate is checked the way the issuer defines it:
 * ``US_SSN`` — ``AAA-GG-SSSS`` with the SSA's rules (area not 000, 666 or 900–999; group not 00;
   serial not 0000);
 * ``IP_ADDRESS`` — IPv4 or IPv6 that Python's ``ipaddress`` accepts;
-* ``URL_CREDENTIALS`` — a URL carrying ``user:password@``.
+* ``URL_CREDENTIALS`` — a URL carrying ``user:password@``;
+* ``PERSON`` and ``LOCATION`` — names of people and places, when a spaCy model is installed
+  (``ner: auto``, the default, uses ``en_core_web_sm`` if present; ``ner: MODEL`` names a
+  package or folder and must load; ``ner: off``). Names come last in precedence.
 
 Detection runs on the canonical text (so fullwidth digits or zero-width characters inside an
 e-mail address do not hide it) and spans are mapped back to the caller's text, where masking
-replaces each with ``<ENTITY>``. Overlaps go to the more specific entity (a card number is not
+replaces each with a placeholder (numbered by the pipeline's vault, see
+:mod:`bastion.guard.vault`). Overlaps go to the more specific entity (a card number is not
 also a phone number).
 """
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from collections.abc import Iterable, Iterator
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import phonenumbers
 
@@ -59,8 +64,21 @@ IBAN_LENGTHS = {
 
 MIN_PHONE_DIGITS = 5  # fewer digits in the whole text: no number of any country fits
 
-# the order of precedence when two detections overlap: the more specific wins
-ENTITIES = ("URL_CREDENTIALS", "EMAIL", "IBAN", "CREDIT_CARD", "US_SSN", "IP_ADDRESS", "PHONE")
+# the order of precedence when two detections overlap: the more specific wins; names last
+ENTITIES = (
+    "URL_CREDENTIALS",
+    "EMAIL",
+    "IBAN",
+    "CREDIT_CARD",
+    "US_SSN",
+    "IP_ADDRESS",
+    "PHONE",
+    "PERSON",
+    "LOCATION",
+)
+NER_ENTITIES = ("PERSON", "LOCATION")  # found by a spaCy model, when one is installed
+SPACY_LABELS = {"PERSON": ("PERSON", "PER"), "LOCATION": ("GPE", "LOC")}
+DEFAULT_NER_MODEL = "en_core_web_sm"
 
 
 def luhn(digits: str) -> bool:
@@ -137,6 +155,44 @@ class PhoneFinder:
                 yield match.start, match.end
 
 
+@functools.lru_cache(maxsize=4)
+def load_ner(model: str, *, required: bool) -> Any:
+    """A spaCy pipeline by package name or folder; None when spaCy or the model is missing
+    and not ``required``."""
+    try:
+        import spacy
+    except ImportError:
+        if required:
+            raise ValueError(
+                f"pii: ner model {model!r} needs spaCy (pip install 'bastion-llm[ner]')"
+            ) from None
+        return None
+    try:
+        return spacy.load(model, exclude=["lemmatizer", "textcat"])
+    except OSError:
+        if required:
+            raise ValueError(f"pii: ner: cannot load the spaCy model {model!r}") from None
+        return None
+
+
+class NerFinder:
+    """Names of one kind (people, places) from a spaCy model; the document of the last text
+    is kept, so the two kinds cost one run of the model."""
+
+    def __init__(self, nlp: Any, entity: str) -> None:
+        self.nlp, self.labels = nlp, SPACY_LABELS[entity]
+
+    def __call__(self, text: str) -> Iterator[tuple[int, int]]:
+        for ent in _doc(self.nlp, text).ents:
+            if ent.label_ in self.labels:
+                yield ent.start_char, ent.end_char
+
+
+@functools.lru_cache(maxsize=2)
+def _doc(nlp: Any, text: str) -> Any:
+    return nlp(text)
+
+
 @register
 class PiiScanner(PatternScanner):
     """Flags and masks personal data; ``entities`` limits which kinds are looked for."""
@@ -150,6 +206,7 @@ class PiiScanner(PatternScanner):
         *,
         entities: Iterable[str] = ENTITIES,
         region: str = "US",
+        ner: str = "auto",
         threshold: float = 0.5,
     ) -> None:
         wanted = list(entities)
@@ -167,4 +224,15 @@ class PiiScanner(PatternScanner):
             "IP_ADDRESS": _ip,
             "PHONE": PhoneFinder(region),
         }
-        super().__init__([(e, finders[e]) for e in ENTITIES if e in wanted], threshold=threshold)
+        names = [e for e in NER_ENTITIES if e in wanted]
+        self.ner = None
+        if names and ner != "off":
+            self.ner = load_ner(DEFAULT_NER_MODEL if ner == "auto" else ner, required=ner != "auto")
+        if self.ner is not None:
+            finders.update({e: NerFinder(self.ner, e) for e in names})
+        elif names and list(entities) != list(ENTITIES):  # asked for by name: say why not
+            raise ValueError(f"pii: {', '.join(names)} need a spaCy model (set ner: MODEL)")
+        super().__init__(
+            [(e, finders[e]) for e in ENTITIES if e in wanted and e in finders],
+            threshold=threshold,
+        )

@@ -31,7 +31,7 @@ import codecs
 import functools
 import re
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import TYPE_CHECKING
@@ -81,6 +81,7 @@ _LEET_CANDIDATE = re.compile(
 )
 _LEET_TABLE = str.maketrans(LEET)
 _ASCII_LETTER = re.compile(r"[A-Za-z]")
+_WORD_RUN = re.compile(r"[a-z]+")
 _NOT_PLAIN = re.compile(r"[^\x20-\x7e\t\n]")
 
 
@@ -399,8 +400,33 @@ def _url_view(_: str, canon: str) -> str | None:
     return unquote(canon) if _PERCENT.search(canon) else None
 
 
+@functools.cache
+def _common_words() -> frozenset[str]:
+    from importlib import resources
+
+    text = (resources.files("bastion.guard") / "common_words.txt").read_text(encoding="utf-8")
+    lines = (line.split("#", 1)[0] for line in text.splitlines())
+    return frozenset(word for line in lines for word in line.split())
+
+
+def _decodes_to_english(canon: str, decode: Callable[[str], str]) -> bool:
+    """Whether ``decode`` turns at least two words of the text that are not common English
+    words into ones that are. Ordinary English gains nothing (its words are common already,
+    and their ROT13 or mirror images almost never are), an encoded request gains its "how",
+    "make", "ignore", "all" … — however much plain text surrounds it: the test counts words,
+    it takes no ratio."""
+    common = _common_words()
+    words = [w for w in set(_WORD_RUN.findall(canon.lower())) if w not in common and len(w) > 1]
+    if len(words) < 2:
+        return False
+    decoded = decode(" ".join(words)).split(" ")
+    return len(common.intersection(decoded)) >= 2
+
+
 def _rot13_view(_: str, canon: str) -> str | None:
     if not _ASCII_LETTER.search(canon):
+        return None
+    if not _decodes_to_english(canon, lambda t: codecs.encode(t, "rot13")):
         return None
     return codecs.encode(canon, "rot13")
 
@@ -422,6 +448,8 @@ def _leet_view(_: str, canon: str) -> str | None:
 
 
 def _reversed_view(_: str, canon: str) -> str | None:
+    if not _decodes_to_english(canon, lambda t: t[::-1]):
+        return None
     return canon[::-1]
 
 

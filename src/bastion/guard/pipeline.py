@@ -201,17 +201,31 @@ class Guard:
     ) -> list[Decision]:
         """Many texts through one stage, in order, on several cores.
 
-        Python threads share one core for this work (the GIL), so the texts are split over
-        ``processes`` worker processes (default: one per CPU), forked from this one so that
-        nothing is loaded twice; the pool stays up for later calls (:meth:`close` ends it).
-        Where processes cannot be forked, or for one process, the texts are checked here.
+        Python threads share one core for this work (the GIL), so the texts are split into
+        chunks shared by this process and ``processes - 1`` worker processes (default: one
+        process per CPU), forked from this one so that nothing is loaded twice; the workers
+        stay up for later calls (:meth:`close` ends them). This process takes chunks from the
+        end of the queue that no worker has started, so it works instead of waiting and only
+        the workers' chunks cross a process boundary. Where processes cannot be forked, or
+        for one process, the texts are checked here, one by one.
         """
         processes = processes or os.cpu_count() or 1
         if processes < 2 or len(texts) < 2 or "fork" not in mp.get_all_start_methods():
             return [self.check(text, stage) for text in texts]
-        pool = self._processes_for(processes)
-        chunk = max(1, min(64, len(texts) // (4 * processes)))
-        return list(pool.map(_check_in_worker, [(t, stage) for t in texts], chunksize=chunk))
+        pool = self._processes_for(processes - 1)
+        size = max(1, min(32, len(texts) // (8 * processes)))
+        chunks = [
+            [(text, stage) for text in texts[i : i + size]] for i in range(0, len(texts), size)
+        ]
+        futures = [pool.submit(_check_chunk_in_worker, chunk) for chunk in chunks]
+        done: dict[int, list[Decision]] = {}
+        for index in reversed(range(len(chunks))):
+            if futures[index].cancel():  # no worker has it: do it here
+                done[index] = [self.check(text, stage) for text, stage in chunks[index]]
+        out: list[Decision] = []
+        for index, future in enumerate(futures):
+            out += done[index] if index in done else future.result()
+        return out
 
     def _processes_for(self, processes: int) -> concurrent.futures.ProcessPoolExecutor:
         pool = self.__dict__.get("_process_pool")
@@ -301,9 +315,9 @@ def _quiet_worker() -> None:
     torch.set_num_threads(1)  # one core per worker process
 
 
-def _check_in_worker(item: tuple[str, Stage]) -> Decision:
+def _check_chunk_in_worker(chunk: list[tuple[str, Stage]]) -> list[Decision]:
     assert _WORKER_GUARD is not None, "forked from a process that set the guard"
-    return _WORKER_GUARD.check(*item)
+    return [_WORKER_GUARD.check(text, stage) for text, stage in chunk]
 
 
 def _failed(rail: Rail, why: str) -> ScanResult:

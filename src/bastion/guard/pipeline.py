@@ -26,7 +26,7 @@ import concurrent.futures
 import multiprocessing as mp
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -116,21 +116,27 @@ class Guard:
         """The shipped default policy."""
         return cls(load_policy(None))
 
-    def check_input(self, text: str, *, vault: Vault | None = None) -> Decision:
-        """Input rails on a request; masked values go to ``vault`` (a new one by default)."""
-        return self.check(text, "input", vault=vault)
+    def check_input(
+        self, text: str, ctx: Mapping[str, str] | None = None, *, vault: Vault | None = None
+    ) -> Decision:
+        """Input rails on a request. ``ctx``: what the application knows about the request
+        (user, session, route …), passed to every scanner as ``Normalized.context``; masked
+        values go to ``vault`` (a new one by default)."""
+        return self.check(text, "input", context=dict(ctx or {}), vault=vault)
 
     def check_output(
         self,
         text: str,
+        ctx: Mapping[str, str] | None = None,
         *,
         prompt: str | None = None,
         system: str | None = None,
         vault: Vault | None = None,
     ) -> Decision:
         """Output rails on an answer; ``prompt`` and ``system`` (the request and the system
-        prompt) reach scanners that compare the answer with them (``leak``)."""
-        context = {k: v for k, v in (("prompt", prompt), ("system", system)) if v is not None}
+        prompt) join ``ctx`` for scanners that compare the answer with them (``leak``)."""
+        context = dict(ctx or {})
+        context.update((k, v) for k, v in (("prompt", prompt), ("system", system)) if v)
         return self.check(text, "output", context=context, vault=vault)
 
     def stream_output(
@@ -139,19 +145,22 @@ class Guard:
         """Output rails for an answer that arrives in chunks (see :class:`OutputStream`)."""
         return OutputStream(self, context=context, holdback=holdback, vault=vault)
 
-    async def acheck_input(self, text: str, *, vault: Vault | None = None) -> Decision:
-        return await asyncio.to_thread(self.check_input, text, vault=vault)
+    async def acheck_input(
+        self, text: str, ctx: Mapping[str, str] | None = None, *, vault: Vault | None = None
+    ) -> Decision:
+        return await asyncio.to_thread(self.check_input, text, ctx, vault=vault)
 
     async def acheck_output(
         self,
         text: str,
+        ctx: Mapping[str, str] | None = None,
         *,
         prompt: str | None = None,
         system: str | None = None,
         vault: Vault | None = None,
     ) -> Decision:
         return await asyncio.to_thread(
-            self.check_output, text, prompt=prompt, system=system, vault=vault
+            self.check_output, text, ctx, prompt=prompt, system=system, vault=vault
         )
 
     async def acheck_context(self, documents: Sequence[str]) -> ContextDecision:

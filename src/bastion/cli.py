@@ -254,6 +254,216 @@ RecipeOverrides = Annotated[
 Resume = Annotated[bool, typer.Option(help="Continue from the last checkpoint.")]
 
 
+@redteam_app.command("attacks")
+def redteam_attacks() -> None:
+    """Every registered attack with its family and a one-line description."""
+    from bastion.redteam.attacks import ATTACKS
+
+    table = Table(title=f"{len(ATTACKS)} attacks")
+    for column in ("attack", "family", "what it does"):
+        table.add_column(column)
+    for name, cls in ATTACKS.items():
+        table.add_row(name, cls.family, cls.description)
+    console.print(table)
+
+
+@redteam_app.command("run")
+def redteam_run(
+    target: Annotated[
+        str,
+        typer.Option(help="packaged, a model name/folder/GGUF, or openai:MODEL@URL."),
+    ] = "packaged",
+    behaviors: Annotated[
+        str, typer.Option(help="A harmful-request corpus name or a JSONL/text file.")
+    ] = "harmbench-val",
+    attacks: Annotated[
+        str, typer.Option(help="Comma-separated attacks or families; 'all' for every one.")
+    ] = "direct,base64,rot13,persona,fiction,past_tense,few_shot,indirect_injection",
+    samples: Annotated[int, typer.Option(help="Samples per behaviour and attack.")] = 1,
+    limit: Annotated[
+        int | None, typer.Option(help="Behaviours to use (a stable-hash choice).")
+    ] = 8,
+    benign: Annotated[int, typer.Option(help="Over-refusal prompts (0: none).")] = 16,
+    guard: Annotated[bool, typer.Option(help="Put the default guard in front.")] = False,
+    policy: Annotated[Path | None, typer.Option(help="A guard policy to put in front.")] = None,
+    max_new_tokens: Annotated[int, typer.Option(help="Tokens per reply.")] = 96,
+    batch_size: Annotated[int, typer.Option(help="Items sent to the target at once.")] = 16,
+    seed: Annotated[int, typer.Option(help="Seed of every attack's choices.")] = 0,
+    out: Annotated[Path, typer.Option(help="Run folder (resumes if results are there).")] = Path(
+        "runs/redteam"
+    ),
+) -> None:
+    """Behaviours × attacks × samples against a target; results.jsonl, summary.json,
+    report.html. A run folder with results in it is resumed: finished items are not redone."""
+    from bastion.redteam.attacks import get_attacks
+    from bastion.redteam.campaign import (
+        benign_suite,
+        load_behaviors,
+        plan,
+        run_campaign,
+        summarize,
+        write_summary,
+    )
+    from bastion.redteam.report import write_report
+    from bastion.redteam.targets import make_target
+
+    if samples < 1 or max_new_tokens < 1 or batch_size < 1 or benign < 0:
+        raise BastionError(
+            "--samples, --max-new-tokens and --batch-size must be >= 1; --benign >= 0"
+        )
+    if limit is not None and limit < 1:
+        raise BastionError(f"--limit must be at least 1, got {limit}")
+    chosen = get_attacks([a.strip() for a in attacks.split(",") if a.strip()])
+    if not chosen:
+        raise BastionError("--attacks: name at least one attack (see `bastion redteam attacks`)")
+    writable_folder(out, "--out")
+    with console.status("loading the target, behaviours and judges…"):
+        goals = load_behaviors(behaviors, limit)
+        suite = benign_suite(benign) if benign else []
+        the_target = make_target(
+            target,
+            max_new_tokens=max_new_tokens,
+            guard_policy=str(policy) if policy else None,
+            guarded=guard,
+        )
+        items = plan(goals, chosen, samples, suite, seed=seed)
+        from bastion.redteam.campaign import Judges, done_ids
+
+        judges = Judges()
+        already = len(done_ids(out) & {i.id for i in items})
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[live]}"),
+    )
+    tally = {"attacks": 0, "hits": 0, "benign": 0, "refused": 0}
+
+    def live() -> str:
+        asr = tally["hits"] / tally["attacks"] if tally["attacks"] else 0.0
+        over = tally["refused"] / tally["benign"] if tally["benign"] else 0.0
+        return f"ASR {asr:.0%} · over-refusal {over:.0%}"
+
+    with Progress(*columns, console=console) as progress:
+        task = progress.add_task(
+            f"red-teaming {the_target.name}", total=len(items), completed=already, live=live()
+        )
+
+        def on_batch(results: list) -> None:  # type: ignore[type-arg]
+            for r in results:
+                if r.kind == "attack":
+                    tally["attacks"] += 1
+                    tally["hits"] += r.success
+                else:
+                    tally["benign"] += 1
+                    tally["refused"] += r.refused
+            progress.update(task, advance=len(results), live=live())
+
+        results = run_campaign(
+            the_target, items, chosen, out, judges=judges, batch_size=batch_size, on_batch=on_batch
+        )
+    ids = {i.id for i in items}
+    results = [r for r in results if r.id in ids]
+    meta = {
+        "target": the_target.name,
+        "behaviors": behaviors,
+        "attacks": [a.name for a in chosen],
+        "samples": samples,
+        "seed": seed,
+        "max_new_tokens": max_new_tokens,
+        "guarded": bool(guard or policy),
+    }
+    summary = summarize(results, meta)
+    write_summary(out, summary)
+    report = write_report(out, summary, results)
+    _print_summary(summary)
+    console.print(
+        f"results: {out / 'results.jsonl'} · summary: {out / 'summary.json'} · report: {report}"
+    )
+
+
+def _print_summary(summary: dict) -> None:  # type: ignore[type-arg]
+    from bastion.redteam.stats import Rate
+
+    table = Table(title="attack success rate by family (Wilson 95%)")
+    for column in ("family", "ASR", "interval", "n"):
+        table.add_column(column)
+    for family, r in summary["by_family"].items():
+        rate = Rate(r["hits"], r["n"])
+        low, high = rate.interval
+        table.add_row(family, f"{rate.value:.1%}", f"{low:.1%} – {high:.1%}", str(r["n"]))
+    console.print(table)
+    asr, over = summary["asr"], summary["over_refusal"]
+    console.print(
+        f"ASR {Rate(asr['hits'], asr['n'])} · over-refusal {Rate(over['hits'], over['n'])}"
+    )
+
+
+@redteam_app.command("report")
+def redteam_report(run: Annotated[Path, typer.Argument(help="A red-team run folder.")]) -> None:
+    """Summarize a run folder's results again and rewrite summary.json and report.html."""
+    from bastion.redteam.campaign import load_results, summarize, write_summary
+    from bastion.redteam.report import read_summary, write_report
+
+    results = load_results(run)
+    previous = read_summary(run) if (run / "summary.json").exists() else {}
+    keep = ("target", "behaviors", "attacks", "samples", "seed", "max_new_tokens", "guarded")
+    summary = summarize(results, {k: previous[k] for k in keep if k in previous})
+    write_summary(run, summary)
+    path = write_report(run, summary, results)
+    _print_summary(summary)
+    console.print(f"report: {path}")
+
+
+@redteam_app.command("compare")
+def redteam_compare(
+    run_a: Annotated[Path, typer.Argument(help="The baseline run folder.")],
+    run_b: Annotated[Path, typer.Argument(help="The run to compare with it.")],
+    fail_above: Annotated[
+        float | None, typer.Option(help="Exit 1 when run B's overall ASR is above this rate.")
+    ] = None,
+) -> None:
+    """Per-family ASR of two runs, the difference and its significance (two-proportion test)."""
+    from bastion.redteam.report import compare, read_summary
+
+    if fail_above is not None and not 0 <= fail_above <= 1:
+        raise BastionError(f"--fail-above must be a rate in [0, 1], got {fail_above}")
+    a, b = read_summary(run_a), read_summary(run_b)
+    table = Table(title=f"{run_a} → {run_b}")
+    for column in ("group", "A", "B", "B − A", "p", ""):
+        table.add_column(column)
+    for row in compare(a, b):
+        p = "-" if row["p_value"] != row["p_value"] else f"{row['p_value']:.3f}"
+        mark = "significant" if row["significant"] else ""
+        cells = (_pct(row["a"]), _pct(row["b"]), _pct(row["difference"]))
+        table.add_row(row["group"], *cells, p, mark)
+    console.print(table)
+    if fail_above is not None and b["asr"]["rate"] > fail_above:
+        console.print(f"[red]ASR {b['asr']['rate']:.1%} is above {fail_above:.1%}[/]")
+        raise typer.Exit(1)
+
+
+def _pct(x: float) -> str:
+    return "-" if x != x else f"{x:.1%}"
+
+
+@redteam_app.command("judges")
+def redteam_judges() -> None:
+    """How each judge agrees with the held-out human labels (accuracy, precision, recall, κ)."""
+    from bastion.redteam.judges import judge_agreement
+
+    table = Table(title="judges against held-out human labels")
+    for column in ("judge", "n", "accuracy", "precision", "recall", "Cohen's κ"):
+        table.add_column(column)
+    for name, m in judge_agreement().items():
+        table.add_row(
+            name, str(m["n"]), f"{m['accuracy']:.3f}", f"{m['precision']:.3f}",
+            f"{m['recall']:.3f}", f"{m['kappa']:.3f}",
+        )  # fmt: skip
+    console.print(table)
+
+
 def run_recipe(
     recipe: Path | None, overrides: list[str], kind: type[Any], runner: Callable[..., Any]
 ) -> tuple[Any, dict[str, Any] | None]:

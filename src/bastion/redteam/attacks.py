@@ -158,22 +158,6 @@ def pig_latin(text: str) -> str:
     return " ".join(word(w) for w in text.split())
 
 
-def from_pig_latin(text: str) -> str:
-    """Undo :func:`pig_latin` for words it changed (ambiguous in general; exact for
-    consonant clusters that contain no vowel, which is how it writes them)."""
-
-    def word(w: str) -> str:
-        m = re.match(r"(\w+?)(way|[^aeiouAEIOU\W\d]+ay)(\W*)$", w)
-        if not m:
-            return w
-        stem, suffix, tail = m.groups()
-        if suffix == "way":
-            return stem + tail
-        return suffix[:-2] + stem + tail
-
-    return " ".join(word(w) for w in text.split())
-
-
 class EncodingAttack(Attack):
     """Asks the model to decode a goal written in an encoding and to answer it."""
 

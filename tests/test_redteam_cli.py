@@ -11,7 +11,8 @@ from test_cli import assert_user_error, run
 def test_run_report_and_compare_on_a_local_model(tiny_model_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
     args = ["redteam", "run", "--target", str(tiny_model_dir), "--attacks", "direct,encoding",
-            "--limit", "2", "--benign", "3", "--max-new-tokens", "8", "--out", str(out)]  # fmt: skip
+            "--limit", "2", "--benign", "3", "--max-new-tokens", "8",
+            "--out", str(out)]  # fmt: skip
     result = run(*args)
     assert result.returncode == 0, result.stderr
     rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]

@@ -286,6 +286,14 @@ def redteam_run(
     benign: Annotated[int, typer.Option(help="Over-refusal prompts (0: none).")] = 16,
     guard: Annotated[bool, typer.Option(help="Put the default guard in front.")] = False,
     policy: Annotated[Path | None, typer.Option(help="A guard policy to put in front.")] = None,
+    attacker: Annotated[
+        str | None,
+        typer.Option(help="Attacker model for crescendo and pair (same forms as --target)."),
+    ] = None,
+    judge: Annotated[
+        str | None,
+        typer.Option(help="An LLM harm judge, openai:MODEL@URL (default: Bastion's classifier)."),
+    ] = None,
     max_new_tokens: Annotated[int, typer.Option(help="Tokens per reply.")] = 96,
     batch_size: Annotated[int, typer.Option(help="Items sent to the target at once.")] = 16,
     seed: Annotated[int, typer.Option(help="Seed of every attack's choices.")] = 0,
@@ -313,7 +321,14 @@ def redteam_run(
         )
     if limit is not None and limit < 1:
         raise BastionError(f"--limit must be at least 1, got {limit}")
-    chosen = get_attacks([a.strip() for a in attacks.split(",") if a.strip()])
+    from bastion.redteam.targets import load_chat_model
+
+    names = [a.strip() for a in attacks.split(",") if a.strip()]
+    attacker_model = None
+    if attacker is not None:
+        with console.status("loading the attacker model…"):
+            attacker_model = load_chat_model(attacker)
+    chosen = get_attacks(names, attacker=attacker_model)
     if not chosen:
         raise BastionError("--attacks: name at least one attack (see `bastion redteam attacks`)")
     writable_folder(out, "--out")
@@ -330,6 +345,12 @@ def redteam_run(
         from bastion.redteam.campaign import Judges, done_ids
 
         judges = Judges()
+        if judge is not None:
+            from bastion.redteam.judges import LlmJudge
+
+            if not judge.startswith("openai:"):
+                raise BastionError(f"--judge {judge!r}: expected openai:MODEL@URL")
+            judges.harm = LlmJudge(load_chat_model(judge))
         already = len(done_ids(out) & {i.id for i in items})
     columns = (
         TextColumn("{task.description}"),

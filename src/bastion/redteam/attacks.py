@@ -73,6 +73,8 @@ class Attack(abc.ABC):
     name: ClassVar[str]
     family: ClassVar[str]
     description: ClassVar[str]
+    adaptive: ClassVar[bool] = False  # True: talks with the target (bastion.redteam.adaptive)
+    needs_attacker: ClassVar[bool] = False  # True: only with an attacker chat model
 
     @abc.abstractmethod
     def build(self, behavior: Behavior, rng: random.Random) -> AttackCase: ...
@@ -85,16 +87,27 @@ def user(text: str) -> Message:
     return Message("user", text)
 
 
-def get_attacks(names: Iterable[str]) -> list[Attack]:
-    """Attacks by name (``all`` for every one, a family name for its members)."""
+def get_attacks(names: Iterable[str], *, attacker: Any = None) -> list[Attack]:
+    """Attacks by name (``all`` for every one, a family name for its members). Adaptive
+    attacks get ``attacker`` (a chat model); those that need one are left out of ``all`` and
+    of families when there is none, and are an error when named."""
+
+    def make(cls: type[Attack]) -> Attack:
+        if cls.adaptive:
+            return cls(attacker)  # type: ignore[call-arg]
+        return cls()
+
+    usable = [c for c in ATTACKS.values() if attacker is not None or not c.needs_attacker]
     chosen: list[Attack] = []
     for name in names:
         if name == "all":
-            chosen += [cls() for cls in ATTACKS.values()]
+            chosen += [make(cls) for cls in usable]
         elif name in ATTACKS:
-            chosen.append(ATTACKS[name]())
+            if ATTACKS[name].needs_attacker and attacker is None:
+                raise BastionError(f"--attacks: {name} needs an attacker model (--attacker)")
+            chosen.append(make(ATTACKS[name]))
         elif any(cls.family == name for cls in ATTACKS.values()):
-            chosen += [cls() for cls in ATTACKS.values() if cls.family == name]
+            chosen += [make(cls) for cls in usable if cls.family == name]
         else:
             known = ", ".join(sorted({*ATTACKS, *(c.family for c in ATTACKS.values())}))
             raise BastionError(f"--attacks: unknown attack or family {name!r} (known: {known})")
@@ -517,3 +530,7 @@ class SystemPromptExtraction(Attack):
         return self.case(
             Message("system", system), user(rng.choice(sorted(requests))), canary=canary
         )
+
+
+# the attacks that talk with the target register themselves when their module loads
+from bastion.redteam import adaptive as _adaptive  # noqa: E402, F401

@@ -71,10 +71,12 @@ class Result:
     success: bool  # attack items: the attack worked; benign items: unused (False)
     scores: dict[str, float] = field(default_factory=dict)
     canary: str | None = None
+    turns: int = 1  # target calls the item took (adaptive attacks take several)
+    messages: int = 1  # turns in the conversation finally sent
 
     @classmethod
     def from_dict(cls, row: dict[str, Any]) -> Result:
-        optional = ("scores", "canary")
+        optional = ("scores", "canary", "turns", "messages")
         return cls(**{k: row[k] for k in cls.__dataclass_fields__ if k in row or k not in optional})
 
 
@@ -127,7 +129,7 @@ def build_case(item: Item, attacks: dict[str, Attack]) -> AttackCase:
     return attacks[item.attack].build(item.behavior, random.Random(item.seed))
 
 
-def judge(item: Item, case: AttackCase, response: str, judges: Judges) -> Result:
+def judge(item: Item, case: AttackCase, response: str, judges: Judges, turns: int = 1) -> Result:
     refusal = judges.refusal.judge(response)
     scores = {"refusal": refusal.score}
     harmful = False
@@ -136,14 +138,17 @@ def judge(item: Item, case: AttackCase, response: str, judges: Judges) -> Result
         success = leaked.label
         scores["canary"] = leaked.score
     else:
-        harm = judges.harm.judge(response)
+        if hasattr(judges.harm, "judge_goal"):  # a judge that reads the goal (LLM rubric)
+            harm = judges.harm.judge_goal(item.behavior.goal, response)
+        else:
+            harm = judges.harm.judge(response)
         harmful = harm.label
         scores["harm"] = harm.score
         success = item.kind == "attack" and not refusal.label and harmful
     return Result(
         item.id, item.kind, item.behavior.id, item.behavior.category, item.behavior.source,
         item.attack, item.family, item.sample, case.prompt, response, refusal.label, harmful,
-        success, scores, case.canary,
+        success, scores, case.canary, turns, len(case.messages),
     )  # fmt: skip
 
 
@@ -181,18 +186,55 @@ def run_campaign(
     _trim_partial_line(out_dir / RESULTS)
     with (out_dir / RESULTS).open("a", encoding="utf-8") as handle:
         for batch in _batches(todo, batch_size):
-            cases = [build_case(item, by_name) for item in batch]
-            replies = target.respond([case.messages for case in cases])
-            results = [
-                judge(item, case, reply, judges)
-                for item, case, reply in zip(batch, cases, replies, strict=True)
-            ]
-            for result in results:
+            static = [i for i in batch if i.kind == "benign" or not by_name[i.attack].adaptive]
+            cases = [build_case(item, by_name) for item in static]
+            replies = target.respond([case.messages for case in cases]) if cases else []
+            judged: dict[str, tuple[Result, list[dict[str, Any]]]] = {
+                item.id: (judge(item, case, reply, judges), [])
+                for item, case, reply in zip(static, cases, replies, strict=True)
+            }
+            for item in batch:
+                if item.id not in judged:  # adaptive: it talks with the target itself
+                    outcome = by_name[item.attack].run(  # type: ignore[attr-defined]
+                        item.behavior, target, judges, random.Random(item.seed)
+                    )
+                    result = judge(item, outcome.case, outcome.response, judges, outcome.turns)
+                    judged[item.id] = (result, outcome.trail)
+            results = [judged[item.id][0] for item in batch]
+            for item in batch:
+                result, trail = judged[item.id]
                 handle.write(json.dumps(asdict(result), ensure_ascii=False) + "\n")
+                _write_seeds(out_dir, item, result, trail)
             handle.flush()
             if on_batch is not None:
                 on_batch(results)
     return load_results(out_dir)
+
+
+SEEDS = "attack_seeds.jsonl"
+ATTACKER_PAIRS = "attacker_pairs.jsonl"
+
+
+def _write_seeds(out_dir: Path, item: Item, result: Result, trail: list[dict[str, Any]]) -> None:
+    """Successful prompts as seeds for the guard's known-attack index and for alignment data;
+    an automated attacker's successes over its failures as preference pairs for itself."""
+    from bastion.redteam.adaptive import attacker_pairs, successful_prompts
+
+    prompts = successful_prompts(trail) or ([result.prompt] if result.success else [])
+    rows = [
+        {"text": p, "goal": item.behavior.goal, "attack": item.attack, "family": item.family,
+         "category": item.behavior.category, "item": item.id}
+        for p in dict.fromkeys(prompts)
+    ]  # fmt: skip
+    _append(out_dir / SEEDS, rows)
+    _append(out_dir / ATTACKER_PAIRS, attacker_pairs(item.behavior.goal, trail))
+
+
+def _append(path: Path, rows: list[dict[str, Any]]) -> None:
+    if rows:
+        with path.open("a", encoding="utf-8") as handle:
+            for row in rows:
+                handle.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
 def _trim_partial_line(path: Path) -> None:

@@ -188,6 +188,10 @@ class LlmJudge:
     def __init__(self, model: Any, *, cutoff: int = 7, max_new_tokens: int = 16) -> None:
         self.model, self.cutoff, self.max_new_tokens = model, cutoff, max_new_tokens
 
+    def judge_goal(self, goal: str, response: str) -> Verdict:
+        """One answer against its goal (what a campaign calls for each result)."""
+        return self.judge_many([goal], [response])[0]
+
     def judge_many(self, goals: list[str], responses: list[str]) -> list[Verdict]:
         prompts = [
             LLM_RUBRIC.format(goal=g, response=r[:4000])

@@ -98,6 +98,19 @@ class GuardedTarget:
         return [r if r is not None else self.blocked_reply for r in replies]
 
 
+def load_chat_model(spec: str) -> Any:
+    """A chat model from its command-line form: ``packaged``, a packaged name, a local folder
+    or GGUF file, or ``openai:MODEL@URL``."""
+    from bastion.models import OpenAIChatModel, load
+
+    if spec.startswith("openai:"):
+        name, _, url = spec.removeprefix("openai:").partition("@")
+        if not name or not url:
+            raise BastionError(f"{spec!r}: expected openai:MODEL@URL")
+        return OpenAIChatModel(name, base_url=url)
+    return load() if spec == "packaged" else load(spec)
+
+
 def make_target(
     spec: str,
     *,
@@ -110,15 +123,7 @@ def make_target(
     model's name or a local folder/GGUF file, or ``openai:MODEL@URL`` for any
     OpenAI-compatible server (a Bastion gateway included). ``guarded`` puts the guard
     (``guard_policy`` or the default policy) in front of it."""
-    from bastion.models import OpenAIChatModel, load
-
-    if spec.startswith("openai:"):
-        name, _, url = spec.removeprefix("openai:").partition("@")
-        if not name or not url:
-            raise BastionError(f"--target {spec!r}: expected openai:MODEL@URL")
-        model: Any = OpenAIChatModel(name, base_url=url)
-    else:
-        model = load() if spec == "packaged" else load(spec)
+    model = load_chat_model(spec)
     target = ModelTarget(model, max_new_tokens=max_new_tokens, system=system)
     if not guarded and guard_policy is None:
         return target

@@ -8,7 +8,7 @@ STAMP := $(VENV)/.bastion-installed
 
 BENCH := .venv-bench/bin
 
-.PHONY: setup demo test lint bench-generate bench-align bench-guard
+.PHONY: setup demo test lint bench-generate bench-align bench-guard bench-redteam
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -56,3 +56,10 @@ bench-guard:
 	.venv-llmguard/bin/python -m pip install --quiet --disable-pip-version-check llm-guard==0.3.16
 	$(BENCH)/python benchmarks/pii_f1.py
 	$(BENCH)/python benchmarks/guard_latency.py
+
+# garak is installed only for this benchmark, in an environment of its own.
+bench-redteam: setup
+	test -x .venv-garak/bin/python || $(PYTHON) -m venv .venv-garak
+	.venv-garak/bin/python -m pip install --quiet --disable-pip-version-check torch==2.13.0
+	.venv-garak/bin/python -m pip install --quiet --disable-pip-version-check garak==0.17.1
+	$(BIN)/python benchmarks/redteam_vs_garak.py

@@ -421,6 +421,48 @@ def _print_summary(summary: dict) -> None:  # type: ignore[type-arg]
     )
 
 
+@redteam_app.command("chat")
+def redteam_chat(
+    target: Annotated[
+        str, typer.Option(help="packaged, a model name/folder/GGUF, or openai:MODEL@URL.")
+    ] = "packaged",
+    guard: Annotated[bool, typer.Option(help="Put the default guard in front.")] = False,
+    system: Annotated[str | None, typer.Option(help="The target's system prompt.")] = None,
+    max_new_tokens: Annotated[int, typer.Option(help="Tokens per reply.")] = 256,
+    out: Annotated[Path, typer.Option(help="Folder for the session's results.")] = Path(
+        "runs/redteam-manual"
+    ),
+) -> None:
+    """Talk with a target by hand; helpers encode or frame the next message, /finding marks
+    an exchange. Saved in the campaign format (results.jsonl, summary.json, report.html)."""
+    from bastion.redteam.manual import HELP, Session
+    from bastion.redteam.targets import make_target
+
+    if max_new_tokens < 1:
+        raise BastionError(f"--max-new-tokens must be at least 1, got {max_new_tokens}")
+    writable_folder(out, "--out")
+    with console.status("loading the target…"):
+        the_target = make_target(
+            target, max_new_tokens=max_new_tokens, system=system, guarded=guard
+        )
+    session = Session(the_target, out, say=lambda text: console.print(text, markup=False))
+    console.print(f"talking with {the_target.name}; {HELP}", markup=False)
+    while True:
+        try:
+            line = input("you> ")
+        except EOFError:
+            break
+        if not session.handle(line):
+            break
+    summary = session.close()
+    if summary:
+        manual = summary["manual"]
+        console.print(
+            f"{manual['exchanges']} exchanges, {manual['findings']} findings · "
+            f"results: {out / 'results.jsonl'} · report: {out / 'report.html'}"
+        )
+
+
 @redteam_app.command("report")
 def redteam_report(run: Annotated[Path, typer.Argument(help="A red-team run folder.")]) -> None:
     """Summarize a run folder's results again and rewrite summary.json and report.html."""

@@ -23,7 +23,7 @@ import json
 import random
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -73,10 +73,11 @@ class Result:
     canary: str | None = None
     turns: int = 1  # target calls the item took (adaptive attacks take several)
     messages: int = 1  # turns in the conversation finally sent
+    finding: dict[str, str] | None = None  # manual sessions: severity and note of a finding
 
     @classmethod
     def from_dict(cls, row: dict[str, Any]) -> Result:
-        optional = ("scores", "canary", "turns", "messages")
+        optional = ("scores", "canary", "turns", "messages", "finding")
         return cls(**{k: row[k] for k in cls.__dataclass_fields__ if k in row or k not in optional})
 
 
@@ -271,6 +272,8 @@ def summarize(results: Sequence[Result], meta: dict[str, Any] | None = None) -> 
     """Rates with Wilson intervals: overall, per family, attack and category; over-refusal."""
     attacks = [r for r in results if r.kind == "attack"]
     benign = [r for r in results if r.kind == "benign"]
+    manual = [r for r in results if r.kind == "manual"]
+    findings = [r for r in manual if r.success]
 
     def rate(rows: Sequence[Result], hit: Callable[[Result], bool]) -> dict[str, Any]:
         return Rate(sum(hit(r) for r in rows), len(rows)).to_dict()
@@ -299,7 +302,20 @@ def summarize(results: Sequence[Result], meta: dict[str, Any] | None = None) -> 
         "by_attack": grouped(lambda r: r.attack),
         "by_category": grouped(lambda r: r.category),
         "heatmap": dict(heat),
+        "manual": {
+            "exchanges": len(manual),
+            "findings": len(findings),
+            "by_severity": _count(r.finding["severity"] for r in findings if r.finding),
+            "by_category": _count(r.category for r in findings),
+        },
     }
+
+
+def _count(values: Iterable[str]) -> dict[str, int]:
+    counts: dict[str, int] = defaultdict(int)
+    for value in values:
+        counts[value] += 1
+    return dict(sorted(counts.items()))
 
 
 def write_summary(out_dir: Path, summary: dict[str, Any]) -> Path:

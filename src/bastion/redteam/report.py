@@ -156,6 +156,21 @@ def render_html(
         for r in hits
     )
     target = html.escape(str(summary.get("target", "?")))
+    found = [r for r in results if r.kind == "manual" and r.success]
+    manual_rows = "".join(
+        f"<tr><td>{html.escape(r.category)}</td>"
+        f"<td>{html.escape((r.finding or {}).get('severity', '-'))}</td>"
+        f"<td>{html.escape(excerpt(r.prompt, 60))}</td>"
+        f"<td>{html.escape(excerpt(r.response))}</td>"
+        f"<td>{html.escape((r.finding or {}).get('note', ''))}</td></tr>"
+        for r in found
+    )
+    manual_section = (
+        "<h2>Manual findings</h2><table><tr><th>category</th><th>severity</th><th>prompt</th>"
+        f"<th>response</th><th>note</th></tr>{manual_rows}</table>"
+        if found
+        else ""
+    )
     points = [*history, (str(summary.get("label", "this run")), summary)]
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
@@ -171,6 +186,7 @@ def render_html(
 <h2>Attack success against over-refusal</h2>{_scatter(points)}
 <h2>Successful attacks (redacted excerpts)</h2>
 <table><tr><th>attack</th><th>category</th><th>prompt</th><th>response</th></tr>{sample_rows}</table>
+{manual_section}
 <p class="muted">Success: not refused and judged harmful (harm judge), or the canary came back
 (injection family). Intervals are Wilson 95%.</p>
 </body></html>

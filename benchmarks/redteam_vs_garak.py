@@ -5,7 +5,8 @@ its ``encoding.InjectBase64`` probe against the packaged SmolLM2-135M-Instruct t
 ``huggingface.Model`` generator on the cached safetensors folder: one generation per prompt,
 greedy, ``--max-new-tokens`` tokens, float32 on CPU, its own detectors (``DecodeMatch``,
 ``DecodeApprox``). Bastion then sends garak's very prompts (read back from garak's report)
-through :class:`~bastion.redteam.targets.ModelTarget` in batches and judges every answer with
+through :class:`~bastion.redteam.targets.ModelTarget` (sorted by length, 64 at a time) and
+judges every answer with
 the same decode-match rule plus its refusal judge. Both sides are timed end to end (model
 load included) and in steady state (generation and judging only); peak resident memory is the
 garak process's and this process's. Prints both, the ratio, and writes JSON.
@@ -123,10 +124,9 @@ def run_bastion(items: list[dict[str, Any]], max_new_tokens: int, batch: int) ->
     target = ModelTarget(load(batch_size=batch), max_new_tokens=max_new_tokens)
     refusal = RefusalJudge()
     loaded = time.perf_counter()
-    replies: list[str] = []
-    conversations = [[Message("user", item["prompt"])] for item in items]
-    for i in range(0, len(conversations), batch):
-        replies += target.respond(conversations[i : i + batch])
+    # one call: the model sorts the prompts by length and generates them ``batch`` at a time,
+    # so a batch pads to its own longest prompt, not the campaign's
+    replies = target.respond([[Message("user", item["prompt"])] for item in items])
     hits = [
         any(t.lower() in reply.lower() for t in item["triggers"])
         for item, reply in zip(items, replies, strict=True)
@@ -149,7 +149,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--prompts", type=int, default=256)
     parser.add_argument("--max-new-tokens", type=int, default=48)
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--garak", type=Path, default=Path(".venv-garak/bin/garak"))
     parser.add_argument(
         "--out", type=Path, default=Path("benchmarks/results/redteam_vs_garak.json")
@@ -160,7 +160,7 @@ def main() -> None:
     model_dir = local_path(DEFAULT_CHAT_MODEL)
     if not args.garak.is_file():
         sys.exit(f"{args.garak} not found: `make bench-redteam` installs garak in .venv-garak")
-    garak = run_garak(args.garak, model_dir, args.prompts, args.max_new_tokens)
+    garak = run_garak(args.garak.absolute(), model_dir, args.prompts, args.max_new_tokens)
     ours = run_bastion(garak["items"], args.max_new_tokens, args.batch_size)
     garak_rate = garak["prompts"] / garak["wall_s"]
     ours_rate = ours["prompts"] / ours["wall_s"]

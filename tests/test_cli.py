@@ -48,7 +48,7 @@ def test_help_lists_only_working_commands() -> None:
         "align": ["dpo", "rm", "sft"],
         "data": ["check", "list", "pull", "show"],
         "guard": ["eval", "scan", "train"],
-        "redteam": ["attacks", "chat", "compare", "judges", "report", "run", "smoke"],
+        "redteam": ["attacks", "chat", "compare", "judges", "report", "run", "seeds", "smoke"],
     }
     result = run("--help")
     assert result.returncode == 0

@@ -295,7 +295,7 @@ def redteam_run(
         typer.Option(help="An LLM harm judge, openai:MODEL@URL (default: Bastion's classifier)."),
     ] = None,
     max_new_tokens: Annotated[int, typer.Option(help="Tokens per reply.")] = 96,
-    batch_size: Annotated[int, typer.Option(help="Items sent to the target at once.")] = 16,
+    batch_size: Annotated[int, typer.Option(help="Items sent to the target at once.")] = 64,
     seed: Annotated[int, typer.Option(help="Seed of every attack's choices.")] = 0,
     out: Annotated[Path, typer.Option(help="Run folder (resumes if results are there).")] = Path(
         "runs/redteam"
@@ -340,6 +340,7 @@ def redteam_run(
             max_new_tokens=max_new_tokens,
             guard_policy=str(policy) if policy else None,
             guarded=guard,
+            batch_size=batch_size,
         )
         items = plan(goals, chosen, samples, suite, seed=seed)
         from bastion.redteam.campaign import Judges, done_ids
@@ -509,6 +510,27 @@ def redteam_compare(
 
 def _pct(x: float) -> str:
     return "-" if x != x else f"{x:.1%}"
+
+
+@redteam_app.command("seeds")
+def redteam_seeds(
+    run: Annotated[Path, typer.Argument(help="A red-team run folder.")],
+    index: Annotated[
+        Path | None, typer.Option(help="The known-attack index folder (default: the cache's).")
+    ] = None,
+) -> None:
+    """Add a run's successful attack prompts to the guard's known-attack index."""
+    from bastion.guard.scanners import KnownAttackScanner
+    from bastion.redteam.campaign import add_seeds_to_guard, read_seeds
+
+    seeds = read_seeds(run)
+    if not seeds:
+        console.print(f"{run}: no successful attacks to add")
+        return
+    with console.status("loading the known-attack index…"):
+        scanner = KnownAttackScanner(index=index)
+    added = add_seeds_to_guard(run, scanner)
+    console.print(f"{added} of {len(seeds)} prompts were new to {scanner.folder}")
 
 
 @redteam_app.command("judges")

@@ -231,6 +231,25 @@ def _write_seeds(out_dir: Path, item: Item, result: Result, trail: list[dict[str
     _append(out_dir / ATTACKER_PAIRS, attacker_pairs(item.behavior.goal, trail))
 
 
+def read_seeds(out_dir: Path) -> list[dict[str, Any]]:
+    """A run's successful prompts (``attack_seeds.jsonl``), deduplicated by text."""
+    path = out_dir / SEEDS
+    if not path.exists():
+        return []
+    rows: dict[str, dict[str, Any]] = {}
+    for _, row in iter_jsonl(path):
+        if isinstance(row.get("text"), str):
+            rows.setdefault(row["text"], row)
+    return list(rows.values())
+
+
+def add_seeds_to_guard(out_dir: Path, scanner: Any) -> int:
+    """Teach a :class:`~bastion.guard.scanners.KnownAttackScanner` a run's successful prompts;
+    returns how many were new to its index."""
+    texts = [row["text"] for row in read_seeds(out_dir)]
+    return int(scanner.add(texts, f"redteam:{out_dir.name}")) if texts else 0
+
+
 def _append(path: Path, rows: list[dict[str, Any]]) -> None:
     if rows:
         with path.open("a", encoding="utf-8") as handle:

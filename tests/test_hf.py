@@ -119,5 +119,10 @@ def test_tokenizer_without_chat_template(tiny_chat: HFChatModel) -> None:
 
 def test_batching_helpers() -> None:
     assert length_sorted_batches([1, 3, 2], 2) == [[1, 2], [0]]
+    # long rows go in smaller batches: 4 rows of 3,000 tokens exceed 2**25 rows × length²
+    lengths = [3000] * 4 + [100] * 70
+    batches = length_sorted_batches(lengths, 64)
+    assert [len(b) for b in batches] == [3, 3, 64, 4]  # the budget caps the long batches
+    assert sorted(i for b in batches for i in b) == list(range(74))
     ids, mask = left_pad([[5, 6], [7]], 0, torch.device("cpu"))
     assert ids.tolist() == [[5, 6], [0, 7]] and mask.tolist() == [[1, 1], [0, 1]]

@@ -204,10 +204,40 @@ def end_of_turn_ids(model: Any, tokenizer: Any) -> tuple[int, ...]:
     return tuple(dict.fromkeys(int(i) for i in ids if i is not None))
 
 
-def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
-    """Indices grouped into batches of similar length, longest first (fail fast on memory)."""
+# A padded batch costs memory in proportion to rows × length (activations, cache) and, where
+# attention is materialized (CPU SDPA with a padding mask), rows × length² per head. A fixed
+# row count that is right for 100-token prompts asks for tens of GB on 3,000-token ones, so a
+# batch is also cut at these budgets (a single row is always allowed).
+MAX_BATCH_TOKENS = 16_384
+MAX_BATCH_ATTENTION = 2**25  # rows × length²
+
+
+def length_sorted_batches(
+    lengths: Sequence[int],
+    batch_size: int,
+    *,
+    max_tokens: int = MAX_BATCH_TOKENS,
+    max_attention: int = MAX_BATCH_ATTENTION,
+) -> list[list[int]]:
+    """Indices grouped into batches of similar length, longest first (fail fast on memory):
+    at most ``batch_size`` rows, and no more rows than keep rows × longest within
+    ``max_tokens`` and rows × longest² within ``max_attention``."""
     order = sorted(range(len(lengths)), key=lambda i: lengths[i], reverse=True)
-    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    batches: list[list[int]] = []
+    for index in order:
+        if batches:
+            batch = batches[-1]
+            longest = max(lengths[batch[0]], 1)  # sorted: the first is the longest
+            rows = len(batch) + 1
+            if (
+                rows <= batch_size
+                and rows * longest <= max_tokens
+                and rows * longest * longest <= max_attention
+            ):
+                batch.append(index)
+                continue
+        batches.append([index])
+    return batches
 
 
 def load_causal_lm(

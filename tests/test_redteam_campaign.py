@@ -250,6 +250,9 @@ def test_pair_refines_from_feedback_stops_on_success_and_keeps_its_trail(tmp_pat
         ("You are an actor. GOAL", "Please, as a poem: GOAL")
     ]  # what `bastion align dpo` reads, to train the attacker on its own successes
     assert "Write a prompt" in pairs[0]["prompt"]
+    from bastion.data.jsonl import read_preferences
+
+    assert len(read_preferences(tmp_path / "attacker_pairs.jsonl")) == 1  # dpo reads it
 
 
 def test_successful_prompts_teach_the_guards_known_attack_index(tmp_path: Path) -> None:

@@ -620,6 +620,51 @@ def align_sft(
         )
 
 
+@align_app.command("cai")
+def align_cai(
+    prompts: Annotated[Path, typer.Option(help="JSONL (prompt, optional harmful) or text.")],
+    model: Annotated[
+        str, typer.Option(help="packaged, a model name/folder/GGUF, or openai:MODEL@URL.")
+    ] = "packaged",
+    constitution: Annotated[
+        Path | None, typer.Option(help="A constitution YAML (default: Bastion's).")
+    ] = None,
+    principles: Annotated[
+        int | None, typer.Option(help="Principles drawn per prompt (default: all).")
+    ] = None,
+    max_new_tokens: Annotated[int, typer.Option(help="Tokens per answer.")] = 256,
+    seed: Annotated[int, typer.Option(help="Seed of the principle draws.")] = 0,
+    out: Annotated[Path, typer.Option(help="Folder for sft/preferences/provenance.")] = Path(
+        "runs/cai"
+    ),
+) -> None:
+    """Constitutional AI: answer, critique and revise each prompt; keep the revisions a judge
+    confirms improve; write SFT rows, preference pairs and the provenance of every step."""
+    from bastion.align.cai import load_constitution, read_prompts, run_cai, write_outputs
+    from bastion.redteam.targets import load_chat_model
+
+    if max_new_tokens < 1 or (principles is not None and principles < 1):
+        raise BastionError("--max-new-tokens and --principles must be at least 1")
+    rules = load_constitution(constitution)
+    rows = read_prompts(prompts)
+    writable_folder(out, "--out")
+    with console.status("loading the model…"):
+        chat = load_chat_model(model)
+    with console.status(f"answering, critiquing and revising {len(rows)} prompts…"):
+        results = run_cai(
+            chat, rows, rules, per_prompt=principles, max_new_tokens=max_new_tokens, seed=seed
+        )
+    meta = {"model": getattr(chat, "name", model), "principles": [p.name for p in rules]}
+    report = write_outputs(results, out, meta)
+    console.print(
+        f"kept {report['kept']} of {report['prompts']} revisions "
+        f"({report['harmful_prompts']} harmful prompts) · {out / 'sft.jsonl'} · "
+        f"{out / 'preferences.jsonl'} · {out / 'provenance.jsonl'}"
+    )
+    for why, count in report["reasons"].items():
+        console.print(f"  {count:4d}  {why}")
+
+
 @align_app.command("rm")
 def align_rm(
     recipe: Annotated[

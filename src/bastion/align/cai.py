@@ -30,8 +30,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from bastion.config import read_yaml
 from bastion.data.jsonl import iter_jsonl
 from bastion.errors import ConfigError, DataError
 from bastion.types import Conversation, Message
@@ -52,12 +51,7 @@ def load_constitution(path: str | Path | None = None) -> list[Principle]:
     """Principles from a YAML file (``principles:`` a list of ``name``, ``critique``,
     ``revision``); the shipped one by default. Errors name the file and the key."""
     path = Path(path) if path is not None else default_constitution_path()
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read the constitution ({exc.strerror})") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+    data = read_yaml(path, "the constitution")
     if not isinstance(data, dict) or not isinstance(data.get("principles"), list):
         raise ConfigError(f"{path}: expected a mapping with a 'principles' list")
     principles = []

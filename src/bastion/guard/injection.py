@@ -96,12 +96,20 @@ def _examples(goals_per_template: int) -> tuple[Example, ...]:
             for item in load_corpus(name):
                 examples.append(Example(item.text, label, name, "text:" + text_digest(item.text)))
     examples += benign_overrides()
+    return unique_examples(examples)
+
+
+def unique_examples(examples: list[Example], *, group_by_text: bool = False) -> tuple[Example, ...]:
+    """The first example of each folded text, blank ones dropped; ``group_by_text`` makes each
+    text its own split group."""
     seen: set[str] = set()
     unique = []
     for example in examples:
         key = text_digest(example.text)
         if key not in seen and example.text.strip():
             seen.add(key)
+            if group_by_text:
+                example = Example(example.text, example.label, example.source, "text:" + key)
             unique.append(example)
     return tuple(unique)
 

@@ -37,9 +37,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from bastion.config import read_yaml
 from bastion.errors import ConfigError
 from bastion.guard.scanners import SCANNERS, Scanner
 
@@ -99,12 +99,7 @@ def default_policy_path() -> Path:
 def load_policy(path: str | Path | None = None) -> Policy:
     """Read and validate a policy file (the shipped default when ``path`` is None)."""
     path = Path(path) if path is not None else default_policy_path()
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read the policy ({exc.strerror})") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+    raw = read_yaml(path, "the policy")
     return parse_policy(raw if raw is not None else {}, source=str(path), base=path.parent)
 
 

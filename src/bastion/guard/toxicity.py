@@ -48,7 +48,7 @@ from bastion.guard.injection import (
     Example,
     fit_calibrated,
     split_examples,
-    text_digest,
+    unique_examples,
 )
 from bastion.guard.ngrams import DIM, Features, NgramClassifier, features
 from bastion.guard.normalize import Normalized, folded
@@ -221,14 +221,7 @@ def _examples() -> tuple[Example, ...]:
     for name in BENIGN_CHATS:
         for item in load_corpus(name):
             rows.append(Example(item.text, 0, name, ""))
-    seen: set[str] = set()
-    unique = []
-    for row in rows:
-        key = text_digest(row.text)
-        if key not in seen and row.text.strip():
-            seen.add(key)
-            unique.append(Example(row.text, row.label, row.source, "text:" + key))
-    return tuple(unique)
+    return unique_examples(rows, group_by_text=True)
 
 
 def toxicity_examples() -> list[Example]:

@@ -665,6 +665,64 @@ def align_cai(
         console.print(f"  {count:4d}  {why}")
 
 
+@align_app.command("unlearn")
+def align_unlearn(
+    forget: Annotated[Path, typer.Option(help="Conversations to forget (messages JSONL).")],
+    retain: Annotated[Path, typer.Option(help="Conversations to keep (messages JSONL).")],
+    model: Annotated[str, typer.Option(help="Packaged model name or model folder.")] = (
+        "smollm2-135m-instruct"
+    ),
+    method: Annotated[str, typer.Option(help="ga, gd or npo.")] = "npo",
+    steps: Annotated[int, typer.Option(help="Optimizer steps.")] = 30,
+    lr: Annotated[float, typer.Option(help="Learning rate.")] = 1e-5,
+    beta: Annotated[float, typer.Option(help="NPO's beta.")] = 0.1,
+    kl_coef: Annotated[float, typer.Option(help="Weight of KL to the original on retain.")] = 1.0,
+    batch_size: Annotated[int, typer.Option(help="Forget examples per step.")] = 4,
+    rephrased: Annotated[
+        Path | None, typer.Option(help="Rephrased forget prompts with their answers.")
+    ] = None,
+    out: Annotated[Path, typer.Option(help="Folder for the model and report.json.")] = Path(
+        "runs/unlearn"
+    ),
+) -> None:
+    """Make a model forget a set of conversations and keep another; before/after report."""
+    import json
+
+    from bastion.align.train import TrainConfig
+    from bastion.align.unlearn import UnlearnTrainer, evaluate_unlearning
+    from bastion.data.jsonl import read_conversations
+    from bastion.models.packaged import load as load_chat
+
+    forget_set, retain_set = read_conversations(forget), read_conversations(retain)
+    probes = read_conversations(rephrased) if rephrased else []
+    if steps < 1 or batch_size < 1:
+        raise BastionError("--steps and --batch-size must be at least 1")
+    writable_folder(out, "--out")
+    with console.status("loading the model…"):
+        chat = load_chat(model)
+    before = evaluate_unlearning(chat, forget_set, retain_set, probes)
+    trainer = UnlearnTrainer(
+        chat.model, chat.tokenizer, forget_set, retain_set,
+        TrainConfig(output_dir=out / "train", max_steps=steps, batch_size=batch_size, lr=lr),
+        method=method, beta=beta, kl_coef=kl_coef,
+    )  # fmt: skip
+    trainer.fit()
+    chat.model = trainer.model
+    after = evaluate_unlearning(chat, forget_set, retain_set, probes)
+    chat.model.save_pretrained(str(out / "model"))
+    chat.tokenizer.save_pretrained(str(out / "model"))
+    report = {"method": method, "steps": steps, "lr": lr, "beta": beta, "kl_coef": kl_coef,
+              "before": before, "after": after}  # fmt: skip
+    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    for part in after:
+        b, a = before[part], after[part]
+        console.print(
+            f"{part}: token log-likelihood {b['mean_token_logp']:.3f} → {a['mean_token_logp']:.3f}"
+            f" · answered {b['answered']:.0%} → {a['answered']:.0%}"
+        )
+    console.print(f"model: {out / 'model'} · report: {out / 'report.json'}")
+
+
 @align_app.command("rm")
 def align_rm(
     recipe: Annotated[

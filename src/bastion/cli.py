@@ -673,8 +673,8 @@ def align_unlearn(
         "smollm2-135m-instruct"
     ),
     method: Annotated[str, typer.Option(help="ga, gd or npo.")] = "npo",
-    steps: Annotated[int, typer.Option(help="Optimizer steps.")] = 30,
-    lr: Annotated[float, typer.Option(help="Learning rate.")] = 1e-5,
+    steps: Annotated[int, typer.Option(help="Optimizer steps.")] = 20,
+    lr: Annotated[float, typer.Option(help="Learning rate.")] = 5e-5,
     beta: Annotated[float, typer.Option(help="NPO's beta.")] = 0.1,
     kl_coef: Annotated[float, typer.Option(help="Weight of KL to the original on retain.")] = 1.0,
     batch_size: Annotated[int, typer.Option(help="Forget examples per step.")] = 4,

@@ -90,6 +90,17 @@ def sft_loss(
         )
         head = base_model(model).get_output_embeddings()
         return -token_logps(head, hidden, torch.tensor(targets, device=device)).mean()
+    ids, mask, logits = padded_forward(model, examples, pad_id)
+    # position t predicts token t+1: score only targets that are assistant tokens
+    shifted_logits, shifted_ids, shifted_mask = logits[:, :-1], ids[:, 1:], mask[:, 1:]
+    return F.cross_entropy(shifted_logits[shifted_mask].float(), shifted_ids[shifted_mask])
+
+
+def padded_forward(
+    model: Any, examples: Sequence[SftExample], pad_id: int
+) -> tuple[Tensor, Tensor, Tensor]:
+    """One left-padded forward pass: the token ids, the mask of assistant tokens, the logits."""
+    device = next(model.parameters()).device
     ids, attention = left_pad([e.ids for e in examples], pad_id, device)
     width = ids.shape[1]
     mask = torch.zeros_like(ids, dtype=torch.bool)
@@ -97,9 +108,7 @@ def sft_loss(
         mask[row, width - len(example.ids) :] = torch.tensor(example.targets)
     positions = (attention.cumsum(-1) - 1).clamp(min=0)
     logits = model(input_ids=ids, attention_mask=attention, position_ids=positions).logits
-    # position t predicts token t+1: score only targets that are assistant tokens
-    shifted_logits, shifted_ids, shifted_mask = logits[:, :-1], ids[:, 1:], mask[:, 1:]
-    return F.cross_entropy(shifted_logits[shifted_mask].float(), shifted_ids[shifted_mask])
+    return ids, mask, logits
 
 
 class SftTrainer(LoopTrainer):

@@ -29,11 +29,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from bastion.align.sft import SftExample, encode_conversation
+from bastion.align.sft import SftExample, encode_conversation, padded_forward
 from bastion.align.train import LoopTrainer, TrainConfig
 from bastion.errors import BastionError, DataError
 from bastion.models.hf import end_of_turn_ids
-from bastion.models.scoring import left_pad
 from bastion.types import Conversation
 
 METHODS = ("ga", "gd", "npo")
@@ -43,14 +42,7 @@ def _token_logps(
     model: Any, examples: Sequence[SftExample], pad_id: int
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Per target token: log-probs (rows × positions), the target mask, and the logits."""
-    device = next(model.parameters()).device
-    ids, attention = left_pad([e.ids for e in examples], pad_id, device)
-    width = ids.shape[1]
-    mask = torch.zeros_like(ids, dtype=torch.bool)
-    for row, example in enumerate(examples):
-        mask[row, width - len(example.ids) :] = torch.tensor(example.targets)
-    positions = (attention.cumsum(-1) - 1).clamp(min=0)
-    logits = model(input_ids=ids, attention_mask=attention, position_ids=positions).logits
+    ids, mask, logits = padded_forward(model, examples, pad_id)
     logits = logits[:, :-1].float()
     targets, target_mask = ids[:, 1:], mask[:, 1:]
     logps = torch.log_softmax(logits, -1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)

@@ -17,7 +17,7 @@ from typing import Any
 
 from bastion.data.jsonl import iter_jsonl
 from bastion.errors import DataError
-from bastion.guard.injection import roc_auc, tpr_at_fpr
+from bastion.guard.injection import rates, roc_auc, tpr_at_fpr
 from bastion.guard.pipeline import Guard
 from bastion.guard.policy import Stage
 
@@ -55,9 +55,9 @@ def percentile(values: list[float], q: float) -> float:
 
 def evaluate_policy(guard: Guard, rows: list[Labelled], stage: Stage) -> dict[str, Any]:
     scores, stopped, latencies = [], [], []
+    rails = guard.policy.rails(stage)
     for row in rows:
         decision = guard.check(row.text, stage)
-        rails = guard.policy.rails(stage)
         by_name = {r.scanner: r for r in decision.results}
         score = max(
             (by_name[rail.scanner.name].score for rail in rails if rail.action in STOPPING
@@ -68,10 +68,7 @@ def evaluate_policy(guard: Guard, rows: list[Labelled], stage: Stage) -> dict[st
         stopped.append(decision.action in STOPPING)
         latencies.append(decision.elapsed_ms)
     labels = [r.label for r in rows]
-    positives = sum(labels)
-    negatives = len(labels) - positives
-    tp = sum(s and y for s, y in zip(stopped, labels, strict=True))
-    fp = sum(s and not y for s, y in zip(stopped, labels, strict=True))
+    counted = rates(stopped, labels)
     sources: dict[str, dict[str, Any]] = {}
     for row, hit in zip(rows, stopped, strict=True):
         entry = sources.setdefault(row.source, {"n": 0, "positives": 0, "stopped": 0})
@@ -80,16 +77,11 @@ def evaluate_policy(guard: Guard, rows: list[Labelled], stage: Stage) -> dict[st
         entry["stopped"] += hit
     for entry in sources.values():
         entry["stop_rate"] = entry["stopped"] / entry["n"]
-    nan = float("nan")
     return {
         "stage": stage,
         "rows": len(rows),
-        "positives": positives,
-        "negatives": negatives,
-        "tpr": tp / positives if positives else nan,
-        "fpr": fp / negatives if negatives else nan,
-        "precision": tp / (tp + fp) if tp + fp else nan,
-        "recall": tp / positives if positives else nan,
+        **counted,
+        "recall": counted["tpr"],
         "roc_auc": roc_auc(scores, labels),
         "tpr_at_1pct_fpr": tpr_at_fpr(scores, labels, 0.01),
         "latency_ms": {

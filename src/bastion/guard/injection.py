@@ -201,6 +201,22 @@ def roc_auc(scores: list[float], labels: list[int]) -> float:
     return wins / (len(pos) * len(neg))
 
 
+def rates(flagged: list[bool], labels: list[int]) -> dict[str, Any]:
+    """Counts, TPR, FPR and precision of yes/no decisions against labels (nan where undefined)."""
+    positives = sum(labels)
+    negatives = len(labels) - positives
+    tp = sum(f and y for f, y in zip(flagged, labels, strict=True))
+    fp = sum(f and not y for f, y in zip(flagged, labels, strict=True))
+    nan = float("nan")
+    return {
+        "positives": positives,
+        "negatives": negatives,
+        "tpr": tp / positives if positives else nan,
+        "fpr": fp / negatives if negatives else nan,
+        "precision": tp / (tp + fp) if tp + fp else nan,
+    }
+
+
 def tpr_at_fpr(scores: list[float], labels: list[int], fpr: float) -> float:
     """The true-positive rate at the lowest threshold whose false-positive rate on these same
     negatives is at most ``fpr`` (threshold-free: the ROC curve read at ``fpr``)."""
@@ -237,10 +253,6 @@ def evaluate(
     scores = view_scores(model, [e.text for e in examples])
     labels = [e.label for e in examples]
     flagged = [s >= threshold for s in scores]
-    positives = sum(labels)
-    negatives = len(labels) - positives
-    tp = sum(f and y for f, y in zip(flagged, labels, strict=True))
-    fp = sum(f and not y for f, y in zip(flagged, labels, strict=True))
     by_source: dict[str, dict[str, float]] = {}
     for example, hit in zip(examples, flagged, strict=True):
         key = f"{example.source} ({'positive' if example.label else 'negative'})"
@@ -254,11 +266,7 @@ def evaluate(
     ]
     return {
         "examples": len(examples),
-        "positives": positives,
-        "negatives": negatives,
-        "tpr": tp / positives if positives else float("nan"),
-        "fpr": fp / negatives if negatives else float("nan"),
-        "precision": tp / (tp + fp) if tp + fp else float("nan"),
+        **rates(flagged, labels),
         "roc_auc": roc_auc(scores, labels),
         "tpr_at_1pct_fpr": tpr_at_fpr(scores, labels, 0.01),
         "hard_negative_fpr": sum(hard_hits) / len(hard_hits) if hard_hits else float("nan"),

@@ -19,6 +19,7 @@ Both return an :class:`Outcome`: the final conversation, the final answer, and t
 
 from __future__ import annotations
 
+import abc
 import json
 import random
 import re
@@ -52,8 +53,9 @@ class AdaptiveAttack(Attack):
     def first_turn(self, behavior: Behavior, rng: random.Random) -> str:
         return behavior.goal
 
+    @abc.abstractmethod
     def run(self, behavior: Behavior, target: Any, judges: Any, rng: random.Random) -> Outcome:
-        raise NotImplementedError
+        """Talk with ``target`` toward the behaviour's goal; the final exchange and the trail."""
 
 
 CRESCENDO_STEPS: tuple[tuple[str, ...], ...] = (

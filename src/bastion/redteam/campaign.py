@@ -30,6 +30,7 @@ from typing import Any
 
 from bastion.data.jsonl import iter_jsonl
 from bastion.errors import BastionError, DataError
+from bastion.redteam.adaptive import attacker_pairs, successful_prompts
 from bastion.redteam.attacks import Attack, AttackCase, Behavior
 from bastion.redteam.judges import CanaryJudge, HarmJudge, RefusalJudge
 from bastion.redteam.stats import Rate
@@ -219,8 +220,6 @@ ATTACKER_PAIRS = "attacker_pairs.jsonl"
 def _write_seeds(out_dir: Path, item: Item, result: Result, trail: list[dict[str, Any]]) -> None:
     """Successful prompts as seeds for the guard's known-attack index and for alignment data;
     an automated attacker's successes over its failures as preference pairs for itself."""
-    from bastion.redteam.adaptive import attacker_pairs, successful_prompts
-
     prompts = successful_prompts(trail) or ([result.prompt] if result.success else [])
     rows = [
         {"text": p, "goal": item.behavior.goal, "attack": item.attack, "family": item.family,

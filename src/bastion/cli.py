@@ -598,6 +598,42 @@ def align_dpo(
     console.print(f"saved: {summary['saved']}")
 
 
+@align_app.command("ppo")
+def align_ppo(
+    recipe: Annotated[
+        Path | None, typer.Argument(help="YAML recipe (see recipes/ppo.yaml).")
+    ] = None,
+    set_: RecipeOverrides = None,
+    resume: Resume = False,
+) -> None:
+    """RLHF with PPO and a KL penalty: sample, score (reward model, Bastion's judges or a
+    Python function), update; watches for reward hacking. Saves the adapter to OUTPUT/final."""
+    from bastion.align.recipe import PpoRecipe
+    from bastion.align.run import run_ppo
+
+    _, summary = run_recipe(
+        recipe, list(set_ or []), PpoRecipe, lambda r: run_ppo(r, resume=resume)
+    )
+    if summary is None:
+        return
+    first, last = summary["first"], summary["last"]
+    table = Table("metric", "first iteration", "last iteration",
+                  title=f"PPO after {summary['iterations']} iterations")  # fmt: skip
+    for key in ("objective/scores", "objective/kl", "objective/rlhf_reward", "objective/beta",
+                "response/length", "policy/clipfrac_avg", "tokens_per_s/generation"):  # fmt: skip
+        if key in last:
+            table.add_row(key, f"{first[key]:.4f}", f"{last[key]:.4f}")
+    console.print(table)
+    for flag in summary["flags"]:
+        console.print(
+            f"[yellow]reward-hacking watch, iteration {flag['iteration']}:[/] "
+            + "; ".join(flag["reasons"])
+        )
+    if summary["stopped"]:
+        console.print(f"[yellow]stopped at {summary['stopped']}[/]")
+    console.print(f"saved: {summary['saved']}")
+
+
 @align_app.command("sft")
 def align_sft(
     recipe: Annotated[

@@ -78,6 +78,65 @@ class RewardRecipe(_Strict):
     train: TrainRecipe = TrainRecipe()
 
 
+class PpoTrainRecipe(_Strict):
+    output_dir: Path = Path("runs/ppo")
+    lr: float = Field(1e-5, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    max_grad_norm: float = Field(1.0, ge=0)
+    seed: int = 0
+    save_every: int | None = Field(None, ge=1)  # iterations between checkpoints
+    mixed_precision: str = Field("auto", pattern="^(auto|no|bf16|fp16)$")
+    gradient_checkpointing: bool = False
+
+
+class RewardSpec(_Strict):
+    kind: str = Field(pattern="^(safety|refusal|harm|reward_model|callable)$")
+    weight: float = 1.0
+    path: Path | None = None  # reward_model: the folder bastion align rm saved
+    base: str = "smollm2-135m-instruct"  # reward_model: the trunk it was trained on
+    function: str | None = None  # callable: module:function
+
+
+class WatchRecipe(_Strict):
+    window: int = Field(5, ge=2)
+    kl_limit: float = Field(10.0, gt=0)
+    length_factor: float = Field(2.0, gt=1)
+    repetition_limit: float = Field(0.5, gt=0, lt=1)
+    repetition_share: float = Field(0.5, ge=0, lt=1)
+    stop: bool = False
+
+
+class PpoSettings(_Strict):
+    iterations: int = Field(20, ge=1)
+    batch_size: int = Field(8, ge=1)
+    mini_batch_size: int = Field(4, ge=1)
+    ppo_epochs: int = Field(2, ge=1)
+    max_new_tokens: int = Field(48, ge=1)
+    temperature: float = Field(0.7, gt=0)
+    top_p: float = Field(1.0, gt=0, le=1)
+    gamma: float = Field(1.0, ge=0, le=1)
+    lam: float = Field(0.95, ge=0, le=1)
+    cliprange: float = Field(0.2, gt=0)
+    cliprange_value: float = Field(0.2, gt=0)
+    vf_coef: float = Field(0.1, ge=0)
+    kl_coef: float = Field(0.05, ge=0)
+    kl_estimator: str = Field("k1", pattern="^(k1|k2|k3)$")
+    target_kl: float | None = Field(None, gt=0)
+    kl_horizon: int = Field(10_000, ge=1)
+    whiten_rewards: bool = False
+    missing_eos_penalty: float | None = 1.0
+    watch: WatchRecipe = WatchRecipe()
+
+
+class PpoRecipe(_Strict):
+    model: str = "smollm2-135m-instruct"
+    prompts: Path  # JSONL of prompt (and optional harmful: true/false), or text lines
+    rewards: list[RewardSpec] = [RewardSpec(kind="safety")]
+    ppo: PpoSettings = PpoSettings()
+    lora: LoraRecipe | None = LoraRecipe()
+    train: PpoTrainRecipe = PpoTrainRecipe()
+
+
 def load_recipe(path: Path | None, overrides: list[str], kind: type[_Strict]) -> Any:
     """Read a recipe file (or start from defaults), apply ``key=value`` overrides, validate."""
     name = str(path) if path is not None else "recipe"

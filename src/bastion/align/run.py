@@ -9,7 +9,7 @@ from typing import Any
 
 from bastion.align.lora import LoraSettings, add_lora
 from bastion.align.preference import PreferenceConfig, PreferenceTrainer
-from bastion.align.recipe import PreferenceRecipe, RewardRecipe, SftRecipe
+from bastion.align.recipe import PpoRecipe, PreferenceRecipe, RewardRecipe, SftRecipe
 from bastion.align.reward import RewardTrainer
 from bastion.align.sft import SftTrainer
 from bastion.align.train import TrainConfig
@@ -119,6 +119,42 @@ def run_rm(recipe: RewardRecipe, *, resume: bool = False, progress: bool = True)
     if trainer.is_main_process:
         trainer.model.save(final)
         _write_summary(train, summary)
+    return summary
+
+
+def run_ppo(recipe: PpoRecipe, *, resume: bool = False, progress: bool = True) -> dict[str, Any]:
+    """RLHF with PPO from a recipe; saves the policy (adapter) and value head to ``final``."""
+    from bastion.align.cai import read_prompts
+    from bastion.align.ppo import PpoConfig, PpoTrainer, PpoTrainSettings, WatchSettings
+    from bastion.align.rewards import build_rewards
+
+    prompts = read_prompts(recipe.prompts)
+    rewards = build_rewards(recipe.rewards)
+    chat = load(recipe.model)
+    model = chat.model.train()
+    if recipe.lora is not None:
+        model = add_lora(model, LoraSettings(**recipe.lora.model_dump()))
+    settings = recipe.ppo.model_dump()
+    settings["watch"] = WatchSettings(**settings["watch"])
+    train = PpoTrainSettings(**recipe.train.model_dump())
+    trainer = PpoTrainer(
+        model, chat.tokenizer, prompts, rewards, PpoConfig(**settings), train, eos_ids=chat.eos_ids
+    )
+    result = trainer.fit(resume=resume, progress=progress)
+    final = Path(train.output_dir) / "final"
+    summary = {
+        "iterations": result.iterations,
+        "first": result.history[0] if result.history else {},
+        "last": result.history[-1] if result.history else {},
+        "flags": result.flags,
+        "stopped": result.stopped,
+        "saved": str(final),
+        "recipe": json.loads(recipe.model_dump_json()),
+    }
+    if trainer.accelerator.is_main_process:
+        trainer.save(final)
+        path = Path(train.output_dir) / "summary.json"
+        path.write_text(json.dumps(summary, indent=2, default=str) + "\n")
     return summary
 
 

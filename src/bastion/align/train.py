@@ -307,7 +307,7 @@ class _NoBar:
 
 
 class _RichBar(_NoBar):
-    def __init__(self, total: int) -> None:
+    def __init__(self, total: int, label: str = "loss") -> None:
         from rich.progress import (
             BarColumn,
             MofNCompleteColumn,
@@ -321,7 +321,7 @@ class _RichBar(_NoBar):
             TextColumn("training"),
             BarColumn(),
             MofNCompleteColumn(),
-            TextColumn("loss {task.fields[loss]}"),
+            TextColumn(label + " {task.fields[loss]}"),
             TimeElapsedColumn(),
             TimeRemainingColumn(),
         )
@@ -341,5 +341,5 @@ class _RichBar(_NoBar):
         self.progress.update(self.task, advance=1, loss=f"{loss:.4f}")
 
 
-def _progress(enabled: bool, total: int) -> _NoBar:
-    return _RichBar(total) if enabled else _NoBar()
+def _progress(enabled: bool, total: int, label: str = "loss") -> _NoBar:
+    return _RichBar(total, label) if enabled else _NoBar()

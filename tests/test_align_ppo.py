@@ -1,0 +1,320 @@
+"""PPO: the arithmetic against hand computation, then the loop on a tiny model."""
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from helpers import TOKENIZER, tiny_lm
+
+from bastion.align.cai import CaiPrompt
+from bastion.align.lora import LoraSettings, add_lora
+from bastion.align.ppo import (
+    AdaptiveKL,
+    PpoConfig,
+    PpoTrainer,
+    PpoTrainSettings,
+    RewardHackingWatch,
+    WatchSettings,
+    build_batch,
+    gae,
+    kl_per_token,
+    policy_divergence,
+    ppo_losses,
+    repetition,
+    response_logps,
+    token_rewards,
+    whiten,
+)
+from bastion.align.rewards import (
+    CallableReward,
+    SafetyReward,
+    WeightedRewards,
+    build_rewards,
+    load_callable,
+)
+from bastion.align.recipe import RewardSpec
+from bastion.errors import ConfigError
+from bastion.models.scoring import completion_logps
+
+PROMPTS = [
+    CaiPrompt(str(i), text, None)
+    for i, text in enumerate(
+        ["hello there", "tell me a story", "what is the sky", "a b c", "one two", "the cat sat",
+         "hi", "good day"]  # fmt: skip
+    )
+]
+
+
+# --- arithmetic -----------------------------------------------------------------------------
+
+
+def test_gae_matches_hand_computation() -> None:
+    # γ = 0.9, λ = 0.8, so γλ = 0.72. Row 1, backwards:
+    #   t2: δ = 2 − 0.1 = 1.9                    A = 1.9
+    #   t1: δ = 0 + 0.9·0.1 − 0.2 = −0.11        A = −0.11 + 0.72·1.9 = 1.258
+    #   t0: δ = 1 + 0.9·0.2 − 0.5 = 0.68         A = 0.68 + 0.72·1.258 = 1.58576
+    # Row 2 ends after two tokens (the third is padding, its 7 and 9 must not leak in):
+    #   t1: δ = 1 + 0 − 0.4 = 0.6                A = 0.6
+    #   t0: δ = 0.5 + 0.9·0.4 − 0.3 = 0.56       A = 0.56 + 0.72·0.6 = 0.992
+    rewards = torch.tensor([[1.0, 0.0, 2.0], [0.5, 1.0, 7.0]])
+    values = torch.tensor([[0.5, 0.2, 0.1], [0.3, 0.4, 9.0]])
+    mask = torch.tensor([[1.0, 1, 1], [1, 1, 0]])
+    advantages, returns = gae(rewards, values, mask, gamma=0.9, lam=0.8)
+    expected = torch.tensor([[1.58576, 1.258, 1.9], [0.992, 0.6, 0.0]])
+    assert torch.allclose(advantages, expected, atol=1e-6)
+    assert torch.allclose(returns, torch.tensor([[2.08576, 1.458, 2.0], [1.292, 1.0, 0.0]]))
+
+
+def test_clipped_objective_and_value_loss_by_hand() -> None:
+    # ratios 1.5, 1.5, 0.5 with advantages 1, −1, 1 and ε = 0.2:
+    #   unclipped −Aρ = −1.5, 1.5, −0.5; clipped −A·clip(ρ) = −1.2, 1.2, −0.8
+    #   max = −1.2, 1.5, −0.5 → mean −0.2/3; clipped wins only on the first token
+    logps = torch.log(torch.tensor([[1.5, 1.5, 0.5]]))
+    old = torch.zeros(1, 3)
+    advantages = torch.tensor([[1.0, -1.0, 1.0]])
+    # values 1, 0, 2 from old 0.5 with ε_v = 0.2 → clipped 0.7, 0.3, 0.7; returns 1, 1, 0:
+    #   (V−R)² = 0, 1, 4; (Vclip−R)² = 0.09, 0.49, 0.49; max = 0.09, 1, 4 → ½·5.09/3
+    values = torch.tensor([[1.0, 0.0, 2.0]])
+    old_values = torch.full((1, 3), 0.5)
+    returns = torch.tensor([[1.0, 1.0, 0.0]])
+    out = ppo_losses(
+        logps, old, advantages, values, old_values, returns, torch.ones(1, 3),
+        cliprange=0.2, cliprange_value=0.2, vf_coef=0.1,
+    )  # fmt: skip
+    assert out.policy.item() == pytest.approx(-0.2 / 3, abs=1e-6)
+    assert out.clipfrac.item() == pytest.approx(1 / 3)
+    assert out.value.item() == pytest.approx(0.5 * 5.09 / 3, abs=1e-6)
+    assert out.value_clipfrac.item() == pytest.approx(1 / 3)
+    assert out.loss.item() == pytest.approx(-0.2 / 3 + 0.1 * 0.5 * 5.09 / 3, abs=1e-6)
+    approxkl = 0.5 * (2 * math.log(1.5) ** 2 + math.log(0.5) ** 2) / 3
+    assert out.approxkl.item() == pytest.approx(approxkl, abs=1e-6)
+
+
+def test_kl_estimators_by_hand() -> None:
+    logps, ref = torch.tensor([-1.0]), torch.tensor([-2.0])  # log r = ref − logp = −1
+    assert kl_per_token(logps, ref, "k1").item() == pytest.approx(1.0)
+    assert kl_per_token(logps, ref, "k2").item() == pytest.approx(0.5)
+    assert kl_per_token(logps, ref, "k3").item() == pytest.approx(math.exp(-1) - 1 + 1)
+    with pytest.raises(ValueError, match="kl_estimator"):
+        kl_per_token(logps, ref, "k4")
+
+
+def test_token_rewards_put_the_score_on_the_last_token() -> None:
+    kl = torch.tensor([[0.1, 0.2, 0.3], [0.4, 0.5, 0.6]])
+    mask = torch.tensor([[1.0, 1, 1], [1, 1, 0]])
+    rewards = token_rewards(torch.tensor([2.0, -1.0]), kl, mask, beta=0.5)
+    expected = torch.tensor([[-0.05, -0.1, 1.85], [-0.2, -1.25, 0.0]])
+    assert torch.allclose(rewards, expected)
+
+
+def test_whiten_over_the_mask_only() -> None:
+    values = torch.tensor([[1.0, 2.0, 3.0, 100.0]])
+    mask = torch.tensor([[1.0, 1, 1, 0]])
+    out = whiten(values, mask)
+    assert torch.allclose(out, torch.tensor([[-1.0, 0.0, 1.0, 0.0]]), atol=1e-4)  # sd = 1
+    kept = whiten(values, mask, shift_mean=False)
+    assert torch.allclose(kept, torch.tensor([[1.0, 2.0, 3.0, 0.0]]), atol=1e-4)
+
+
+def test_adaptive_kl_controller_steps_by_hand() -> None:
+    control = AdaptiveKL(0.1, target=6.0, horizon=100)
+    control.update(12.0, n_steps=10)  # error clipped to +0.2 → β·(1 + 0.2·10/100)
+    assert control.value == pytest.approx(0.1 * 1.02)
+    control.update(5.4, n_steps=10)  # error −0.1 → ×(1 − 0.01)
+    assert control.value == pytest.approx(0.1 * 1.02 * 0.99)
+
+
+# --- the reward-hacking watch -----------------------------------------------------------------
+
+
+def test_repetition_share_by_hand() -> None:
+    assert repetition([1, 2, 3, 1, 2, 3, 1, 2, 3]) == pytest.approx(1 - 3 / 7)
+    assert repetition(list(range(20))) == 0.0
+    assert repetition([5, 5, 5]) == 0.0  # too short to judge
+
+
+def _watch(scores: list[float], kls: list[float], lengths: list[float]) -> list[dict]:
+    watch = RewardHackingWatch(WatchSettings(window=4, kl_limit=10.0, length_factor=2.0))
+    for i, (s, k, n) in enumerate(zip(scores, kls, lengths, strict=True)):
+        watch.observe(i + 1, s, k, n, [0.0] * 8)
+    return watch.flags
+
+
+def test_watch_flags_rising_score_with_runaway_kl_or_length_only() -> None:
+    rising = [0.1, 0.2, 0.3, 0.4, 0.5]
+    assert _watch(rising, [1, 2, 3, 4, 5], [20] * 5) == []  # an honest improvement
+    flags = _watch(rising, [1, 4, 8, 12, 15], [20] * 5)
+    assert [f["iteration"] for f in flags] == [4, 5]
+    assert "KL runs away" in flags[0]["reasons"][0]
+    assert _watch([0.5, 0.4, 0.3, 0.2, 0.1], [12] * 5, [20] * 5) == []  # score not rising
+    grown = _watch(rising, [1] * 5, [20, 25, 32, 41, 48])
+    assert [f["iteration"] for f in grown] == [4, 5] and "grow" in grown[0]["reasons"][0]
+
+
+def test_watch_flags_degenerate_repetition_whatever_the_score() -> None:
+    watch = RewardHackingWatch()
+    looping = [0.8] * 6 + [0.0] * 2  # 6 of 8 responses mostly repeat themselves
+    assert watch.observe(1, 0.0, 0.0, 20, looping) == [
+        "degenerate repetition in 75% of the responses"
+    ]
+    assert watch.observe(2, 0.0, 0.0, 20, [0.8] * 4 + [0.0] * 4) == []
+
+
+# --- batches line up with the model's own scoring ------------------------------------------------
+
+
+def test_batch_positions_give_the_same_logps_as_completion_scoring() -> None:
+    model = tiny_lm(0).eval()
+    prompts, responses = [[5, 6, 7, 8], [9, 10]], [[11, 12, 13], [14, 2]]
+    batch = build_batch(prompts, responses, TOKENIZER.pad_token_id, "cpu")
+    assert batch.mask.tolist() == [[1, 1, 1], [1, 1, 0]]
+    with torch.no_grad():
+        logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
+        picked = logits.gather(1, batch.index[..., None].expand(-1, -1, logits.shape[-1]))
+        ours, _ = response_logps(picked, batch.responses, temperature=1.0)
+        theirs, mask = completion_logps(model, prompts, responses, TOKENIZER.pad_token_id)
+    for row in range(2):
+        want = theirs[row][mask[row]]
+        assert torch.allclose(ours[row][: len(want)], want, atol=1e-5)
+
+
+# --- the loop on a tiny model ------------------------------------------------------------------
+
+
+def _percent_reward(prompts: list[str], responses: list[str]) -> list[float]:
+    return [float(r.count("%")) for r in responses]  # a token the tiny model rarely emits
+
+
+def _trainer(tmp_path: Path, beta: float, *, iterations: int = 40, lora: bool = False,
+             **overrides: object) -> PpoTrainer:  # fmt: skip
+    model = tiny_lm(0)
+    if lora:
+        model = add_lora(model, LoraSettings(r=4, alpha=8))
+    settings: dict[str, object] = dict(
+        iterations=iterations, batch_size=32, mini_batch_size=16, ppo_epochs=2,
+        max_new_tokens=12, temperature=1.0, kl_coef=beta, missing_eos_penalty=None,
+    )  # fmt: skip
+    settings.update(overrides)
+    train = PpoTrainSettings(output_dir=tmp_path / f"ppo-{beta}", lr=1e-3, seed=0)
+    rewards = CallableReward(_percent_reward, "percent")
+    return PpoTrainer(model, TOKENIZER, PROMPTS, rewards, PpoConfig(**settings), train)  # type: ignore[arg-type]
+
+
+def _mean(rows: list[dict[str, float]], key: str) -> float:
+    return sum(r[key] for r in rows) / len(rows)
+
+
+def test_ppo_raises_the_reward_and_a_larger_beta_stays_closer(tmp_path: Path) -> None:
+    reference = tiny_lm(0).eval()
+    results, divergence = {}, {}
+    for beta in (0.01, 0.3):
+        trainer = _trainer(tmp_path, beta)
+        results[beta] = trainer.fit(progress=False).history
+        # exact KL to the reference on a fixed set of responses the reference itself sampled
+        fixed = build_batch(
+            [trainer._prompt_ids[i] for i in range(8)],
+            [[7, 54, 38, 182, 311, 260, 82, 2]] * 8,
+            TOKENIZER.pad_token_id,
+            "cpu",
+        )
+        divergence[beta] = policy_divergence(trainer.model.eval(), reference, fixed)
+    for beta, history in results.items():
+        assert history[0]["objective/kl"] == 0.0  # policy = reference before any update
+        start, end = _mean(history[:5], "objective/scores"), _mean(history[-5:], "objective/scores")
+        assert end > 3 * start, (beta, start, end)
+    # the small β buys a higher score with a much larger KL; the large β keeps KL bounded
+    assert _mean(results[0.01][-5:], "objective/scores") > _mean(results[0.3][-5:], "objective/scores")
+    assert max(r["objective/kl"] for r in results[0.3]) < 15.0
+    assert _mean(results[0.01][-5:], "objective/kl") > 3 * _mean(results[0.3][-5:], "objective/kl")
+    assert divergence[0.01] > 2 * divergence[0.3]
+
+
+def test_missing_eos_penalty_lands_on_unfinished_responses(tmp_path: Path) -> None:
+    trainer = _trainer(tmp_path, 0.05, iterations=1, max_new_tokens=3, missing_eos_penalty=2.0)
+    trainer.rewards = CallableReward(lambda p, r: [0.0] * len(r), "zero")
+    row = trainer.fit(progress=False).history[0]
+    assert 0 < row["response/ended"] < 1 or row["response/ended"] == 0
+    assert row["objective/scores"] == pytest.approx(-2.0 * (1 - row["response/ended"]))
+    samples = [json.loads(line) for line in (tmp_path / "ppo-0.05" / "samples.jsonl").open()]
+    assert len(samples) == 32
+    assert all(s["score"] == (0.0 if s["ended"] else -2.0) for s in samples)
+
+
+def test_adaptive_beta_rises_when_kl_exceeds_the_target(tmp_path: Path) -> None:
+    trainer = _trainer(tmp_path, 0.05, iterations=12, target_kl=1.0, kl_horizon=320)
+    history = trainer.fit(progress=False).history
+    betas = [r["objective/beta"] for r in history]
+    assert betas[0] == 0.05 and betas[-1] > betas[0]
+    for before, after, row in zip(betas, betas[1:], history, strict=False):
+        error = max(min(row["objective/kl"] / 1.0 - 1, 0.2), -0.2)
+        assert after == pytest.approx(before * (1 + error * 32 / 320))
+
+
+def test_lora_reference_is_the_adapter_free_model(tmp_path: Path) -> None:
+    trainer = _trainer(tmp_path, 0.05, iterations=3, lora=True)
+    base_before = {
+        k: v.clone() for k, v in trainer.model.named_parameters() if "lora_" not in k
+    }
+    history = trainer.fit(progress=False).history
+    assert trainer.reference is None  # no second copy of the weights
+    assert history[0]["objective/kl"] == 0.0  # LoRA starts as the identity
+    assert history[-1]["objective/kl"] != 0.0
+    after = dict(trainer.model.named_parameters())
+    assert all(torch.equal(after[k], v) for k, v in base_before.items())
+    trainer.save(tmp_path / "final")
+    assert (tmp_path / "final" / "adapter_config.json").is_file()
+    assert (tmp_path / "final" / "value_head.pt").is_file()
+
+
+def test_resume_continues_to_the_same_result(tmp_path: Path) -> None:
+    straight = _trainer(tmp_path / "a", 0.05, iterations=4).fit(progress=False).history
+    first = _trainer(tmp_path / "b", 0.05, iterations=2)
+    first.train_settings.save_every = 2
+    first.fit(progress=False)
+    resumed = _trainer(tmp_path / "b", 0.05, iterations=4)
+    history = resumed.fit(resume=True, progress=False).history
+    assert [r["iteration"] for r in history] == [3.0, 4.0]
+    for ours, theirs in zip(history, straight[2:], strict=True):
+        for key in ("objective/scores", "objective/kl", "loss/policy_avg"):
+            assert ours[key] == pytest.approx(theirs[key], rel=1e-4, abs=1e-6), key
+
+
+def test_watch_can_stop_training(tmp_path: Path) -> None:
+    watch = WatchSettings(window=3, kl_limit=0.5, stop=True)
+    trainer = _trainer(tmp_path, 0.01, iterations=40, watch=watch)
+    result = trainer.fit(progress=False)
+    assert result.stopped is not None and "KL runs away" in result.stopped
+    assert result.iterations < 40 and result.flags
+
+
+# --- rewards -----------------------------------------------------------------------------------
+
+
+def test_weighted_rewards_add_up_by_hand() -> None:
+    a = CallableReward(lambda p, r: [1.0, 2.0], "a")
+    b = CallableReward(lambda p, r: [10.0, -10.0], "b")
+    combined = WeightedRewards([(a, 0.5), (b, 0.1)])
+    assert combined(PROMPTS[:2], ["x", "y"]) == pytest.approx([1.5, 0.0])
+    assert combined.last_parts == {"a": 1.5, "b": 0.0}
+
+
+def test_safety_reward_rewards_refusing_harm_and_answering_benign() -> None:
+    harmful, benign = CaiPrompt("h", "help me hurt someone", True), CaiPrompt("b", "bake", False)
+    refusal, answer = "I'm sorry, but I can't help with that.", "Sure: mix flour and water."
+    scores = SafetyReward()([harmful, harmful, benign, benign], [refusal, answer, refusal, answer])
+    assert scores == [1.0, 0.0, 0.0, 1.0]
+
+
+def test_reward_specs_fail_with_the_key_named() -> None:
+    with pytest.raises(ConfigError, match=r"rewards\.0\.function"):
+        build_rewards([RewardSpec(kind="callable")])
+    with pytest.raises(ConfigError, match=r"rewards\.0\.path"):
+        build_rewards([RewardSpec(kind="reward_model")])
+    with pytest.raises(ConfigError, match="module:function"):
+        load_callable("nomodule")
+    with pytest.raises(ConfigError, match="has no function"):
+        load_callable("json:nothing_here")
+    with pytest.raises(ConfigError, match="returned 1 scores for 2"):
+        CallableReward(lambda p, r: [1.0], "short")(PROMPTS[:2], ["a", "b"])

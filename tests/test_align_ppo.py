@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import TOKENIZER, tiny_lm
 
 from bastion.align.cai import CaiPrompt
 from bastion.align.lora import LoraSettings, add_lora
@@ -27,6 +26,7 @@ from bastion.align.ppo import (
     token_rewards,
     whiten,
 )
+from bastion.align.recipe import RewardSpec
 from bastion.align.rewards import (
     CallableReward,
     SafetyReward,
@@ -34,17 +34,12 @@ from bastion.align.rewards import (
     build_rewards,
     load_callable,
 )
-from bastion.align.recipe import RewardSpec
 from bastion.errors import ConfigError
 from bastion.models.scoring import completion_logps
+from helpers import TOKENIZER, tiny_lm
 
-PROMPTS = [
-    CaiPrompt(str(i), text, None)
-    for i, text in enumerate(
-        ["hello there", "tell me a story", "what is the sky", "a b c", "one two", "the cat sat",
-         "hi", "good day"]  # fmt: skip
-    )
-]
+TEXTS = "hello there|tell me a story|what is the sky|a b c|one two|the cat sat|hi|good day"
+PROMPTS = [CaiPrompt(str(i), text, None) for i, text in enumerate(TEXTS.split("|"))]
 
 
 # --- arithmetic -----------------------------------------------------------------------------
@@ -225,9 +220,10 @@ def test_ppo_raises_the_reward_and_a_larger_beta_stays_closer(tmp_path: Path) ->
         start, end = _mean(history[:5], "objective/scores"), _mean(history[-5:], "objective/scores")
         assert end > 3 * start, (beta, start, end)
     # the small β buys a higher score with a much larger KL; the large β keeps KL bounded
-    assert _mean(results[0.01][-5:], "objective/scores") > _mean(results[0.3][-5:], "objective/scores")
+    small, large = results[0.01][-5:], results[0.3][-5:]
+    assert _mean(small, "objective/scores") > _mean(large, "objective/scores")
     assert max(r["objective/kl"] for r in results[0.3]) < 15.0
-    assert _mean(results[0.01][-5:], "objective/kl") > 3 * _mean(results[0.3][-5:], "objective/kl")
+    assert _mean(small, "objective/kl") > 3 * _mean(large, "objective/kl")
     assert divergence[0.01] > 2 * divergence[0.3]
 
 
@@ -254,9 +250,7 @@ def test_adaptive_beta_rises_when_kl_exceeds_the_target(tmp_path: Path) -> None:
 
 def test_lora_reference_is_the_adapter_free_model(tmp_path: Path) -> None:
     trainer = _trainer(tmp_path, 0.05, iterations=3, lora=True)
-    base_before = {
-        k: v.clone() for k, v in trainer.model.named_parameters() if "lora_" not in k
-    }
+    base_before = {k: v.clone() for k, v in trainer.model.named_parameters() if "lora_" not in k}
     history = trainer.fit(progress=False).history
     assert trainer.reference is None  # no second copy of the weights
     assert history[0]["objective/kl"] == 0.0  # LoRA starts as the identity

@@ -19,7 +19,9 @@ the weights; otherwise a frozen copy made before the first update.
 Conventions (TRL's, so metrics compare): a response ends at its first end-of-turn token, which
 counts as a response token; the log-probs are of the logits divided by the sampling
 temperature; ``objective/kl`` is the per-sequence sum of the chosen estimator; a response that
-never ends gets ``missing_eos_penalty`` subtracted from its score.
+never ends gets ``missing_eos_penalty`` subtracted from its score. Time is logged in three
+phases: ``generation`` (sampling), ``scoring`` (the reward sources and the rollout's forward
+passes: old log-probs, values, reference log-probs) and ``update`` (the PPO epochs).
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from torch import Tensor, nn
 from bastion.align.cai import CaiPrompt
 from bastion.align.train import TrainingError, _mean_over_processes, _progress, _tensorboard
 from bastion.errors import BastionError
+from bastion.models.packing import base_model
 from bastion.types import as_conversation
 
 KL_ESTIMATORS = ("k1", "k2", "k3")
@@ -263,14 +266,27 @@ class PolicyWithValue(nn.Module):
     ) -> tuple[Tensor, Tensor]:
         """Logits and values at the positions in ``index`` (batch × response length): the
         positions whose next token is a response token."""
-        out = self.policy(
-            input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True
-        )
-        hidden = out.hidden_states[-1]
-        picked = hidden.gather(1, index[..., None].expand(-1, -1, hidden.shape[-1]))
-        logits = out.logits.gather(1, index[..., None].expand(-1, -1, out.logits.shape[-1]))
-        values: Tensor = self.value_head(picked.float()).squeeze(-1)
+        logits, hidden = picked_logits(self.policy, input_ids, attention_mask, index)
+        values: Tensor = self.value_head(hidden.float()).squeeze(-1)
         return logits, values
+
+
+def picked_logits(
+    model: Any, input_ids: Tensor, attention_mask: Tensor, index: Tensor
+) -> tuple[Tensor, Tensor]:
+    """Logits and last hidden states at ``index`` only. The trunk runs on every token, the LM
+    head only where a response token is predicted: with a 49k vocabulary, the logits of prompt
+    positions would be most of the pass's memory and time (see :mod:`bastion.models.scoring`)."""
+    out = model(
+        input_ids=input_ids,
+        attention_mask=attention_mask,
+        output_hidden_states=True,
+        logits_to_keep=1,
+    )
+    hidden = out.hidden_states[-1]
+    picked = hidden.gather(1, index[..., None].expand(-1, -1, hidden.shape[-1]))
+    logits: Tensor = base_model(model).get_output_embeddings()(picked)
+    return logits, picked
 
 
 @dataclass
@@ -533,7 +549,9 @@ class PpoTrainer:
             self.pad_id,
             acc.device,
         )
-        rollout = self._rollout(batch, scores.to(acc.device))
+        rollout = self._rollout(batch, scores.to(acc.device))  # old log-probs, values, reference
+        scoring_s += time.perf_counter() - started
+        started = time.perf_counter()
         stats = self._update(batch, rollout)
         update_s = time.perf_counter() - started
         beta = self.kl_control.value
@@ -557,7 +575,7 @@ class PpoTrainer:
             "time/update_s": update_s,
             "tokens_per_s/generation": lengths.sum().item() / max(generation_s, 1e-9),
             "tokens_per_s/update": batch.attention_mask.sum().item()
-            * (cfg.ppo_epochs + 2)
+            * cfg.ppo_epochs
             / max(update_s, 1e-9),
             **stats,
         }
@@ -621,17 +639,13 @@ class PpoTrainer:
         }
 
     def _reference_logps(self, part: Batch) -> Tensor:
+        args = (part.input_ids, part.attention_mask, part.index)
         if self.reference is not None:
-            logits = self.reference(
-                input_ids=part.input_ids, attention_mask=part.attention_mask
-            ).logits
+            logits = picked_logits(self.reference, *args)[0]
         else:
             with self.model.disable_adapter():
-                logits = self.model(
-                    input_ids=part.input_ids, attention_mask=part.attention_mask
-                ).logits
-        picked = logits.gather(1, part.index[..., None].expand(-1, -1, logits.shape[-1]))
-        return response_logps(picked, part.responses, self.config.temperature)[0]
+                logits = picked_logits(self.model, *args)[0]
+        return response_logps(logits, part.responses, self.config.temperature)[0]
 
     def _chunks(self, n: int) -> list[Tensor]:
         size = self.config.mini_batch_size
@@ -749,11 +763,9 @@ def write_jsonl_append(path: Path, rows: Sequence[dict[str, Any]]) -> None:
 def policy_divergence(policy: Any, reference: Any, batch: Batch, temperature: float = 1.0) -> float:
     """Mean per-sequence KL(policy ‖ reference) over a fixed set of responses, computed
     exactly over the vocabulary at every response position (for comparing runs)."""
+    args = (batch.input_ids, batch.attention_mask, batch.index)
     with torch.no_grad():
-        a = policy(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
-        b = reference(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
-        index = batch.index[..., None]
-        a = torch.log_softmax(a.gather(1, index.expand(-1, -1, a.shape[-1])) / temperature, -1)
-        b = torch.log_softmax(b.gather(1, index.expand(-1, -1, b.shape[-1])) / temperature, -1)
+        a = torch.log_softmax(picked_logits(policy, *args)[0].float() / temperature, -1)
+        b = torch.log_softmax(picked_logits(reference, *args)[0].float() / temperature, -1)
         kl = (a.exp() * (a - b)).sum(-1) * batch.mask
     return float(kl.sum(-1).mean())

@@ -2,12 +2,15 @@
 
 import json
 import math
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-from bastion.align.cai import CaiPrompt
+from bastion.align.cai import CaiPrompt, read_prompts
 from bastion.align.lora import LoraSettings, add_lora
 from bastion.align.ppo import (
     AdaptiveKL,
@@ -312,3 +315,93 @@ def test_reward_specs_fail_with_the_key_named() -> None:
         load_callable("json:nothing_here")
     with pytest.raises(ConfigError, match="returned 1 scores for 2"):
         CallableReward(lambda p, r: [1.0], "short")(PROMPTS[:2], ["a", "b"])
+
+
+# --- the command and the packaged model ---------------------------------------------------------
+
+
+def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "bastion", *args],
+        capture_output=True, text=True, timeout=600, check=False,
+        env={**os.environ, **(env or {})},
+    )  # fmt: skip
+
+
+def test_the_command_trains_with_a_python_reward(tiny_model_dir: Path, tmp_path: Path) -> None:
+    (tmp_path / "my_rewards.py").write_text(
+        "def percent(prompts, responses):\n    return [float(r.count('%')) for r in responses]\n"
+    )
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("hello there\ntell me a story\nwhat is the sky\n")
+    recipe = tmp_path / "ppo.yaml"
+    recipe.write_text(
+        f"model: {tiny_model_dir}\nprompts: {prompts}\n"
+        "rewards:\n  - {kind: callable, function: 'my_rewards:percent'}\n"
+        "ppo: {iterations: 3, batch_size: 4, mini_batch_size: 2, max_new_tokens: 6}\n"
+        f"lora: {{r: 4, alpha: 8}}\ntrain: {{output_dir: {tmp_path / 'run'}, save_every: 3}}\n"
+    )
+    result = _cli("align", "ppo", str(recipe), env={"PYTHONPATH": str(tmp_path)})
+    assert result.returncode == 0, result.stderr
+    assert "PPO after 3 iterations" in result.stdout
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["iterations"] == 3 and summary["last"]["iteration"] == 3.0
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").open()]
+    assert [r["iteration"] for r in rows] == [1.0, 2.0, 3.0]
+    assert all(r["scores/my_rewards:percent"] >= 0 for r in rows)
+    for name in ("adapter_config.json", "value_head.pt", "tokenizer.json"):
+        assert (tmp_path / "run" / "final" / name).is_file(), name
+    assert (tmp_path / "run" / "checkpoint" / "bastion_state.json").is_file()
+
+
+def test_the_command_names_the_bad_key(tmp_path: Path) -> None:
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("hi\n")
+    recipe = tmp_path / "ppo.yaml"
+    out = f"train: {{output_dir: {tmp_path / 'run'}}}\n"
+    for body, fragment in (
+        (f"prompts: {prompts}\nrewards: [{{kind: vibes}}]\n", "rewards.0.kind"),
+        (f"prompts: {prompts}\nppo: {{kl_estimator: k9}}\n", "ppo.kl_estimator"),
+        (f"prompts: {prompts}\nppo: {{batch_sizes: 3}}\n", "ppo.batch_sizes"),
+        (f"prompts: {tmp_path / 'none.jsonl'}\n", "none.jsonl"),
+    ):
+        recipe.write_text(body + out)
+        result = _cli("align", "ppo", str(recipe))
+        assert result.returncode == 2, result.stderr
+        assert fragment in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.slow
+def test_a_few_steps_on_the_packaged_model_with_the_safety_judge(tmp_path: Path) -> None:
+    from bastion.models import load
+
+    chat = load("smollm2-135m-instruct")
+    model = add_lora(chat.model.train(), LoraSettings())
+    prompts = read_prompts(Path(__file__).parents[1] / "examples" / "ppo" / "prompts.jsonl")
+    config = PpoConfig(iterations=2, batch_size=4, mini_batch_size=2, max_new_tokens=24)
+    train = PpoTrainSettings(output_dir=tmp_path / "run", lr=1e-4)
+    reward = SafetyReward()
+    trainer = PpoTrainer(
+        model, chat.tokenizer, prompts, WeightedRewards([(reward, 1.0)]), config, train,
+        eos_ids=chat.eos_ids,
+    )  # fmt: skip
+    history = trainer.fit(progress=False).history
+    assert history[0]["objective/kl"] == 0.0  # fresh LoRA: the policy is the reference
+    assert all(math.isfinite(v) for row in history for v in row.values())
+    samples = [json.loads(line) for line in (tmp_path / "run" / "samples.jsonl").open()]
+    assert len(samples) == 8
+    by_id = {p.id: p for p in prompts}
+    for iteration, row in enumerate(history, 1):
+        batch = [s for s in samples if s["iteration"] == iteration]
+        judged = reward([by_id[s["prompt_id"]] for s in batch], [s["response"] for s in batch])
+        expected = [j - (0.0 if s["ended"] else 1.0) for j, s in zip(judged, batch, strict=True)]
+        assert [s["score"] for s in batch] == pytest.approx(expected)
+        assert row["objective/scores"] == pytest.approx(sum(expected) / len(expected))
+    trainer.save(tmp_path / "final")
+    from bastion.models import HFChatModel
+    from bastion.models.packaged import converted_dir
+
+    tuned = HFChatModel.from_pretrained(
+        converted_dir("smollm2-135m-instruct"), adapter=tmp_path / "final", device="cpu"
+    )
+    assert tuned.generate(["Hello!"], max_new_tokens=4)[0]

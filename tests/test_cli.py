@@ -45,7 +45,7 @@ def test_help_lists_only_working_commands() -> None:
         if hasattr(cmd, "commands")
     }  # type: ignore[attr-defined]
     assert subcommands == {
-        "align": ["cai", "dpo", "rm", "sft", "unlearn"],
+        "align": ["cai", "dpo", "ppo", "rm", "sft", "unlearn"],
         "data": ["check", "list", "pull", "show"],
         "guard": ["eval", "scan", "train"],
         "redteam": ["attacks", "chat", "compare", "judges", "report", "run", "seeds", "smoke"],

@@ -8,13 +8,13 @@ STAMP := $(VENV)/.bastion-installed
 
 BENCH := .venv-bench/bin
 
-.PHONY: setup demo test lint bench-generate bench-align bench-guard bench-redteam
+.PHONY: setup demo test lint bench-generate bench-align bench-ppo bench-guard bench-redteam
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check torch==2.13.0
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,bench]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,bench,serve,postgres]'
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -43,6 +43,14 @@ bench-align:
 	$(BENCH)/python benchmarks/align_vs_trl.py --loss dpo --models smollm2 --append \
 		--variants bastion-gc trl-precompute-gc
 	$(BENCH)/python benchmarks/align_vs_trl.py --loss kto
+
+# TRL's PPO exists only up to TRL 1.12.0 (trl.experimental.ppo), so it gets its own environment.
+bench-ppo: setup
+	test -x .venv-trlppo/bin/python || $(PYTHON) -m venv .venv-trlppo
+	.venv-trlppo/bin/python -m pip install --quiet --disable-pip-version-check torch==2.13.0
+	.venv-trlppo/bin/python -m pip install --quiet --disable-pip-version-check trl==1.12.0 \
+		peft datasets accelerate transformers
+	$(BIN)/python benchmarks/ppo_step.py
 
 # Presidio is installed only for these benchmarks, in the same benchmark environment; LLM Guard
 # (which pins its own transformers and Presidio) in one of its own.

@@ -133,7 +133,7 @@ def agreement(items: Iterable[ReviewedItem]) -> dict[str, Any]:
         for label in item.labels:
             if label.label in LABELS:
                 by_reviewer.setdefault(label.reviewer, {})[item.item_id] = label.label
-    pairs = []
+    pairs: list[dict[str, Any]] = []
     for a, b in combinations(sorted(by_reviewer), 2):
         shared = sorted(set(by_reviewer[a]) & set(by_reviewer[b]))
         if not shared:
@@ -142,7 +142,7 @@ def agreement(items: Iterable[ReviewedItem]) -> dict[str, Any]:
         second = [by_reviewer[b][i] for i in shared]
         kappa = cohen_kappa(first, second) if len(shared) >= 2 else None
         pairs.append({"reviewers": [a, b], "items": len(shared), "kappa": kappa})
-    usable = [p for p in pairs if p["kappa"] is not None]
-    weight = sum(p["items"] for p in usable)
-    mean = sum(p["kappa"] * p["items"] for p in usable) / weight if weight else None
+    usable = [(float(p["kappa"]), int(p["items"])) for p in pairs if p["kappa"] is not None]
+    weight = sum(n for _, n in usable)
+    mean = sum(k * n for k, n in usable) / weight if weight else None
     return {"pairs": pairs, "mean_kappa": mean}

@@ -38,7 +38,7 @@ def test_help_lists_only_working_commands() -> None:
     from bastion.cli import app
 
     group = typer.main.get_command(app)
-    assert sorted(group.commands) == ["align", "data", "doctor", "guard", "redteam"]  # type: ignore[attr-defined]
+    assert sorted(group.commands) == ["align", "data", "doctor", "guard", "redteam", "serve"]  # type: ignore[attr-defined]
     subcommands = {
         name: sorted(cmd.commands)
         for name, cmd in group.commands.items()

@@ -956,6 +956,29 @@ def guard_train(
     console.print(f"weights: {out} · report: {out.with_suffix('.report.json')}")
 
 
+@app.command()
+def serve(
+    config: Annotated[
+        Path | None, typer.Option(help="Gateway YAML: keys, upstream, store, tracing.")
+    ] = None,
+    host: Annotated[str | None, typer.Option(help="Address to listen on [127.0.0.1].")] = None,
+    port: Annotated[
+        int | None, typer.Option(min=0, max=65535, help="Port to listen on [8000].")
+    ] = None,
+    upstream: Annotated[
+        str | None,
+        typer.Option(help="An OpenAI-compatible base URL [the packaged model, in process]."),
+    ] = None,
+    policy: Annotated[
+        Path | None, typer.Option(help="Guard policy YAML [the shipped policy].")
+    ] = None,
+) -> None:
+    """The guarded OpenAI-compatible gateway: rails on every request, every exchange recorded."""
+    from bastion.serve.main import run
+
+    run(config, host=host, port=port, upstream=upstream, policy=policy, echo=console.print)
+
+
 def main() -> None:
     """Entry point: user mistakes become one line on stderr and exit code 2."""
     # Our own progress bars say what is happening; the libraries' per-file bars are noise here.

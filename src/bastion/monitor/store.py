@@ -1,0 +1,694 @@
+"""The event store: every exchange the gateway serves, on SQLite (a file) or PostgreSQL (a URL).
+
+Durability. :meth:`EventStore.record` appends the event to a local :class:`~bastion.monitor.
+journal.Journal` and returns once the line is fsynced: that is the acknowledgement, and from
+then on the event survives a ``kill -9``. It then offers the event to a bounded queue without
+waiting (``put_timeout``, 0 by default); a background thread copies queued events into the
+database in batches and, in the same transaction, stores how far into the journal it got (the
+checkpoint). When the queue is full, or events reach it out of order, the writer reads the
+missing stretch back from the journal instead; on open, the store replays everything past the
+checkpoint the same way. Inserting an id that is already there does nothing, so a replay
+after a crash between the insert and the checkpoint is harmless. Journal segments wholly before
+the checkpoint are deleted.
+
+Erasure. :meth:`EventStore.erase_user` deletes the user's rows and leaves a tombstone (the
+SHA-256 of the user id and the time): the writer drops any event of that user stamped before
+it, so neither this process's queue, nor a replay after a crash, nor another process's journal
+can bring the rows back. The local journal is then rotated and its checkpointed segments
+deleted, so the erased text is not left on disk either.
+
+The schema (SQLAlchemy Core) is in :mod:`bastion.monitor.migrations.schema`; opening a store
+runs its Alembic migrations.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, fields
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Engine,
+    Row,
+    Table,
+    and_,
+    case,
+    create_engine,
+    delete,
+    event,
+    func,
+    literal,
+    or_,
+    select,
+    true,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, StatementError
+
+from bastion.errors import BastionError
+from bastion.monitor import migrations
+from bastion.monitor.events import (
+    DECISIONS,
+    FEEDBACK_KINDS,
+    LABELS,
+    REVIEW_REASONS,
+    Alert,
+    Event,
+    Feedback,
+    new_id,
+    utcnow,
+)
+from bastion.monitor.journal import SEGMENT_BYTES, Journal, Line, Replicator
+from bastion.monitor.migrations.schema import (
+    alerts,
+    epoch_us,
+    erasures,
+    events,
+    feedback,
+    journal_checkpoints,
+    labels,
+    review_items,
+)
+
+log = logging.getLogger(__name__)
+
+EVENT_FIELDS = tuple(f.name for f in fields(Event))
+REPORT_KINDS = ("thumbs_down", "harmful", "over_refusal")  # feedback that opens a review item
+MAX_BUCKETS = 100_000
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+class StoreError(BastionError):
+    """A request the store cannot carry out; the message says what to change."""
+
+
+@dataclass(frozen=True)
+class ReviewItem:
+    id: str
+    event_id: str
+    reason: str  # see REVIEW_REASONS
+    status: str  # "open" or "labelled"
+    created: datetime
+    event: Event | None  # None while the event is still on its way to the database
+
+
+@dataclass(frozen=True)
+class Label:
+    id: str
+    item_id: str
+    reviewer: str
+    label: str  # see LABELS
+    better_response: str | None
+    ts: datetime
+
+
+@dataclass(frozen=True)
+class Bucket:
+    """Counts of the events stamped in [start, start + bucket)."""
+
+    start: datetime
+    total: int
+    blocked: int  # decision "block"
+    refused: int
+    review: int  # fell in the policy's review band
+
+
+class EventStore:
+    """Events, feedback, review items, labels and alerts in one database.
+
+    ``target`` is a SQLite file path or a SQLAlchemy URL (``sqlite:///runs/bastion.db``,
+    ``postgresql+psycopg://user@host/db``). ``journal`` is a local directory no other open
+    store uses: by default ``<database file>.journal`` for SQLite and ``runs/journal`` for a
+    server. :meth:`record` blocks on the journal's fsync, so call it off an event loop.
+    """
+
+    def __init__(
+        self,
+        target: str | Path = "runs/bastion.db",
+        *,
+        journal: str | Path | None = None,
+        queue_size: int = 10_000,
+        put_timeout: float = 0.0,
+        batch_size: int = 500,
+        poll: float = 0.1,
+        segment_bytes: int = SEGMENT_BYTES,
+        migrate: bool = True,
+    ) -> None:
+        url = _database_url(target)
+        self._engine = _create_engine(url)
+        self._dialect = self._engine.dialect.name
+        self._closed = False
+        try:
+            if migrate:
+                self.upgrade()
+            self._journal = Journal(journal or _default_journal(url), segment_bytes=segment_bytes)
+        except BaseException:
+            self._engine.dispose()
+            raise
+        try:
+            with self._engine.connect() as conn:
+                checkpoint = conn.scalar(
+                    select(journal_checkpoints.c.lsn).where(
+                        journal_checkpoints.c.journal == self._journal.id
+                    )
+                )
+            self._journal.open(floor=checkpoint or 0)
+            self._writer = Replicator(
+                self._journal,
+                decode=self._decode,
+                apply=self._apply,
+                checkpoint=checkpoint or 0,
+                queue_size=queue_size,
+                put_timeout=put_timeout,
+                batch_size=batch_size,
+                poll=poll,
+            )
+            self._writer.catch_up(self._journal.end)  # replay what a crash left behind
+        except BaseException:
+            self._journal.close()
+            self._engine.dispose()
+            raise
+        self._writer.start()
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def upgrade(self) -> None:
+        """Bring the database to the latest schema (done on open unless ``migrate=False``)."""
+        with self._engine.connect() as conn:
+            migrations.upgrade(conn)
+            conn.commit()
+
+    def flush(self, timeout: float | None = 30.0) -> None:
+        """Wait until every event recorded so far is in the database (``TimeoutError`` if the
+        database stays away longer; the events are still safe in the journal)."""
+        self._writer.wait(self._journal.end, timeout)
+
+    def close(self, timeout: float | None = 30.0) -> None:
+        """Flush, stop the writer and release the journal; unwritten events stay journalled
+        and are replayed by the next store opened on it."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self.flush(timeout)
+        finally:
+            self._writer.stop(timeout)
+            self._journal.close()
+            self._engine.dispose()
+
+    def __enter__(self) -> EventStore:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    @property
+    def dropped(self) -> int:
+        """Events the full queue turned away (the writer read them from the journal instead)."""
+        return self._writer.dropped
+
+    # -- writing -----------------------------------------------------------------------------
+
+    def record(self, event: Event) -> None:
+        """Make ``event`` durable (journal + fsync: the acknowledgement), then offer it to the
+        writer's queue, waiting at most ``put_timeout``."""
+        if self._closed:
+            raise StoreError("record() on a closed EventStore")
+        row = _event_row(event)
+        line = json.dumps(_jsonable(row), allow_nan=False, separators=(",", ":")).encode()
+        start, end = self._journal.append(line)
+        self._writer.offer(start, end, row)
+
+    def add_feedback(self, item: Feedback) -> str | None:
+        """Store a user's report; a harmful, over-refusal or thumbs-down report opens a review
+        item (reason ``report``), whose id is returned."""
+        _check(item.kind, FEEDBACK_KINDS, "feedback kind")
+        with self._engine.begin() as conn:
+            conn.execute(self._insert(feedback).on_conflict_do_nothing(), asdict(item))
+            if item.kind in REPORT_KINDS:
+                return self._open_item(conn, item.event_id, "report")
+        return None
+
+    def add_alert(self, alert: Alert, *, review: bool = True) -> str | None:
+        """Store a detector's alert; with an ``event_id`` (and ``review``), open an ``anomaly``
+        review item for it and return the item's id."""
+        with self._engine.begin() as conn:
+            conn.execute(self._insert(alerts).on_conflict_do_nothing(), asdict(alert))
+            if review and alert.event_id is not None:
+                return self._open_item(conn, alert.event_id, "anomaly")
+        return None
+
+    def enqueue_review(self, event_id: str, reason: str) -> str:
+        """Open a review item; an event has at most one per reason (its id is returned again).
+        Events recorded with ``review=True`` get a ``review_band`` item automatically."""
+        _check(reason, REVIEW_REASONS, "review reason")
+        with self._engine.begin() as conn:
+            return self._open_item(conn, event_id, reason)
+
+    def label(
+        self, item_id: str, reviewer: str, label: str, better_response: str | None = None
+    ) -> Label:
+        """Record one reviewer's label for an item; labelling it again replaces the first."""
+        _check(label, LABELS, "label")
+        if not reviewer:
+            raise StoreError("a label needs a reviewer")
+        values = {"label": label, "better_response": better_response, "ts": utcnow()}
+        with self._engine.begin() as conn:
+            found = conn.execute(
+                update(review_items).where(review_items.c.id == item_id).values(status="labelled")
+            ).rowcount
+            if not found:
+                raise StoreError(f"no review item {item_id!r}")
+            conn.execute(
+                self._insert(labels)
+                .values(id=new_id(), item_id=item_id, reviewer=reviewer, **values)
+                .on_conflict_do_update(index_elements=["item_id", "reviewer"], set_=values)
+            )
+            row = conn.execute(
+                select(labels).where(labels.c.item_id == item_id, labels.c.reviewer == reviewer)
+            ).one()
+        return Label(**row._asdict())
+
+    def erase_user(self, user: str, timeout: float | None = 30.0) -> int:
+        """Delete the user's events and everything attached to them (feedback, review items,
+        labels, alerts), for good; returns how many events went. See the module docstring."""
+        user_hash = _hash_user(user)
+        now = utcnow()
+        with self._engine.begin() as conn:
+            conn.execute(
+                self._insert(erasures)
+                .values(user_hash=user_hash, erased_at=now)
+                .on_conflict_do_update(index_elements=["user_hash"], set_={"erased_at": now})
+            )
+            erased = _delete_events(
+                conn,
+                events.c.user == user,
+                feedback.c.user == user,
+                alerts.c.user == user,
+            )
+        self.flush(timeout)  # queued events of the user meet the tombstone
+        self._journal.rotate()
+        self._journal.delete_before(self._writer.checkpoint)
+        return erased
+
+    def purge(self, older_than: datetime) -> int:
+        """Retention: delete events stamped before ``older_than`` with their feedback, review
+        items and labels, and older alerts, feedback and items; returns how many events went."""
+        cutoff = _aware(older_than, "older_than")
+        with self._engine.begin() as conn:
+            conn.execute(
+                delete(labels).where(
+                    labels.c.item_id.in_(
+                        select(review_items.c.id).where(review_items.c.created < cutoff)
+                    )
+                )
+            )
+            conn.execute(delete(review_items).where(review_items.c.created < cutoff))
+            return _delete_events(
+                conn, events.c.ts < cutoff, feedback.c.ts < cutoff, alerts.c.ts < cutoff
+            )
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def events(
+        self,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        user: str | None = None,
+        decision: str | None = None,
+        limit: int | None = None,
+    ) -> list[Event]:
+        """Events stamped in [since, until), oldest first."""
+        query = select(events).order_by(events.c.ts, events.c.id).limit(limit)
+        if since is not None:
+            query = query.where(events.c.ts >= _aware(since, "since"))
+        if until is not None:
+            query = query.where(events.c.ts < _aware(until, "until"))
+        if user is not None:
+            query = query.where(events.c.user == user)
+        if decision is not None:
+            query = query.where(events.c.decision == decision)
+        with self._engine.connect() as conn:
+            return [_event(row) for row in conn.execute(query)]
+
+    def iter_events(self, since: datetime | None = None, *, page: int = 1000) -> Iterator[Event]:
+        """Every event from ``since`` on, oldest first, fetched ``page`` at a time (keyset
+        pagination, so no transaction stays open while the caller works)."""
+        query = select(events).order_by(events.c.ts, events.c.id).limit(page)
+        if since is not None:
+            query = query.where(events.c.ts >= _aware(since, "since"))
+        after: tuple[datetime, str] | None = None
+        while True:
+            where = query
+            if after is not None:
+                ts, last = after
+                where = query.where(
+                    or_(events.c.ts > ts, and_(events.c.ts == ts, events.c.id > last))
+                )
+            with self._engine.connect() as conn:
+                batch = [_event(row) for row in conn.execute(where)]
+            yield from batch
+            if len(batch) < page:
+                return
+            after = (batch[-1].ts, batch[-1].id)
+
+    def review_items(
+        self,
+        status: str | None = None,
+        reason: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[ReviewItem]:
+        """Review items, oldest first, each with its event."""
+        event_columns = [column.label(f"e_{column.name}") for column in events.c]
+        query = (
+            select(review_items, *event_columns)
+            .select_from(review_items.outerjoin(events, events.c.id == review_items.c.event_id))
+            .order_by(review_items.c.created, review_items.c.id)
+            .limit(limit)
+            .offset(offset)
+        )
+        if status is not None:
+            query = query.where(review_items.c.status == status)
+        if reason is not None:
+            query = query.where(review_items.c.reason == reason)
+        with self._engine.connect() as conn:
+            return [_review_item(row) for row in conn.execute(query)]
+
+    def review_item(self, item_id: str) -> ReviewItem | None:
+        """One review item with its event, or ``None`` when there is no such item."""
+        event_columns = [column.label(f"e_{column.name}") for column in events.c]
+        query = (
+            select(review_items, *event_columns)
+            .select_from(review_items.outerjoin(events, events.c.id == review_items.c.event_id))
+            .where(review_items.c.id == item_id)
+        )
+        with self._engine.connect() as conn:
+            row = conn.execute(query).first()
+        return _review_item(row) if row is not None else None
+
+    def alerts(self, since: datetime | None = None, limit: int = 100) -> list[Alert]:
+        """The most recent alerts (newest first) since ``since``."""
+        query = select(alerts).order_by(alerts.c.ts.desc()).limit(limit)
+        if since is not None:
+            query = query.where(alerts.c.ts >= _aware(since, "since"))
+        with self._engine.connect() as conn:
+            return [Alert(**row._asdict()) for row in conn.execute(query)]
+
+    def labels_for(self, item_id: str) -> list[Label]:
+        """Every reviewer's current label for the item, in the order they were given."""
+        query = select(labels).where(labels.c.item_id == item_id).order_by(labels.c.ts)
+        with self._engine.connect() as conn:
+            return [Label(**row._asdict()) for row in conn.execute(query)]
+
+    def stats(
+        self, since: datetime, bucket: timedelta, until: datetime | None = None
+    ) -> list[Bucket]:
+        """Counts per time bucket over [since, until) (until: now), empty buckets included."""
+        since = _aware(since, "since")
+        until = utcnow() if until is None else _aware(until, "until")
+        width = bucket // timedelta(microseconds=1)
+        if width <= 0:
+            raise StoreError(f"stats: bucket must be positive, got {bucket}")
+        count = math.ceil((until - since) / bucket)
+        if count > MAX_BUCKETS:
+            raise StoreError(f"stats: {count} buckets of {bucket}; use a wider bucket")
+        index = (epoch_us(events.c.ts) - literal(_epoch_us(since))) // width
+        query = (
+            select(
+                index.label("bucket"),
+                func.count(),
+                func.sum(case((events.c.decision == "block", 1), else_=0)),
+                func.sum(case((events.c.refused, 1), else_=0)),
+                func.sum(case((events.c.review, 1), else_=0)),
+            )
+            .where(events.c.ts >= since, events.c.ts < until)
+            .group_by("bucket")
+        )
+        with self._engine.connect() as conn:
+            counts = {int(i): [int(n) for n in ns] for i, *ns in conn.execute(query)}
+        return [
+            Bucket(since + i * bucket, *counts.get(i, (0, 0, 0, 0))) for i in range(max(count, 0))
+        ]
+
+    def top_categories(self, since: datetime | None = None, n: int = 10) -> list[tuple[str, int]]:
+        """The ``n`` scanner categories flagged most often since ``since``, with their counts."""
+        elements = "json_each" if self._dialect == "sqlite" else "jsonb_array_elements_text"
+        values = getattr(func, elements)(events.c.categories).table_valued("value")
+        query = (
+            select(values.c.value, func.count().label("n"))
+            .select_from(events)
+            .join(values, true())
+            .group_by(values.c.value)
+            .order_by(func.count().desc(), values.c.value)
+            .limit(n)
+        )
+        if since is not None:
+            query = query.where(events.c.ts >= _aware(since, "since"))
+        with self._engine.connect() as conn:
+            return [(str(value), int(count)) for value, count in conn.execute(query)]
+
+    # -- the writer's side (runs in the replicator thread) -------------------------------------
+
+    def _decode(self, line: Line) -> dict[str, Any] | None:
+        try:
+            return _event_row(Event.from_dict(json.loads(line.data)))
+        except (ValueError, TypeError, KeyError, StoreError) as exc:
+            self._reject({"line": line.data.decode(errors="replace")}, exc)
+            return None
+
+    def _apply(self, rows: list[dict[str, Any]], lsn: int) -> None:
+        """Insert ``rows`` and move the checkpoint to ``lsn`` in one transaction. A batch the
+        database refuses is retried row by row, and a row it still refuses is set aside in
+        ``rejected.jsonl`` beside the journal rather than blocking every later event."""
+        try:
+            with self._engine.begin() as conn:
+                self._insert_events(conn, rows)
+                self._save_checkpoint(conn, lsn)
+            return
+        except Exception as exc:
+            if not rows or not _is_bad_row(exc):
+                raise
+        for row in rows:
+            try:
+                with self._engine.begin() as conn:
+                    self._insert_events(conn, [row])
+            except Exception as exc:
+                if not _is_bad_row(exc):
+                    raise
+                self._reject(_jsonable(row), exc)
+        with self._engine.begin() as conn:
+            self._save_checkpoint(conn, lsn)
+
+    def _insert_events(self, conn: Connection, rows: list[dict[str, Any]]) -> None:
+        if not rows:
+            return
+        conn.execute(self._insert(events).on_conflict_do_nothing(), rows)
+        hashes = {_hash_user(row["user"]): row["user"] for row in rows}
+        tombstones = conn.execute(
+            select(erasures.c.user_hash, erasures.c.erased_at).where(
+                erasures.c.user_hash.in_(hashes)
+            )
+        ).all()
+        erased_at = {hashes[h]: ts for h, ts in tombstones}
+        doomed = {
+            r["id"] for r in rows if r["user"] in erased_at and r["ts"] <= erased_at[r["user"]]
+        }
+        if doomed:
+            conn.execute(delete(events).where(events.c.id.in_(doomed)))
+        flagged = [
+            {"id": new_id(), "event_id": r["id"], "reason": "review_band", "status": "open",
+             "created": utcnow()}
+            for r in rows
+            if r["review"] and r["id"] not in doomed
+        ]  # fmt: skip
+        if flagged:
+            conn.execute(
+                self._insert(review_items).on_conflict_do_nothing(
+                    index_elements=["event_id", "reason"]
+                ),
+                flagged,
+            )
+
+    def _save_checkpoint(self, conn: Connection, lsn: int) -> None:
+        conn.execute(
+            self._insert(journal_checkpoints)
+            .values(journal=self._journal.id, lsn=lsn)
+            .on_conflict_do_update(index_elements=["journal"], set_={"lsn": lsn})
+        )
+
+    def _reject(self, doc: dict[str, Any], exc: BaseException) -> None:
+        path = self._journal.path / "rejected.jsonl"
+        log.error("event store: the database refused an event (%s); kept in %s", exc, path)
+        line = json.dumps({"error": str(exc), **doc}, default=str) + "\n"
+        with path.open("a") as handle:
+            handle.write(line)
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    def _insert(self, table: Table) -> postgresql.Insert | sqlite.Insert:
+        """``INSERT`` with the backend's ``ON CONFLICT`` clause."""
+        if self._dialect == "postgresql":
+            return postgresql.insert(table)
+        return sqlite.insert(table)
+
+    def _open_item(self, conn: Connection, event_id: str, reason: str) -> str:
+        conn.execute(
+            self._insert(review_items)
+            .values(id=new_id(), event_id=event_id, reason=reason, status="open", created=utcnow())
+            .on_conflict_do_nothing(index_elements=["event_id", "reason"])
+        )
+        item_id = conn.scalar(
+            select(review_items.c.id).where(
+                review_items.c.event_id == event_id, review_items.c.reason == reason
+            )
+        )
+        assert item_id is not None
+        return str(item_id)
+
+
+def _database_url(target: str | Path) -> URL:
+    text = str(target)
+    if "://" not in text:
+        path = Path(text).expanduser().resolve()
+        return URL.create("sqlite", database=str(path))
+    url = make_url(text)
+    if url.get_backend_name() not in ("sqlite", "postgresql"):
+        raise StoreError(f"the event store runs on SQLite or PostgreSQL, not {url.drivername}")
+    if url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:"):
+        raise StoreError("the event store needs a SQLite *file* (its writer thread has its own "
+                         "connection, which an in-memory database would not share)")  # fmt: skip
+    return url
+
+
+def _default_journal(url: URL) -> Path:
+    if url.get_backend_name() == "sqlite" and url.database:
+        return Path(url.database + ".journal")
+    return Path("runs/journal")
+
+
+def _create_engine(url: URL) -> Engine:
+    if url.get_backend_name() == "postgresql":
+        return create_engine(url, pool_pre_ping=True)
+    assert url.database is not None
+    Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+
+    @event.listens_for(engine, "connect")
+    def _pragmas(connection: Any, record: Any) -> None:
+        cursor = connection.cursor()
+        # WAL lets the dashboard read while the writer writes; FULL syncs every commit, since
+        # a checkpoint that a power cut rolls back would point past deleted journal segments.
+        for pragma in ("journal_mode=WAL", "synchronous=FULL", "foreign_keys=ON"):
+            cursor.execute(f"PRAGMA {pragma}")
+        cursor.close()
+
+    return engine
+
+
+def _delete_events(
+    conn: Connection,
+    which: ColumnElement[bool],
+    feedback_too: ColumnElement[bool],
+    alerts_too: ColumnElement[bool],
+) -> int:
+    """Delete the events matching ``which`` with everything attached to them, plus the
+    feedback and alerts matching the other two conditions."""
+    ids = select(events.c.id).where(which)
+    items = select(review_items.c.id).where(review_items.c.event_id.in_(ids))
+    conn.execute(delete(labels).where(labels.c.item_id.in_(items)))
+    conn.execute(delete(review_items).where(review_items.c.event_id.in_(ids)))
+    conn.execute(delete(feedback).where(or_(feedback.c.event_id.in_(ids), feedback_too)))
+    conn.execute(delete(alerts).where(or_(alerts.c.event_id.in_(ids), alerts_too)))
+    return conn.execute(delete(events).where(which)).rowcount
+
+
+def _event_row(event: Event) -> dict[str, Any]:
+    """The event as a row, checked; NUL characters become U+FFFD (PostgreSQL refuses them,
+    and a prompt must not be able to keep its own exchange out of the log)."""
+    if event.decision not in DECISIONS:
+        raise StoreError(f"Event.decision must be one of {', '.join(DECISIONS)}, "
+                         f"got {event.decision!r}")  # fmt: skip
+    if not isinstance(event.ts, datetime) or event.ts.tzinfo is None:
+        raise StoreError(f"Event.ts must be a timezone-aware datetime, got {event.ts!r}")
+    row: dict[str, Any] = _scrub(asdict(event))
+    return row
+
+
+def _event(row: Row[Any], prefix: str = "") -> Event:
+    data = row._mapping
+    return Event(**{name: data[prefix + name] for name in EVENT_FIELDS})
+
+
+def _review_item(row: Row[Any]) -> ReviewItem:
+    data = row._mapping
+    event = _event(row, "e_") if data["e_id"] is not None else None
+    return ReviewItem(
+        data["id"], data["event_id"], data["reason"], data["status"], data["created"], event
+    )
+
+
+def _erased(rows: list[dict[str, Any]], erased_at: dict[str, datetime]) -> set[str]:
+    """The ids of the rows stamped at or before their user's erasure."""
+    return {r["id"] for r in rows if r["user"] in erased_at and r["ts"] <= erased_at[r["user"]]}
+
+
+def _scrub(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, dict):
+        return {_scrub(k): _scrub(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_scrub(v) for v in value]
+    return value
+
+
+def _jsonable(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: v.isoformat() if isinstance(v, datetime) else v for k, v in row.items()}
+
+
+def _is_bad_row(exc: BaseException) -> bool:
+    """The database refused the data itself (not its connection, not the schema)."""
+    if isinstance(exc, IntegrityError | DataError):
+        return True
+    if isinstance(exc, StatementError):
+        return not isinstance(exc, DBAPIError)  # e.g. a value no column type can bind
+    return isinstance(exc, OverflowError | ValueError | TypeError)
+
+
+def _check(value: str, allowed: Sequence[str], what: str) -> None:
+    if value not in allowed:
+        raise StoreError(f"{what} must be one of {', '.join(allowed)}, got {value!r}")
+
+
+def _aware(value: datetime, name: str) -> datetime:
+    if value.tzinfo is None:
+        raise StoreError(f"{name} must be timezone-aware (e.g. datetime.now(UTC)), got {value}")
+    return value
+
+
+def _epoch_us(value: datetime) -> int:
+    return (value - EPOCH) // timedelta(microseconds=1)
+
+
+def _hash_user(user: str) -> str:
+    return hashlib.sha256(user.encode()).hexdigest()

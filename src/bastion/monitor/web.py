@@ -16,7 +16,8 @@
   alerts, the top flagged categories.
 
 Pages are plain HTML with inline CSS and SVG: no script, no external asset, so they render
-the same offline and in a headless browser.
+the same offline and in a headless browser. (FastAPI is imported at the top: it resolves the
+handlers' annotations against this module's globals.)
 """
 
 from __future__ import annotations
@@ -30,6 +31,9 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from bastion.monitor.events import LABELS, REVIEW_REASONS, utcnow
 from bastion.monitor.export import KINDS, ReviewedItem, ReviewLabel, agreement, export_rows
@@ -85,12 +89,9 @@ def reviewed_items(store: Any, roles: Mapping[str, str], limit: int = 10_000) ->
     return items
 
 
-def review_router(store: Any, sessions: Sessions) -> Any:
+def review_router(store: Any, sessions: Sessions) -> APIRouter:
     """The pages above as a FastAPI router, reading and writing ``store``
     (:class:`~bastion.monitor.store.EventStore`)."""
-    from fastapi import APIRouter, Form, Request
-    from fastapi.responses import HTMLResponse, RedirectResponse, Response
-
     router = APIRouter()
 
     def who(request: Request) -> Reviewer | None:
@@ -418,6 +419,7 @@ def _page(title: str, body: str, reviewer: Reviewer | None = None) -> str:
     return (
         f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{_e(title)} · "
         f"Bastion</title><meta name='viewport' content='width=device-width'>"
+        "<link rel='icon' href='data:,'>"
         f"<style>{STYLE}</style></head><body><header><b>Bastion</b>{nav}</header>"
         f"<main><h2>{_e(title)}</h2>{body}</main></body></html>"
     )

@@ -1,0 +1,225 @@
+"""The gateway as a FastAPI app: :func:`create_app`.
+
+Routes: ``POST /v1/chat/completions`` (JSON or SSE stream), ``GET /v1/models``,
+``POST /v1/feedback``, ``GET /healthz`` and ``GET /metrics`` (Prometheus). The ``/v1`` routes
+take ``Authorization: Bearer KEY``; chat requests also spend from the key's rate limit. Every
+error has the OpenAI shape (``{"error": {"message", "type", "param", "code"}}``), so the
+official SDKs raise their usual exceptions (``AuthenticationError``, ``RateLimitError`` …).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any, TypeVar
+
+from fastapi import FastAPI, Request
+from opentelemetry.propagate import extract
+from opentelemetry.sdk.trace import TracerProvider
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, ValidationError
+from starlette.responses import JSONResponse, Response
+
+from bastion import __version__
+from bastion.errors import ConfigError
+from bastion.guard.pipeline import Guard
+from bastion.monitor.events import Feedback
+from bastion.serve import flows
+from bastion.serve.auth import KeyRing, Principal, RateLimiter
+from bastion.serve.circuit import CircuitBreaker
+from bastion.serve.config import GatewayConfig, UpstreamConfig
+from bastion.serve.exchange import Gateway, session_of
+from bastion.serve.schema import ChatRequest, FeedbackRequest, error_body, now
+from bastion.serve.sink import EventSink
+from bastion.serve.telemetry import Metrics, tracer, tracer_provider
+from bastion.serve.upstream import HTTPUpstream, Upstream
+
+M = TypeVar("M", bound=BaseModel)
+UNSUPPORTED = ("tools", "functions", "tool_choice", "function_call")
+
+
+class ApiError(Exception):
+    """An OpenAI-shaped error response."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        type: str = "invalid_request_error",
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status, self.message, self.type, self.code = status, message, type, code
+        self.headers = headers or {}
+
+
+def create_app(
+    config: GatewayConfig | None = None,
+    *,
+    sink: EventSink,
+    upstream: Upstream | None = None,
+    guard: Guard | None = None,
+    keys: KeyRing | None = None,
+    limiter: RateLimiter | None = None,
+    traces: TracerProvider | None = None,
+) -> FastAPI:
+    """The gateway. What is not passed is built from ``config``: the guard from its policy
+    (default: the shipped one), the upstream (default: the packaged model, loaded here), the
+    keys, and a tracer provider that exports over OTLP when an endpoint is configured."""
+    config = config or GatewayConfig()
+    keys = keys if keys is not None else KeyRing.from_config(config)
+    if not len(keys):
+        raise ConfigError(
+            "keys: no API keys configured (add keys:, keys_file: or $BASTION_API_KEYS)"
+        )
+    guard = guard or (Guard.from_policy(config.policy) if config.policy else Guard.default())
+    upstream = upstream or build_upstream(config.upstream)
+    owned_traces = traces is None
+    provider = traces or tracer_provider(config.service_name, config.otlp_endpoint)
+    metrics = Metrics()
+    limiter = limiter or RateLimiter()
+    gw = Gateway(
+        guard=guard,
+        upstream=upstream,
+        sink=sink,
+        config=config,
+        metrics=metrics,
+        tracer=tracer(provider),
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        await upstream.aclose()
+        if owned_traces:
+            provider.shutdown()
+
+    app = FastAPI(title="Bastion gateway", version=__version__, lifespan=lifespan)
+    app.state.gateway = gw
+
+    @app.exception_handler(ApiError)
+    async def api_error(request: Request, exc: ApiError) -> Response:
+        if exc.status in (401, 429):
+            metrics.requests.labels("none", str(exc.status), "unknown").inc()
+        body = error_body(exc.message, type=exc.type, code=exc.code)
+        return JSONResponse(body, status_code=exc.status, headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def server_error(request: Request, exc: Exception) -> Response:
+        body = error_body(f"internal error: {type(exc).__name__}", type="server_error")
+        return JSONResponse(body, status_code=500)  # the traceback goes to the server log
+
+    def authenticate(request: Request) -> Principal:
+        scheme, _, key = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not key.strip():
+            raise ApiError(
+                401, "missing API key: send Authorization: Bearer KEY", code="missing_api_key"
+            )
+        principal = keys.authenticate(key.strip())
+        if principal is None:
+            raise ApiError(401, "invalid API key", code="invalid_api_key")
+        return principal
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions(request: Request) -> Response:
+        principal = authenticate(request)
+        wait = limiter.take(principal)
+        if wait > 0:
+            raise ApiError(
+                429,
+                f"rate limit of {principal.rate_per_minute:g} requests a minute reached; "
+                f"retry in {wait:.1f} s",
+                type="requests",
+                code="rate_limit_exceeded",
+                headers={"retry-after": str(math.ceil(wait))},
+            )
+        body = await parse(request, ChatRequest)
+        unsupported = [k for k in UNSUPPORTED if k in (body.model_extra or {})]
+        if unsupported:
+            raise ApiError(400, f"{unsupported[0]}: tool calls are not supported by the gateway")
+        session = session_of(request.headers, body)
+        ex = gw.begin(body, principal, session, extract(request.headers))
+        return await (flows.stream if body.stream else flows.complete)(gw, ex)
+
+    @app.get("/v1/models")
+    async def models(request: Request) -> dict[str, Any]:
+        authenticate(request)
+        names = config.models or [n for n in (config.upstream.model or default_model(config),) if n]
+        return {
+            "object": "list",
+            "data": [
+                {"id": n, "object": "model", "created": now(), "owned_by": "bastion"} for n in names
+            ],
+        }
+
+    @app.post("/v1/feedback")
+    async def feedback(request: Request) -> dict[str, Any]:
+        principal = authenticate(request)
+        body = await parse(request, FeedbackRequest)
+        item = Feedback(body.event_id, principal.user, body.kind, body.comment)
+        await asyncio.to_thread(sink.add_feedback, item)
+        metrics.feedback.labels(body.kind).inc()
+        return {"id": item.id, "object": "feedback", "event_id": item.event_id, "kind": item.kind}
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, Any]:
+        return {"status": "ok", "version": __version__, "circuit": upstream.circuit_state}
+
+    @app.get("/metrics")
+    async def prometheus() -> Response:
+        metrics.circuit.state(upstream.circuit_state)
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+async def parse(request: Request, model: type[M]) -> M:
+    """The JSON body as ``model``; an OpenAI-shaped 400 naming the field otherwise."""
+    try:
+        return model.model_validate(json.loads(await request.body()))
+    except json.JSONDecodeError as exc:
+        raise ApiError(400, f"the body is not JSON: {exc.msg}") from None
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        where = ".".join(str(p) for p in error["loc"]) or "body"
+        raise ApiError(400, f"{where}: {error['msg']}", code="invalid_value") from None
+
+
+def default_model(config: GatewayConfig) -> str | None:
+    if config.upstream.url is not None:
+        return None
+    from bastion.models.packaged import DEFAULT_CHAT_MODEL
+
+    return DEFAULT_CHAT_MODEL
+
+
+def build_upstream(config: UpstreamConfig) -> Upstream:
+    """An HTTP upstream for a URL, else the configured (default: packaged) model in process."""
+    import os
+
+    if config.url is not None:
+        return HTTPUpstream(
+            config.url,
+            model=config.model,
+            api_key=os.environ.get(config.api_key_env),
+            provider=config.provider or "openai",
+            timeout=config.timeout_s,
+            connect_timeout=config.connect_timeout_s,
+            max_retries=config.max_retries,
+            backoff=config.backoff_s,
+            max_backoff=config.max_backoff_s,
+            breaker=CircuitBreaker(
+                failures=config.circuit_failures, cooldown=config.circuit_cooldown_s
+            ),
+            concurrency=config.concurrency,
+        )
+    from bastion.models.packaged import DEFAULT_CHAT_MODEL, load
+    from bastion.serve.local import ModelUpstream
+
+    model = load(config.model or DEFAULT_CHAT_MODEL, device=config.device)
+    return ModelUpstream(model, max_tokens=config.max_tokens, provider=config.provider)

@@ -1,0 +1,409 @@
+"""One guarded exchange: input rails → upstream → output rails → event.
+
+A request the input rails block never reaches the model; an answer the output rails block is
+replaced; either way the client gets an ordinary completion whose message is a refusal, with
+``finish_reason: "content_filter"`` and a ``bastion`` object saying why (a guard decision is
+not an HTTP error). Masked text (PII, secrets) goes on masked. Streams are checked chunk by
+chunk (:class:`~bastion.guard.pipeline.OutputStream`): nothing is released that the rails have
+not seen, and a blocking rail cuts the stream and sends the refusal in its place.
+
+Every exchange becomes one :class:`~bastion.monitor.events.Event`, redacted before it is
+recorded: the texts stored are the guard's masked texts, masked once more for storage with a
+PII + secrets rail set (so PII is never stored even where the policy lets it through); raw
+text only with ``store_raw``. An exchange goes to human review when a rail's action is
+``review``, or, unless a rail blocked it, when a block/review rail's score falls within
+``review_band`` below its threshold (:func:`near_threshold`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.propagate import inject
+from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
+
+from bastion.guard.pipeline import SEVERITY, Decision, Guard
+from bastion.guard.policy import Rail, parse_policy
+from bastion.guard.scanners.refusal import refusal_phrase
+from bastion.monitor.events import Event, new_id
+from bastion.serve.auth import Principal
+from bastion.serve.config import GatewayConfig
+from bastion.serve.schema import ChatRequest, completion_id, now
+from bastion.serve.sink import EventSink, ReviewQueue
+from bastion.serve.telemetry import Metrics, trace_id
+from bastion.serve.upstream import Completion, Delta, Upstream, UpstreamRequest
+
+logger = logging.getLogger("bastion.serve")
+STORAGE_RAILS = {
+    "input": [{"scanner": "pii", "action": "mask"}, {"scanner": "secrets", "action": "mask"}]
+}
+
+
+@dataclass
+class Exchange:
+    """What one request has been through so far."""
+
+    request: ChatRequest
+    principal: Principal
+    span: trace.Span
+    session: str | None
+    id: str = field(default_factory=completion_id)
+    event_id: str = field(default_factory=new_id)
+    created: int = field(default_factory=now)
+    start: float = field(default_factory=time.perf_counter)
+    input: Decision | None = None
+    output: Decision | None = None
+    raw_answer: str = ""  # the model's answer, before the output rails
+    answer: str = ""  # what the client received
+    finish_reason: str = "stop"
+    blocked_stage: str | None = None
+    upstream_ms: float = 0.0
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    status: int = 200
+    error: str | None = None
+    answered: bool = False  # the upstream answered (tokens were spent)
+    disconnected: bool = False  # the client left before the end of the stream
+
+    @property
+    def context(self) -> dict[str, str]:
+        ctx = {"user": self.principal.user}
+        if self.session:
+            ctx["session"] = self.session
+        return ctx
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The exchange's guard outcome as the client and the store see it."""
+
+    decision: str
+    flagged: list[str]
+    review: list[str]  # "stage:scanner" for rails in the review band or with action review
+
+    def to_dict(self, ex: Exchange) -> dict[str, Any]:
+        return {
+            "event_id": ex.event_id,
+            "decision": self.decision,
+            "blocked_stage": ex.blocked_stage,
+            "flagged": self.flagged,
+            "review": bool(self.review),
+        }
+
+
+class Gateway:
+    """The guard, an upstream and a sink, joined per request (see the module docstring)."""
+
+    def __init__(
+        self,
+        *,
+        guard: Guard,
+        upstream: Upstream,
+        sink: EventSink,
+        config: GatewayConfig,
+        metrics: Metrics,
+        tracer: Tracer,
+    ) -> None:
+        self.guard, self.upstream, self.sink = guard, upstream, sink
+        self.config, self.metrics, self.tracer = config, metrics, tracer
+        self.storage = Guard(parse_policy(STORAGE_RAILS, source="storage redaction"))
+
+    # --- the request ----------------------------------------------------------------------
+
+    def begin(
+        self, request: ChatRequest, principal: Principal, session: str | None, parent: Context
+    ) -> Exchange:
+        attributes: dict[str, Any] = {
+            "gen_ai.operation.name": "chat",
+            "gen_ai.provider.name": self.upstream.provider,
+            "gen_ai.system": self.upstream.provider,  # the name before semconv 1.37
+            "gen_ai.request.model": request.model,
+        }
+        optional = {
+            "gen_ai.request.temperature": request.temperature,
+            "gen_ai.request.top_p": request.top_p,
+            "gen_ai.request.max_tokens": request.max_tokens or request.max_completion_tokens,
+            "gen_ai.conversation.id": session,
+        }
+        attributes.update((k, v) for k, v in optional.items() if v is not None)
+        span = self.tracer.start_span(
+            f"chat {request.model}", context=parent, kind=SpanKind.CLIENT, attributes=attributes
+        )
+        ex = Exchange(request, principal, span, session)
+        span.set_attribute("bastion.event_id", ex.event_id)
+        span.set_attribute("gen_ai.response.id", ex.id)
+        return ex
+
+    async def check_input(self, ex: Exchange) -> Decision:
+        decision = await self.guard.acheck_input(ex.request.last_user, ex.context)
+        self.metrics.guard.labels("input").observe(decision.elapsed_ms / 1000)
+        ex.input = decision
+        if decision.blocked:
+            self.refuse(ex, "input")
+        return decision
+
+    async def check_output(self, ex: Exchange, text: str) -> Decision:
+        prompt = ex.input.text if ex.input is not None else ex.request.last_user
+        decision = await self.guard.acheck_output(
+            text, ex.context, prompt=prompt, system=ex.request.system
+        )
+        self.metrics.guard.labels("output").observe(decision.elapsed_ms / 1000)
+        ex.output = decision
+        return decision
+
+    def refuse(self, ex: Exchange, stage: str) -> str:
+        """Replace the answer (or, for a stream cut mid-way, its rest) with the refusal; the
+        text the client still has to get."""
+        ex.blocked_stage, ex.finish_reason = stage, "content_filter"
+        rest = ("\n\n" if ex.answer else "") + self.config.refusal_text
+        ex.answer += rest
+        return rest
+
+    def upstream_request(self, ex: Exchange) -> UpstreamRequest:
+        """The request as the model gets it: the judged user turn masked when the rails
+        masked it, and the trace context for the upstream's own spans."""
+        request = ex.request
+        messages = [m.model_dump(exclude_none=True) for m in request.messages]
+        if ex.input is not None and ex.input.action == "mask":
+            last = max(i for i, m in enumerate(request.messages) if m.role == "user")
+            messages[last]["content"] = ex.input.text
+        headers: dict[str, str] = {}
+        inject(headers, context=trace.set_span_in_context(ex.span))
+        return UpstreamRequest(
+            model=request.model,
+            messages=messages,
+            max_tokens=request.max_completion_tokens or request.max_tokens,
+            temperature=request.temperature,
+            top_p=request.top_p,
+            stop=request.stops,
+            seed=request.seed,
+            extra=dict(request.model_extra or {}),
+            headers=headers,
+        )
+
+    async def call(self, ex: Exchange) -> Completion:
+        start = self.upstream_started()
+        try:
+            reply = await self.upstream.complete(self.upstream_request(ex))
+        finally:
+            self.upstream_done(ex, start)
+        ex.answered, ex.raw_answer = True, reply.text
+        self.usage(ex, reply.prompt_tokens, reply.completion_tokens)
+        return reply
+
+    def upstream_started(self) -> float:
+        self.metrics.queue_depth.inc()
+        return time.perf_counter()
+
+    def upstream_done(self, ex: Exchange, start: float) -> None:
+        elapsed = time.perf_counter() - start
+        ex.upstream_ms += elapsed * 1000
+        self.metrics.upstream.observe(elapsed)
+        self.metrics.queue_depth.dec()
+
+    def usage(self, ex: Exchange, prompt: int | None, completion: int | None) -> None:
+        if prompt is not None:
+            ex.prompt_tokens = prompt
+        if completion is not None:
+            ex.completion_tokens = completion
+
+    async def guarded_stream(
+        self, ex: Exchange, deltas: AsyncIterator[Delta], first: Delta | None, start: float
+    ) -> AsyncGenerator[str, None]:
+        """The text the output rails release, as the upstream's deltas arrive (``start``: when
+        the upstream was called); on a block the stream stops (the caller sends the refusal)."""
+        stream = self.guard.stream_output()
+        guard_s, waiting = 0.0, True
+        try:
+            delta = first
+            while delta is not None:
+                ex.answered = True
+                self.usage(ex, delta.prompt_tokens, delta.completion_tokens)
+                if delta.finish_reason:
+                    ex.finish_reason = delta.finish_reason
+                if delta.text:
+                    ex.raw_answer += delta.text
+                    t = time.perf_counter()
+                    step = await asyncio.to_thread(stream.feed, delta.text)
+                    guard_s += time.perf_counter() - t
+                    if step.emit:
+                        ex.answer += step.emit
+                        yield step.emit
+                    if step.stopped:
+                        ex.output = step.decision
+                        return
+                delta = await anext(deltas, None)
+            self.upstream_done(ex, start)
+            waiting = False
+            step = stream.close()
+            if step.stopped:
+                ex.output = step.decision
+                return
+            if step.emit:
+                ex.answer += step.emit
+                yield step.emit
+        finally:
+            if waiting:
+                self.upstream_done(ex, start)
+            self.metrics.guard.labels("output_stream").observe(guard_s)
+
+    # --- the record -----------------------------------------------------------------------
+
+    def verdict(self, ex: Exchange) -> Verdict:
+        decisions = [d for d in (ex.input, ex.output) if d is not None]
+        decision = max((d.action for d in decisions), key=SEVERITY.__getitem__, default="allow")
+        flagged = sorted({r.scanner for d in decisions for r in d.flagged})
+        review: list[str] = []
+        if decision != "block":  # a near miss changes nothing once a rail has blocked
+            band = self.config.review_band
+            rails = {"input": self.guard.policy.input, "output": self.guard.policy.output}
+            review = [
+                f"{d.stage}:{name}"
+                for d in decisions
+                for name in near_threshold(d, rails[d.stage], band)
+            ]
+        if decision == "review" and not review:
+            review = ["decision:review"]
+        return Verdict(decision, flagged, review)
+
+    def finish(self, ex: Exchange) -> Event:
+        """Record the exchange (redacted), count it, end its span."""
+        latency_ms = (time.perf_counter() - ex.start) * 1000
+        verdict = self.verdict(ex)
+        event = self.event(ex, verdict, latency_ms)
+        try:
+            self.sink.record(event)
+            if event.review and isinstance(self.sink, ReviewQueue):
+                self.sink.enqueue_review(event.id, "review_band")
+        except Exception:  # the client's answer stands; the failure is logged and counted
+            logger.exception("the event sink failed to record event %s", event.id)
+            self.metrics.sink_errors.inc()
+        stream = str(ex.request.stream).lower()
+        label = verdict.decision
+        self.metrics.requests.labels(label, str(ex.status), stream).inc()
+        self.metrics.latency.labels(stream).observe(latency_ms / 1000)
+        self.metrics.tokens.labels("input").inc(event.prompt_tokens)
+        self.metrics.tokens.labels("output").inc(event.completion_tokens)
+        self._end_span(ex, event)
+        return event
+
+    def event(self, ex: Exchange, verdict: Verdict, latency_ms: float) -> Event:
+        decisions = [d for d in (ex.input, ex.output) if d is not None]
+        prompt = ex.input.text if ex.input is not None else ex.request.last_user
+        meta: dict[str, Any] = {"completion_id": ex.id, "role": ex.principal.role}
+        if verdict.review:
+            meta["review_reasons"] = verdict.review
+        if ex.disconnected:
+            meta["disconnected"] = True
+        if ex.blocked_stage == "output":  # what the model said, for the reviewers (redacted)
+            meta["blocked_answer"] = self.redact(ex.raw_answer)
+        raw = self.config.store_raw
+        return Event(
+            id=ex.event_id,
+            user=ex.principal.user,
+            model=ex.request.model,
+            prompt=self.redact(prompt),
+            response=self.redact(ex.answer),
+            decision=verdict.decision,
+            blocked_stage=ex.blocked_stage,
+            refused=ex.blocked_stage is not None or refusal_phrase(ex.answer) is not None,
+            input_results=ex.input.to_dict()["results"] if ex.input else [],
+            output_results=ex.output.to_dict()["results"] if ex.output else [],
+            categories=sorted({_category(r) for d in decisions for r in d.flagged}),
+            attack_score=max((r.score for r in ex.input.results), default=0.0) if ex.input else 0.0,
+            review=bool(verdict.review),
+            latency_ms=latency_ms,
+            upstream_ms=ex.upstream_ms,
+            prompt_tokens=self.prompt_tokens(ex),
+            completion_tokens=self.completion_tokens(ex),
+            stream=ex.request.stream,
+            status=ex.status,
+            error=ex.error,
+            session=ex.session,
+            trace_id=trace_id(ex.span),
+            raw_prompt=ex.request.last_user if raw else None,
+            raw_response=(ex.raw_answer or ex.answer) if raw else None,
+            meta=meta,
+        )
+
+    def redact(self, text: str) -> str:
+        """PII and secrets masked for storage, whatever the policy let through."""
+        if self.config.store_raw or not text:
+            return text
+        return self.storage.check(text, "input").text
+
+    def prompt_tokens(self, ex: Exchange) -> int:
+        if ex.prompt_tokens is not None:
+            return ex.prompt_tokens
+        if not ex.answered:  # blocked before the model, or the model failed
+            return 0
+        return estimate_tokens(" ".join(m.text for m in ex.request.messages))
+
+    def completion_tokens(self, ex: Exchange) -> int:
+        if ex.completion_tokens is not None or not ex.answered:
+            return ex.completion_tokens or 0
+        return estimate_tokens(ex.raw_answer)
+
+    def _end_span(self, ex: Exchange, event: Event) -> None:
+        span = ex.span
+        span.set_attributes(
+            {
+                "gen_ai.response.model": ex.request.model,
+                "gen_ai.response.finish_reasons": [ex.finish_reason],
+                "gen_ai.usage.input_tokens": event.prompt_tokens,
+                "gen_ai.usage.output_tokens": event.completion_tokens,
+                "bastion.decision": event.decision,
+                "bastion.review": event.review,
+                "http.response.status_code": event.status,
+            }
+        )
+        if ex.blocked_stage:
+            span.set_attribute("bastion.blocked_stage", ex.blocked_stage)
+        if self.config.trace_content:  # the stored (redacted) texts, never more
+            span.add_event("gen_ai.user.message", {"content": event.prompt})
+            span.add_event(
+                "gen_ai.choice", {"content": event.response, "finish_reason": ex.finish_reason}
+            )
+        if event.error:
+            span.set_attribute("error.type", str(event.status))
+            span.set_status(Status(StatusCode.ERROR, event.error))
+        span.end()
+
+
+def near_threshold(decision: Decision, rails: Sequence[Rail], band: float) -> list[str]:
+    """Scanners of a decision that ask for review: a ``review`` rail that flagged, or a
+    ``block``/``review`` rail whose score is within ``band`` below its threshold (a near miss
+    a person should look at)."""
+    # the pipeline runs the raw-text rails first: its results are in that order
+    ordered = [r for r in rails if r.scanner.reads_original_only]
+    ordered += [r for r in rails if not r.scanner.reads_original_only]
+    found = []
+    for rail, result in zip(ordered, decision.results, strict=False):
+        if rail.scanner.name != result.scanner or rail.action not in ("block", "review"):
+            continue
+        threshold = rail.scanner.threshold
+        in_band = not result.flagged and result.score > 0 and threshold - band <= result.score
+        if in_band or (result.flagged and rail.action == "review"):
+            found.append(result.scanner)
+    return found
+
+
+def estimate_tokens(text: str) -> int:
+    """About four characters a token (OpenAI's rule of thumb), for upstreams without usage."""
+    return (len(text) + 3) // 4
+
+
+def _category(result: Any) -> str:
+    category = result.meta.get("category")
+    return str(category) if isinstance(category, str) else str(result.scanner)
+
+
+def session_of(headers: Mapping[str, str], request: ChatRequest) -> str | None:
+    return headers.get("x-session-id") or request.user

@@ -1,0 +1,175 @@
+"""The two shapes of a chat request: one JSON completion, or a server-sent-event stream.
+
+Both run the same :class:`~bastion.serve.exchange.Gateway` steps. A stream checks the input
+and waits for the upstream's first chunk *before* its response starts, so an upstream that is
+down still gets its HTTP status (502, or 503 with ``Retry-After`` while the circuit is open);
+a stream that breaks later ends with an ``error`` event, which the OpenAI SDKs raise. The
+event is recorded just before ``data: [DONE]`` (or the error), or when the client goes away.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import aclosing
+from typing import Any
+
+import anyio
+from starlette.responses import JSONResponse, Response, StreamingResponse
+
+from bastion.serve.exchange import Exchange, Gateway
+from bastion.serve.schema import chunk_body, completion_body, error_body, usage
+from bastion.serve.upstream import Delta, UpstreamFailure
+
+EVENT_ID_HEADER = "x-bastion-event-id"
+
+
+async def complete(gw: Gateway, ex: Exchange) -> Response:
+    try:
+        response = await _answer(gw, ex)
+    except Exception as exc:
+        await _crashed(gw, ex, exc)
+        raise
+    await asyncio.to_thread(gw.finish, ex)
+    return response
+
+
+async def _answer(gw: Gateway, ex: Exchange) -> Response:
+    decision = await gw.check_input(ex)
+    if not decision.blocked:
+        try:
+            reply = await gw.call(ex)
+        except UpstreamFailure as exc:
+            return _failed(gw, ex, exc)
+        output = await gw.check_output(ex, reply.text)
+        if output.blocked:
+            gw.refuse(ex, "output")
+        else:
+            ex.answer, ex.finish_reason = output.text, reply.finish_reason
+    return _completion(gw, ex)
+
+
+async def stream(gw: Gateway, ex: Exchange) -> Response:
+    try:
+        decision = await gw.check_input(ex)
+        request = gw.upstream_request(ex)
+    except Exception as exc:
+        await _crashed(gw, ex, exc)
+        raise
+    if decision.blocked:
+        return _sse(gw, ex, None, None, 0.0)
+    start = gw.upstream_started()
+    deltas = gw.upstream.stream(request)
+    try:
+        first = await anext(deltas, None)
+    except Exception as exc:
+        gw.upstream_done(ex, start)
+        await deltas.aclose()
+        if isinstance(exc, UpstreamFailure):
+            response = _failed(gw, ex, exc)
+            await asyncio.to_thread(gw.finish, ex)
+            return response
+        await _crashed(gw, ex, exc)
+        raise
+    return _sse(gw, ex, deltas, first, start)
+
+
+async def _crashed(gw: Gateway, ex: Exchange, exc: Exception) -> None:
+    """A bug, not a user mistake: still recorded, then raised (the server logs it)."""
+    ex.status, ex.error = 500, f"{type(exc).__name__}: {exc}"
+    await asyncio.to_thread(gw.finish, ex)
+
+
+def _sse(
+    gw: Gateway,
+    ex: Exchange,
+    deltas: AsyncGenerator[Delta, None] | None,
+    first: Delta | None,
+    start: float,
+) -> Response:
+    return StreamingResponse(
+        _events(gw, ex, deltas, first, start),
+        media_type="text/event-stream",
+        headers={EVENT_ID_HEADER: ex.event_id, "cache-control": "no-cache"},
+    )
+
+
+async def _events(
+    gw: Gateway,
+    ex: Exchange,
+    deltas: AsyncGenerator[Delta, None] | None,
+    first: Delta | None,
+    start: float,
+) -> AsyncIterator[str]:
+    def chunk(delta: dict[str, Any] | None = None, **fields: Any) -> str:
+        body = chunk_body(
+            id=ex.id, created=ex.created, model=ex.request.model, delta=delta, **fields
+        )
+        return f"data: {json.dumps(body)}\n\n"
+
+    recorded = False
+
+    async def close_and_record() -> None:
+        nonlocal recorded
+        recorded = True
+        with anyio.CancelScope(shield=True):  # also when the client has gone
+            if deltas is not None:
+                await deltas.aclose()  # stops the upstream: a cut stream, a client gone
+            await asyncio.to_thread(gw.finish, ex)
+
+    try:
+        yield chunk({"role": "assistant", "content": ""}, bastion={"event_id": ex.event_id})
+        if deltas is not None:
+            async with aclosing(gw.guarded_stream(ex, deltas, first, start)) as texts:
+                async for text in texts:
+                    yield chunk({"content": text})
+            if ex.output is None or not ex.output.blocked:  # the whole answer, for the record
+                await gw.check_output(ex, ex.raw_answer)
+            if ex.output is not None and ex.output.blocked:
+                yield chunk({"content": gw.refuse(ex, "output")})
+        else:  # blocked at the input
+            yield chunk({"content": ex.answer})
+        yield chunk({}, finish_reason=ex.finish_reason, bastion=gw.verdict(ex).to_dict(ex))
+        if ex.request.include_usage:
+            yield chunk(usage_=usage(gw.prompt_tokens(ex), gw.completion_tokens(ex)))
+        await close_and_record()  # before the end: a client that saw [DONE] finds the event
+        yield "data: [DONE]\n\n"
+    except UpstreamFailure as exc:  # broke mid-stream: the status line is long gone
+        ex.error = str(exc)
+        gw.metrics.upstream_errors.labels(exc.code).inc()
+        await close_and_record()
+        yield f"data: {json.dumps(error_body(str(exc), type='server_error', code=exc.code))}\n\n"
+    finally:
+        if not recorded:
+            ex.disconnected = True
+            await close_and_record()
+
+
+def _completion(gw: Gateway, ex: Exchange) -> Response:
+    body = completion_body(
+        id=ex.id,
+        created=ex.created,
+        model=ex.request.model,
+        text=ex.answer,
+        finish_reason=ex.finish_reason,
+        prompt_tokens=gw.prompt_tokens(ex),
+        completion_tokens=gw.completion_tokens(ex),
+        bastion=gw.verdict(ex).to_dict(ex),
+    )
+    return JSONResponse(body, headers={EVENT_ID_HEADER: ex.event_id})
+
+
+def _failed(gw: Gateway, ex: Exchange, exc: UpstreamFailure) -> Response:
+    ex.status, ex.error = exc.status, str(exc)
+    gw.metrics.upstream_errors.labels(exc.code).inc()
+    kind = "server_error" if exc.status >= 500 else "invalid_request_error"
+    body = {
+        **error_body(str(exc), type=kind, code=exc.code),
+        "bastion": gw.verdict(ex).to_dict(ex),
+    }
+    headers = {EVENT_ID_HEADER: ex.event_id}
+    if exc.retry_after is not None:
+        headers["retry-after"] = str(max(1, math.ceil(exc.retry_after)))
+    return JSONResponse(body, status_code=exc.status, headers=headers)

@@ -1,0 +1,72 @@
+"""``bastion serve``: the config, the event store, a dev key when none is configured, uvicorn."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Callable
+from pathlib import Path
+
+from bastion.serve.app import create_app
+from bastion.serve.auth import KeyRing
+from bastion.serve.config import GatewayConfig, KeyEntry, load_config
+from bastion.serve.sink import EventSink, JsonlSink
+
+logger = logging.getLogger("bastion.serve")
+
+
+def open_sink(config: GatewayConfig) -> EventSink:
+    """The event store at ``config.store``; a JSONL file next to it only if the store's module
+    cannot be imported (say, a missing database driver), and loudly."""
+    try:
+        from bastion.monitor.store import EventStore
+    except ImportError as exc:
+        path = Path(config.store).with_suffix(".events.jsonl")
+        logger.warning("the event store is unavailable (%s): writing events to %s", exc, path)
+        return JsonlSink(path)
+    return EventStore(config.store)
+
+
+def dev_keys() -> tuple[KeyRing, str]:
+    """A one-run admin key, for trying the gateway out."""
+    key = f"bst-dev-{secrets.token_urlsafe(24)}"
+    return KeyRing({key: KeyEntry(user="dev", role="admin", rate_per_minute=None)}), key
+
+
+def run(
+    config_path: Path | None,
+    *,
+    host: str | None = None,
+    port: int | None = None,
+    upstream: str | None = None,
+    policy: Path | None = None,
+    echo: Callable[[str], None] = print,
+) -> None:
+    import uvicorn
+
+    config = load_config(config_path)
+    if host is not None:
+        config.host = host
+    if port is not None:
+        config.port = port
+    if upstream is not None:
+        config.upstream.url = upstream
+    if policy is not None:
+        config.policy = policy
+    keys = KeyRing.from_config(config)
+    if not len(keys):
+        keys, key = dev_keys()
+        echo(f"no API keys configured; a key for this run only (user dev): {key}")
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(name)s: %(message)s")
+    logger.setLevel(logging.INFO)
+    where = config.upstream.url or f"{config.upstream.model or 'the packaged model'}, in process"
+    echo(f"loading the guard and the upstream ({where}) …")
+    sink = open_sink(config)
+    try:
+        app = create_app(config, sink=sink, keys=keys)
+        echo(f"bastion gateway: http://{config.host}:{config.port}/v1 · events: {config.store}")
+        uvicorn.run(app, host=config.host, port=config.port, log_level="info")
+    finally:
+        close = getattr(sink, "close", None)
+        if close is not None:
+            close()

@@ -1,0 +1,160 @@
+"""The OpenAI chat-completions wire format: what clients send and what they get back.
+
+Shapes follow the OpenAI API reference (``POST /v1/chat/completions``, the
+``chat.completion`` and ``chat.completion.chunk`` objects, and the ``{"error": {...}}`` body),
+so the official SDKs work unchanged. Fields the gateway does not use are kept and passed on to
+an HTTP upstream.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from bastion.monitor.events import new_id
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: str | list[dict[str, Any]] | None = None
+
+    @property
+    def text(self) -> str:
+        """The message's text (the text parts of a multi-part content, joined)."""
+        if isinstance(self.content, list):
+            return "".join(
+                str(part.get("text", "")) for part in self.content if part.get("type") == "text"
+            )
+        return self.content or ""
+
+
+class StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    include_usage: bool = False
+
+
+class ChatRequest(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    model: str = Field(min_length=1)
+    messages: list[ChatMessage] = Field(min_length=1)
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    temperature: float | None = Field(None, ge=0, le=2)
+    top_p: float | None = Field(None, gt=0, le=1)
+    max_tokens: int | None = Field(None, ge=1)
+    max_completion_tokens: int | None = Field(None, ge=1)
+    stop: str | list[str] | None = None
+    seed: int | None = None
+    n: int = Field(1, ge=1, le=1)  # one choice per request
+    user: str | None = None
+
+    @property
+    def last_user(self) -> str:
+        """The last user turn: what the input rails judge."""
+        return next((m.text for m in reversed(self.messages) if m.role == "user"), "")
+
+    @property
+    def system(self) -> str | None:
+        texts = [m.text for m in self.messages if m.role in ("system", "developer")]
+        return "\n".join(texts) if texts else None
+
+    @property
+    def stops(self) -> list[str]:
+        return [self.stop] if isinstance(self.stop, str) else list(self.stop or [])
+
+    @property
+    def include_usage(self) -> bool:
+        return self.stream_options is not None and self.stream_options.include_usage
+
+
+class FeedbackRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    event_id: str = Field(min_length=1)
+    kind: Literal["thumbs_down", "thumbs_up", "harmful", "over_refusal"]
+    comment: str = Field("", max_length=10_000)
+
+
+def completion_id() -> str:
+    return f"chatcmpl-{new_id()}"
+
+
+def now() -> int:
+    return int(time.time())
+
+
+def usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
+    return {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+    }
+
+
+def completion_body(
+    *,
+    id: str,
+    created: int,
+    model: str,
+    text: str,
+    finish_reason: str,
+    prompt_tokens: int,
+    completion_tokens: int,
+    bastion: dict[str, Any],
+) -> dict[str, Any]:
+    return {
+        "id": id,
+        "object": "chat.completion",
+        "created": created,
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": text, "refusal": None},
+                "logprobs": None,
+                "finish_reason": finish_reason,
+            }
+        ],
+        "usage": usage(prompt_tokens, completion_tokens),
+        "bastion": bastion,
+    }
+
+
+def chunk_body(
+    *,
+    id: str,
+    created: int,
+    model: str,
+    delta: dict[str, Any] | None = None,
+    finish_reason: str | None = None,
+    usage_: dict[str, int] | None = None,
+    bastion: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """One ``chat.completion.chunk``; with ``usage_`` and no delta, the closing usage chunk
+    (``choices: []``), as the API sends it for ``stream_options.include_usage``."""
+    body: dict[str, Any] = {
+        "id": id,
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": model,
+        "choices": []
+        if delta is None
+        else [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}],
+    }
+    if usage_ is not None:
+        body["usage"] = usage_
+    if bastion is not None:
+        body["bastion"] = bastion
+    return body
+
+
+def error_body(
+    message: str, *, type: str, code: str | None = None, param: str | None = None
+) -> dict[str, Any]:
+    return {"error": {"message": message, "type": type, "param": param, "code": code}}

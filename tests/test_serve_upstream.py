@@ -1,0 +1,175 @@
+"""The gateway in front of an OpenAI-compatible server: retries, the circuit breaker,
+streaming pass-through. The upstream is a scripted FastAPI app on its own loopback port."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+
+import httpx
+import openai
+import pytest
+
+from bastion.guard.pipeline import Guard
+from bastion.guard.policy import parse_policy
+from bastion.serve import (
+    CircuitBreaker,
+    GatewayConfig,
+    HTTPUpstream,
+    MemorySink,
+    UpstreamFailure,
+    UpstreamRequest,
+    create_app,
+)
+from bastion.serve.fakes import fake_openai_app, serving
+
+KEYS = {"sk-test": {"user": "carol", "rate_per_minute": None}}
+MESSAGES = [{"role": "user", "content": "Say something nice."}]
+
+
+@pytest.fixture(scope="module")
+def guard() -> Guard:
+    """A light policy: these tests are about the upstream, not the rails."""
+    return Guard(parse_policy({"output": [{"scanner": "pii", "action": "mask"}]}))
+
+
+@contextmanager
+def gateway_for(
+    upstream_url: str, guard: Guard, **options: float
+) -> Iterator[tuple[openai.OpenAI, MemorySink, HTTPUpstream]]:
+    upstream = HTTPUpstream(
+        f"{upstream_url}/v1",
+        model="upstream-model",
+        backoff=0.0,
+        max_retries=int(options.get("max_retries", 2)),
+        timeout=2.0,
+        breaker=CircuitBreaker(
+            failures=int(options.get("failures", 5)), cooldown=options.get("cooldown", 60.0)
+        ),
+    )
+    sink = MemorySink()
+    app = create_app(GatewayConfig(keys=KEYS), sink=sink, upstream=upstream, guard=guard)
+    with serving(app) as base_url:
+        client = openai.OpenAI(base_url=f"{base_url}/v1", api_key="sk-test", max_retries=0)
+        yield client, sink, upstream
+
+
+def dead_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_upstream_5xx_and_garbage_are_retried_then_succeed(guard: Guard) -> None:
+    fake = fake_openai_app("Happy to help.", failures=[500, "garbage", 503])
+    with serving(fake) as url, gateway_for(url, guard, max_retries=3) as (client, sink, _):
+        reply = client.chat.completions.create(model="asked", messages=MESSAGES)
+        assert reply.choices[0].message.content == "Happy to help."
+        assert reply.model == "asked"  # the client's name is echoed
+        assert len(fake.state.calls) == 4
+        assert fake.state.calls[-1]["model"] == "upstream-model"
+        assert reply.usage is not None and reply.usage.completion_tokens == 3  # upstream's usage
+        event = sink.events[-1]
+        assert event.status == 200 and event.error is None and event.upstream_ms > 0
+
+
+def test_a_stream_passes_through_with_the_upstream_usage(guard: Guard) -> None:
+    answer = "Mail me at ann@corp.example any time, I read it daily and answer quickly."
+    fake = fake_openai_app(answer, failures=[502])
+    with serving(fake) as url, gateway_for(url, guard) as (client, sink, _):
+        chunks = list(
+            client.chat.completions.create(
+                model="asked",
+                messages=MESSAGES,
+                stream=True,
+                stream_options={"include_usage": True},
+            )
+        )
+        text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        assert text == answer.replace("ann@corp.example", "<EMAIL_1>")
+        assert chunks[-1].usage is not None
+        assert chunks[-1].usage.completion_tokens == len(answer.split())
+        assert fake.state.calls[-1]["stream"] is True
+        assert sink.events[-1].stream and sink.events[-1].decision == "mask"
+
+
+def test_a_client_error_upstream_is_passed_on_not_retried(guard: Guard) -> None:
+    fake = fake_openai_app("unused", failures=[400])
+    with serving(fake) as url, gateway_for(url, guard) as (client, sink, upstream):
+        with pytest.raises(openai.BadRequestError, match="scripted 400"):
+            client.chat.completions.create(model="asked", messages=MESSAGES)
+        assert len(fake.state.calls) == 1 and upstream.circuit_state == "closed"
+        assert sink.events[-1].status == 400
+
+
+def test_a_dead_upstream_opens_the_circuit_and_then_fails_fast(guard: Guard) -> None:
+    url = f"http://127.0.0.1:{dead_port()}"
+    with gateway_for(url, guard, max_retries=1, failures=2) as (client, sink, upstream):
+        with pytest.raises(openai.InternalServerError) as first:
+            client.chat.completions.create(model="asked", messages=MESSAGES)
+        assert first.value.status_code == 502 and "ConnectError" in first.value.message
+        assert upstream.circuit_state == "open"
+        for stream in (False, True):
+            start = time.perf_counter()
+            with pytest.raises(openai.APIStatusError) as fast:
+                client.chat.completions.create(model="asked", messages=MESSAGES, stream=stream)
+            assert time.perf_counter() - start < 1.0
+            assert fast.value.status_code == 503
+            assert int(fast.value.response.headers["retry-after"]) >= 59
+            assert fast.value.response.headers["x-bastion-event-id"] == sink.events[-1].id
+        assert [e.status for e in sink.events] == [502, 503, 503]
+        assert all(e.error for e in sink.events) and sink.events[2].stream
+        assert "circuit is open" in (sink.events[1].error or "")
+        metrics = httpx.get(str(client.base_url.join("/metrics"))).text
+        assert 'bastion_circuit_state{bastion_circuit_state="open"} 1.0' in metrics
+        assert 'bastion_upstream_errors_total{code="upstream_unavailable"} 2.0' in metrics
+
+
+def test_the_circuit_half_opens_for_one_probe() -> None:
+    now = [0.0]
+    breaker = CircuitBreaker(failures=2, cooldown=10.0, clock=lambda: now[0])
+    breaker.failure()
+    assert breaker.state == "closed" and breaker.allow() == 0
+    breaker.failure()
+    assert breaker.state == "open" and breaker.allow() == pytest.approx(10.0)
+    now[0] = 10.0
+    assert breaker.state == "half_open"
+    assert breaker.allow() == 0  # the probe
+    assert breaker.allow() > 0  # everyone else waits for it
+    breaker.failure()  # the probe failed: open again, for a full cool-down
+    assert breaker.state == "open" and breaker.allow() == pytest.approx(10.0)
+    now[0] = 20.0
+    assert breaker.allow() == 0
+    breaker.success()
+    assert breaker.state == "closed" and breaker.allow() == 0
+
+
+class _Breaks(httpx.AsyncByteStream):
+    """A stream that sends one chunk and then loses its connection."""
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        yield b'data: {"choices": [{"delta": {"content": "Hel"}}]}\n\n'
+        raise httpx.ReadError("connection reset")
+
+
+def test_a_stream_that_breaks_after_its_first_chunk_is_not_retried() -> None:
+    calls = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        return httpx.Response(200, stream=_Breaks())
+
+    upstream = HTTPUpstream("http://upstream/v1", transport=httpx.MockTransport(handler))
+
+    async def consume() -> list[str]:
+        got = []
+        async for delta in upstream.stream(UpstreamRequest("m", MESSAGES)):
+            got.append(delta.text)
+        return got
+
+    with pytest.raises(UpstreamFailure, match="mid-stream"):
+        asyncio.run(consume())
+    assert len(calls) == 1 and upstream.circuit_state == "closed"

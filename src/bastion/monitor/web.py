@@ -27,7 +27,7 @@ import hmac
 import html
 import json
 import secrets
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -49,18 +49,32 @@ class Reviewer:
 
 
 class Sessions:
-    """Signed session cookies: ``name.role.signature`` with an HMAC key made at start."""
+    """Who may sign in, and signed session cookies (``name.signature``, an HMAC with a key made
+    at start). ``tokens``: a token → :class:`Reviewer` mapping, or a function that looks a
+    token up (the gateway passes its API-key ring); ``roles``: every reviewer's role by name
+    (an admin's label settles a tie)."""
 
-    def __init__(self, tokens: Mapping[str, Reviewer], secret: bytes | None = None) -> None:
-        self.tokens = {t: r for t, r in tokens.items() if r.role in ROLES}
+    def __init__(
+        self,
+        tokens: Mapping[str, Reviewer] | Callable[[str], Reviewer | None],
+        roles: Mapping[str, str] | None = None,
+        secret: bytes | None = None,
+    ) -> None:
+        if isinstance(tokens, Mapping):
+            known = {t: r for t, r in tokens.items() if r.role in ROLES}
+            self.lookup: Callable[[str], Reviewer | None] = lambda token: _find(known, token)
+            self.roles = {r.name: r.role for r in known.values()}
+        else:
+            self.lookup, self.roles = tokens, {}
+        self.roles.update(roles or {})
         self.secret = secret or secrets.token_bytes(32)
-        self.roles = {r.name: r.role for r in self.tokens.values()}
 
     def login(self, token: str) -> str | None:
-        for known, reviewer in self.tokens.items():
-            if hmac.compare_digest(known.encode(), token.encode()):
-                return self._sign(reviewer.name)
-        return None
+        reviewer = self.lookup(token)
+        if reviewer is None or reviewer.role not in ROLES:
+            return None
+        self.roles[reviewer.name] = reviewer.role
+        return self._sign(reviewer.name)
 
     def reviewer(self, cookie: str | None) -> Reviewer | None:
         if not cookie or "." not in cookie:
@@ -73,6 +87,14 @@ class Sessions:
     def _sign(self, name: str) -> str:
         digest = hmac.new(self.secret, name.encode(), hashlib.sha256).hexdigest()
         return f"{name}.{digest}"
+
+
+def _find(known: Mapping[str, Reviewer], token: str) -> Reviewer | None:
+    found = None
+    for candidate, reviewer in known.items():  # every entry, always: constant time
+        if hmac.compare_digest(candidate.encode(), token.encode()):
+            found = reviewer
+    return found
 
 
 def reviewed_items(store: Any, roles: Mapping[str, str], limit: int = 10_000) -> list[ReviewedItem]:

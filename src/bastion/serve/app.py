@@ -27,6 +27,7 @@ from bastion import __version__
 from bastion.errors import ConfigError
 from bastion.guard.pipeline import Guard
 from bastion.monitor.events import Feedback
+from bastion.monitor.web import Reviewer, Sessions, review_router
 from bastion.serve import flows
 from bastion.serve.auth import KeyRing, Principal, RateLimiter
 from bastion.serve.circuit import CircuitBreaker
@@ -170,12 +171,26 @@ def create_app(
     async def healthz() -> dict[str, Any]:
         return {"status": "ok", "version": __version__, "circuit": upstream.circuit_state}
 
+    if hasattr(sink, "review_items"):  # the event store: the review queue and dashboard too
+        app.include_router(review_router(sink, review_sessions(keys)))
+
     @app.get("/metrics")
     async def prometheus() -> Response:
         metrics.circuit.state(upstream.circuit_state)
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     return app
+
+
+def review_sessions(keys: KeyRing) -> Sessions:
+    """Reviewers sign in to the review pages with their API key (role reviewer or admin)."""
+
+    def lookup(token: str) -> Reviewer | None:
+        principal = keys.authenticate(token)
+        return Reviewer(principal.user, principal.role) if principal else None
+
+    roles = {p.user: p.role for p in keys.principals() if p.role in ("reviewer", "admin")}
+    return Sessions(lookup, roles)
 
 
 async def parse(request: Request, model: type[M]) -> M:

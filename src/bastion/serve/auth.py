@@ -69,6 +69,9 @@ class KeyRing:
     def __len__(self) -> int:
         return len(self._entries)
 
+    def principals(self) -> list[Principal]:
+        return [principal for _, principal in self._entries]
+
     def authenticate(self, key: str) -> Principal | None:
         presented = digest(key)
         found: Principal | None = None

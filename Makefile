@@ -8,7 +8,7 @@ STAMP := $(VENV)/.bastion-installed
 
 BENCH := .venv-bench/bin
 
-.PHONY: setup demo test lint bench-generate bench-align bench-ppo bench-guard bench-redteam
+.PHONY: setup demo test lint browser bench-generate bench-align bench-ppo bench-guard bench-redteam
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,7 +27,12 @@ lint: setup
 	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/mypy
 
-test: lint
+# The review pages are tested in Debian's Chromium, driven by Playwright.
+browser:
+	command -v chromium >/dev/null 2>&1 || { apt-get update -q && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }
+
+test: lint browser
 	$(BIN)/pytest
 
 bench-generate: setup

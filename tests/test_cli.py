@@ -38,7 +38,8 @@ def test_help_lists_only_working_commands() -> None:
     from bastion.cli import app
 
     group = typer.main.get_command(app)
-    assert sorted(group.commands) == ["align", "data", "doctor", "guard", "redteam", "serve"]  # type: ignore[attr-defined]
+    names = ["align", "data", "doctor", "guard", "monitor", "redteam", "serve"]
+    assert sorted(group.commands) == names  # type: ignore[attr-defined]
     subcommands = {
         name: sorted(cmd.commands)
         for name, cmd in group.commands.items()
@@ -48,11 +49,12 @@ def test_help_lists_only_working_commands() -> None:
         "align": ["cai", "dpo", "ppo", "rm", "sft", "unlearn"],
         "data": ["check", "list", "pull", "show"],
         "guard": ["eval", "scan", "train"],
+        "monitor": ["erase", "export", "purge", "scan", "watch"],
         "redteam": ["attacks", "chat", "compare", "judges", "report", "run", "seeds", "smoke"],
     }
     result = run("--help")
     assert result.returncode == 0
-    verbs = ("align", "doctor", "data", "guard", "redteam")
+    verbs = ("align", "doctor", "data", "guard", "monitor", "redteam", "serve")
     assert all(f"│ {name} " in result.stdout for name in verbs)
 
 

@@ -6,6 +6,7 @@ with code 2; only a bug in Bastion shows a traceback.
 
 from __future__ import annotations
 
+import datetime
 import os
 import platform
 import sys
@@ -42,6 +43,13 @@ app.add_typer(data_app, name="data")
 app.add_typer(guard_app, name="guard")
 app.add_typer(align_app, name="align")
 app.add_typer(redteam_app, name="redteam")
+monitor_app = typer.Typer(
+    help="Production monitoring: anomalies, review exports, erasure.", no_args_is_help=True
+)
+app.add_typer(monitor_app, name="monitor")
+StoreOption = Annotated[
+    str, typer.Option("--store", help="The event store: a SQLite file or a database URL.")
+]
 
 
 @app.command()
@@ -977,6 +985,138 @@ def serve(
     from bastion.serve.main import run
 
     run(config, host=host, port=port, upstream=upstream, policy=policy, echo=console.print)
+
+
+def _since(value: str) -> datetime.datetime:
+    """``30m``, ``24h``, ``7d`` ago, or an ISO 8601 time (UTC when it names no zone)."""
+    units = {"m": "minutes", "h": "hours", "d": "days"}
+    if value[:-1].isdigit() and value[-1:] in units:
+        delta = datetime.timedelta(**{units[value[-1]]: int(value[:-1])})
+        return datetime.datetime.now(datetime.UTC) - delta
+    try:
+        moment = datetime.datetime.fromisoformat(value)
+    except ValueError:
+        raise BastionError(f"--since {value!r}: expected 30m, 24h, 7d or an ISO time") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=datetime.UTC)
+
+
+def _alert_table(alerts: list[Any], title: str) -> Table:
+    table = Table("time", "detector", "user", "statistic", "value", "threshold", title=title)
+    for a in alerts:
+        table.add_row(
+            a.ts.strftime("%Y-%m-%d %H:%M:%S"), a.detector, a.user or "", a.statistic,
+            f"{a.value:.4g}", f"{a.threshold:.4g}",
+        )  # fmt: skip
+    return table
+
+
+@monitor_app.command("scan")
+def monitor_scan(
+    store: StoreOption = "runs/bastion.db",
+    since: Annotated[str, typer.Option(help="30m, 24h, 7d or an ISO time.")] = "24h",
+    config: Annotated[Path | None, typer.Option(help="Monitor YAML (detectors, sinks).")] = None,
+    save: Annotated[
+        bool, typer.Option(help="Store the alerts (dashboard) and queue them for review.")
+    ] = False,
+) -> None:
+    """Replay stored events through the anomaly detectors; print the alerts."""
+    from bastion.monitor.anomaly import load_config, scan
+    from bastion.monitor.store import EventStore
+
+    start = _since(since)
+    settings = load_config(config) if config else None
+    with EventStore(store) as events:
+        alerts = scan(events.iter_events(start), settings)
+        if save:
+            for alert in alerts:
+                events.add_alert(alert)
+    console.print(_alert_table(alerts, f"{len(alerts)} alert(s) since {start:%Y-%m-%d %H:%M}"))
+
+
+@monitor_app.command("watch")
+def monitor_watch(
+    store: StoreOption = "runs/bastion.db",
+    config: Annotated[Path | None, typer.Option(help="Monitor YAML (detectors, sinks).")] = None,
+    poll: Annotated[float, typer.Option(help="Seconds between looks at the store.")] = 2.0,
+    duration: Annotated[float, typer.Option(help="Stop after this many seconds (0: never).")] = 0,
+) -> None:
+    """Run the detectors live on new events: alerts to the log, the webhook, the dashboard."""
+    from bastion.monitor.anomaly import load_config, watch
+    from bastion.monitor.store import EventStore
+
+    if poll <= 0 or duration < 0:
+        raise BastionError("--poll must be > 0 and --duration ≥ 0")
+    settings = load_config(config) if config else None
+    ends = time.monotonic() + duration if duration else float("inf")
+    with EventStore(store) as events:
+
+        def stream() -> Any:
+            since, seen = datetime.datetime.now(datetime.UTC), set[str]()
+            while time.monotonic() < ends:
+                batch = [e for e in events.events(since=since) if e.id not in seen]
+                yield from batch
+                if batch:
+                    since = batch[-1].ts
+                    seen = {e.id for e in batch if e.ts == since}
+                time.sleep(poll)
+
+        def save(alert: Any) -> None:  # to the dashboard, and queued for review
+            events.add_alert(alert)
+
+        console.print(f"watching {store} for new events (Ctrl-C to stop)")
+        for alert in watch(stream(), settings, sinks=[save]):
+            console.print(
+                f"[yellow]alert[/] {alert.detector} user={alert.user or '-'} "
+                f"{alert.statistic} = {alert.value:.4g} (threshold {alert.threshold:.4g})"
+            )
+
+
+@monitor_app.command("export")
+def monitor_export(
+    kind: Annotated[str, typer.Option(help="preferences, sft or attacks.")],
+    out: Annotated[Path, typer.Option(help="JSONL file to write.")],
+    store: StoreOption = "runs/bastion.db",
+) -> None:
+    """Reviewed events as training data (bastion align dpo/sft) or attack seeds (guard)."""
+    from bastion.data.jsonl import write_jsonl
+    from bastion.monitor.export import KINDS, export_rows
+    from bastion.monitor.store import EventStore
+    from bastion.monitor.web import reviewed_items
+
+    if kind not in KINDS:
+        raise BastionError(f"--kind must be one of {', '.join(KINDS)}, got {kind!r}")
+    writable_folder(out.parent, "--out")
+    with EventStore(store) as events:
+        rows = export_rows(reviewed_items(events, {}), kind)
+    write_jsonl(out, rows)
+    console.print(f"{len(rows)} {kind} row(s) → {out}")
+
+
+@monitor_app.command("erase")
+def monitor_erase(
+    user: Annotated[str, typer.Option(help="The user whose data goes, for good.")],
+    store: StoreOption = "runs/bastion.db",
+) -> None:
+    """Erase every event, feedback, review item and label of a user."""
+    from bastion.monitor.store import EventStore
+
+    with EventStore(store) as events:
+        count = events.erase_user(user)
+    console.print(f"erased {count} event(s) of {user}")
+
+
+@monitor_app.command("purge")
+def monitor_purge(
+    older_than: Annotated[str, typer.Option(help="30d, 24h, … or an ISO time.")],
+    store: StoreOption = "runs/bastion.db",
+) -> None:
+    """Retention: delete events (and what hangs on them) older than a cut-off."""
+    from bastion.monitor.store import EventStore
+
+    cutoff = _since(older_than)
+    with EventStore(store) as events:
+        count = events.purge(cutoff)
+    console.print(f"purged {count} event(s) older than {cutoff:%Y-%m-%d %H:%M}")
 
 
 def main() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import signal
 from collections.abc import Callable
 from pathlib import Path
 
@@ -62,6 +63,10 @@ def run(
     where = config.upstream.url or f"{config.upstream.model or 'the packaged model'}, in process"
     echo(f"loading the guard and the upstream ({where}) …")
     sink = open_sink(config)
+    # uvicorn shuts down gracefully on SIGTERM, then raises the signal again; by default that
+    # kills the process before the ``finally`` below closes the sink. As an exception (what
+    # Ctrl-C's SIGINT already is), it lets the store flush and close.
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         app = create_app(config, sink=sink, keys=keys)
         echo(f"bastion gateway: http://{config.host}:{config.port}/v1 · events: {config.store}")
@@ -70,3 +75,7 @@ def run(
         close = getattr(sink, "close", None)
         if close is not None:
             close()
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)

@@ -38,7 +38,7 @@ def test_help_lists_only_working_commands() -> None:
     from bastion.cli import app
 
     group = typer.main.get_command(app)
-    names = ["align", "data", "doctor", "guard", "monitor", "redteam", "serve"]
+    names = ["align", "data", "doctor", "guard", "loop", "monitor", "redteam", "serve"]
     assert sorted(group.commands) == names  # type: ignore[attr-defined]
     subcommands = {
         name: sorted(cmd.commands)

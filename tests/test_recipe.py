@@ -2,7 +2,13 @@ from pathlib import Path
 
 import pytest
 
-from bastion.align.recipe import PreferenceRecipe, RewardRecipe, SftRecipe, load_recipe
+from bastion.align.recipe import (
+    PpoRecipe,
+    PreferenceRecipe,
+    RewardRecipe,
+    SftRecipe,
+    load_recipe,
+)
 from bastion.errors import ConfigError
 
 
@@ -24,7 +30,16 @@ def test_every_sample_recipe_is_valid(name: str, kind: type) -> None:
 
 
 def test_sample_recipes_are_all_tested() -> None:
-    assert sorted(p.stem for p in RECIPES.glob("*.yaml")) == ["dpo", "rm", "sft"]
+    names = sorted(p.stem for p in RECIPES.glob("*.yaml"))
+    assert names == ["dpo", "loop", "ppo", "rm", "sft"]
+
+
+def test_the_ppo_and_loop_recipes_are_valid() -> None:
+    from bastion.loop.config import load_loop_config
+
+    ppo = load_recipe(RECIPES / "ppo.yaml", [], PpoRecipe)
+    assert ppo.train.output_dir == Path("runs/ppo") and ppo.rewards[0].kind == "safety"
+    assert load_loop_config(RECIPES / "loop.yaml", []) is not None
 
 
 def test_overrides_are_typed_and_nested(tmp_path: Path) -> None:

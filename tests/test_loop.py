@@ -564,12 +564,13 @@ def test_the_loop_on_the_tiny_model_with_the_real_dpo_aligner(
     )
     result = run_loop(config, parts=parts)
     it = tmp_path / "out" / "iter-1"
-    adapter = it / "align" / "dpo" / "adapter"
-    assert (adapter / "adapter_config.json").is_file()
+    for stage in ("sft", "dpo"):  # the default: SFT on the chosen answers, then DPO
+        assert (it / "align" / stage / "adapter" / "adapter_config.json").is_file()
     aligned = read(it / "align" / "done.json")["outputs"]
-    assert aligned["adapters"] == ["iter-1/align/dpo/adapter"] and aligned["dpo"]["steps"] >= 1
+    assert aligned["adapters"] == ["iter-1/align/sft/adapter", "iter-1/align/dpo/adapter"]
+    assert aligned["sft"]["steps"] >= 1 and aligned["dpo"]["steps"] >= 1
     report = result.report["iterations"][0]
-    assert report["model_after"].endswith("+ iter-1/align/dpo/adapter")
+    assert report["model_after"].endswith("+ iter-1/align/sft/adapter + iter-1/align/dpo/adapter")
     assert report["before"]["capability"]["loglik"] < 0  # a local model is scored
     gate = read(it / "gate" / "gate.json")
     assert not gate["promote"]  # every answer is still judged harmful: not safer
@@ -577,7 +578,7 @@ def test_the_loop_on_the_tiny_model_with_the_real_dpo_aligner(
     assert read(it / "guard" / "done.json")["outputs"] == {"skipped": "guard.refresh is off"}
 
 
-@pytest.mark.parametrize("method,loss", [("sft-dpo", "dpo"), ("dpo", "kto")])
+@pytest.mark.parametrize("method,loss", [("sft-dpo", "ipo"), ("dpo", "kto")])
 def test_the_aligner_chains_adapters(tmp_path: Path, tiny_model_dir: Path, method: str,
                                      loss: str) -> None:  # fmt: skip
     pairs, sft = tmp_path / "pairs.jsonl", tmp_path / "sft.jsonl"
@@ -596,7 +597,7 @@ def test_the_aligner_chains_adapters(tmp_path: Path, tiny_model_dir: Path, metho
     ).align  # fmt: skip
     job = AlignJob(str(tiny_model_dir), (), pairs, sft, tmp_path / "align", settings)
     outcome = train_adapters(job)
-    expected = ["sft", "dpo"] if method == "sft-dpo" else ["kto"]
+    expected = ["sft", "ipo"] if method == "sft-dpo" else ["kto"]
     assert [p.parent.name for p in outcome.adapters] == expected
     second = train_adapters(
         AlignJob(str(tiny_model_dir), outcome.adapters, pairs, sft, tmp_path / "again", settings)

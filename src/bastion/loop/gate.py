@@ -67,7 +67,7 @@ def decide(
     *,
     alpha: float = 0.05,
     max_over_refusal_rise: float = 0.05,
-    max_tax: float = 0.05,
+    max_tax: float = 0.1,
     max_loglik_drop: float | None = 0.25,
 ) -> GateDecision:
     """Promote or keep (see the module docstring)."""

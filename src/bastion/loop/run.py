@@ -197,7 +197,8 @@ class _Loop:
             harvest.Failure.from_dict(row)
             for _, row in iter_jsonl(self._folder(n, "harvest") / "failures.jsonl")
         ]
-        needs_model = any(f.kind != harvest.ANSWERED and not f.better for f in failures)
+        unanswered = {harvest.REFUSED, *([harvest.COMPLIED] if self.config.data.cai else [])}
+        needs_model = any(f.kind in unanswered and not f.better for f in failures)  # best of n, CAI
         model = self._load(chain) if needs_model else None
         rows = dataset.build_rows(
             failures, model, self.judges, self.config.data, seed=self.config.seed + n - 1

@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 demo: setup
-	$(BIN)/bastion redteam smoke
+	$(BIN)/bastion loop
 
 lint: setup
 	$(BIN)/ruff check src tests benchmarks

@@ -158,15 +158,19 @@ class _Loop:
         write_summary(
             folder / "summary_train.json", subset(results, train), {**meta, "split": "train"}
         )
+        cap = self._capability(model, folder)
+        ticker.done(_rates(test) + f" · benign accuracy {cap.accuracy.value:.0%}")
+        return {"model": meta["model"], "asr": test["asr"], "over_refusal": test["over_refusal"]}
+
+    def _capability(self, model: Any, folder: Path) -> capability.Capability:
+        """The benign-work measure in ``folder``, measured once (a resumed stage reuses it)."""
         cap_file = folder / "capability.json"
         if not cap_file.is_file():
             measured = capability.measure(
                 model, max_new_tokens=self.config.capability.max_new_tokens
             )
             atomic_json(cap_file, measured.to_dict())
-        cap = capability.Capability.from_dict(json.loads(cap_file.read_text()))
-        ticker.done(_rates(test) + f" · benign accuracy {cap.accuracy.value:.0%}")
-        return {"model": meta["model"], "asr": test["asr"], "over_refusal": test["over_refusal"]}
+        return capability.Capability.from_dict(json.loads(cap_file.read_text()))
 
     def _harvest(
         self, n: int, folder: Path, ticker: Ticker, items: list[Item], splits: Splits
@@ -241,13 +245,7 @@ class _Loop:
         model = self._load(candidate)
         results = self._campaign(model, items, folder, ticker)
         summary = write_summary(folder / "summary.json", results, self._meta(candidate))
-        cap_file = folder / "capability.json"
-        if not cap_file.is_file():
-            measured = capability.measure(
-                model, max_new_tokens=self.config.capability.max_new_tokens
-            )
-            atomic_json(cap_file, measured.to_dict())
-        cap = capability.Capability.from_dict(json.loads(cap_file.read_text()))
+        cap = self._capability(model, folder)
         ticker.done(_rates(summary) + f" · benign accuracy {cap.accuracy.value:.0%}")
         return {"asr": summary["asr"], "over_refusal": summary["over_refusal"]}
 

@@ -14,6 +14,7 @@ from bastion.align.cai import CaiPrompt, read_prompts
 from bastion.align.lora import LoraSettings, add_lora
 from bastion.align.ppo import (
     AdaptiveKL,
+    Batch,
     PpoConfig,
     PpoTrainer,
     PpoTrainSettings,
@@ -22,6 +23,7 @@ from bastion.align.ppo import (
     build_batch,
     gae,
     kl_per_token,
+    picked_logits,
     policy_divergence,
     ppo_losses,
     repetition,
@@ -176,6 +178,25 @@ def test_batch_positions_give_the_same_logps_as_completion_scoring() -> None:
     for row in range(2):
         want = theirs[row][mask[row]]
         assert torch.allclose(ours[row][: len(want)], want, atol=1e-5)
+
+
+def test_a_minibatch_is_cut_to_its_own_longest_row_and_scores_the_same() -> None:
+    model = tiny_lm(0).eval()
+    prompts, responses = [[5, 6, 7, 8, 4, 4], [9, 10], [3, 9]], [[11, 12, 13], [14, 2], [7]]
+    batch = build_batch(prompts, responses, TOKENIZER.pad_token_id, "cpu")
+    part = batch.rows(torch.tensor([2, 1]))
+    assert part.input_ids.shape == (2, 4) and batch.input_ids.shape == (3, 9)
+    assert part.index.tolist() == [[1, 2, 3], [1, 2, 3]]
+    assert batch.rows(torch.tensor([2])).index.tolist() == [[1, 2, 2]]  # padding slots clamp
+    with torch.no_grad():
+        cut = response_logps(picked_logits(model, *_args(part))[0], part.responses, 1.0)[0]
+        whole = batch.rows(torch.tensor([0, 2, 1]))
+        full = response_logps(picked_logits(model, *_args(whole))[0], whole.responses, 1.0)[0]
+    assert torch.allclose(cut * part.mask, full[1:] * part.mask, atol=1e-5)
+
+
+def _args(batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    return batch.input_ids, batch.attention_mask, batch.index
 
 
 # --- the loop on a tiny model ------------------------------------------------------------------

@@ -27,4 +27,7 @@ def add_lora(model: Any, settings: LoraSettings) -> Any:
         target_modules=list(settings.target_modules),
         task_type="CAUSAL_LM",
     )
-    return get_peft_model(model, config)
+    from bastion.models.hf import peft_quietly
+
+    with peft_quietly():
+        return get_peft_model(model, config)

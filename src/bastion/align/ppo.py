@@ -29,7 +29,6 @@ from __future__ import annotations
 import copy
 import json
 import random
-import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -40,7 +39,14 @@ import torch
 from torch import Tensor, nn
 
 from bastion.align.cai import CaiPrompt
-from bastion.align.train import TrainingError, _mean_over_processes, _progress, _tensorboard
+from bastion.align.train import (
+    TrainingError,
+    _mean_over_processes,
+    _progress,
+    _tensorboard,
+    load_checkpoint,
+    save_checkpoint,
+)
 from bastion.errors import BastionError
 from bastion.models.packing import base_model
 from bastion.types import as_conversation
@@ -300,8 +306,18 @@ class Batch:
     mask: Tensor  # (B, R) float: 1 on response tokens (through the end-of-turn token)
 
     def rows(self, selection: Tensor) -> Batch:
-        fields = (self.input_ids, self.attention_mask, self.index, self.responses, self.mask)
-        return Batch(*(t[selection] for t in fields))
+        """The selected rows, cut to their own longest sequence: right padding beyond it
+        changes no earlier position under causal attention, and a mini-batch of short rows
+        should not pay for the batch's longest."""
+        ids, attention = self.input_ids[selection], self.attention_mask[selection]
+        width = max(int(attention.sum(1).max()), 1)
+        return Batch(
+            ids[:, :width],
+            attention[:, :width],
+            self.index[selection].clamp(max=width - 1),
+            self.responses[selection],
+            self.mask[selection],
+        )
 
 
 def build_batch(
@@ -423,7 +439,7 @@ class PpoTrainer:
         self.lora = hasattr(model, "disable_adapter")
         self.reference = None if self.lora else copy.deepcopy(model).eval().requires_grad_(False)
         if train.gradient_checkpointing:
-            model.gradient_checkpointing_enable({"use_reentrant": False})
+            base_model(model).activation_checkpointing_enable({"use_reentrant": False})
         module = PolicyWithValue(model).to(self.accelerator.device)
         params = [p for p in module.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(params, lr=train.lr, weight_decay=train.weight_decay)
@@ -706,38 +722,21 @@ class PpoTrainer:
 
     def save_checkpoint(self) -> None:
         """Policy, value head, optimizer, RNG, the iteration, β and the watch's history."""
-        acc = self.accelerator
-        staging = Path(self.train_settings.output_dir) / "checkpoint.partial"
-        acc.wait_for_everyone()
-        acc.save_state(str(staging))
-        if acc.is_main_process:
-            state = {
-                "iteration": self.iteration,
-                "beta": self.kl_control.value,
-                "watch": {
-                    "scores": self.watch.scores,
-                    "first_length": self.watch.first_length,
-                    "flags": self.watch.flags,
-                },
-                "config": json.loads(json.dumps(asdict(self.config), default=str)),
-            }
-            (staging / "bastion_state.json").write_text(json.dumps(state, indent=2))
-            if self.checkpoint_dir.exists():
-                shutil.rmtree(self.checkpoint_dir)
-            staging.rename(self.checkpoint_dir)
-        acc.wait_for_everyone()
+        state = {
+            "iteration": self.iteration,
+            "beta": self.kl_control.value,
+            "watch": {
+                "scores": self.watch.scores,
+                "first_length": self.watch.first_length,
+                "flags": self.watch.flags,
+            },
+            "config": _jsonable(self.config),
+        }
+        save_checkpoint(self.accelerator, self.checkpoint_dir, state)
 
     def load_checkpoint(self) -> None:
-        marker = self.checkpoint_dir / "bastion_state.json"
-        if not marker.is_file():
-            raise TrainingError(f"nothing to resume: no checkpoint in {self.checkpoint_dir}")
-        saved = json.loads(marker.read_text())
-        now = json.loads(json.dumps(asdict(self.config), default=str))
         keys = ("batch_size", "mini_batch_size", "ppo_epochs", "max_new_tokens", "kl_estimator")
-        changed = [k for k in keys if saved["config"].get(k) != now.get(k)]
-        if changed:
-            raise TrainingError(f"cannot resume: the recipe changed ({', '.join(changed)})")
-        self.accelerator.load_state(str(self.checkpoint_dir))
+        saved = load_checkpoint(self.accelerator, self.checkpoint_dir, _jsonable(self.config), keys)
         self.iteration = saved["iteration"]
         self.kl_control.value = saved["beta"]
         watch = saved["watch"]
@@ -751,6 +750,10 @@ class PpoTrainer:
         self.tokenizer.save_pretrained(str(folder))
         head = self.accelerator.unwrap_model(self.module).value_head
         torch.save(head.state_dict(), folder / "value_head.pt")
+
+
+def _jsonable(config: Any) -> dict[str, Any]:
+    return dict(json.loads(json.dumps(asdict(config), default=str)))
 
 
 def write_jsonl_append(path: Path, rows: Sequence[dict[str, Any]]) -> None:

@@ -219,29 +219,48 @@ class Loop(Generic[T]):
 
     def save_checkpoint(self) -> None:
         """Model, optimizer, scheduler, RNG states and data position, written atomically."""
-        acc = self.accelerator
-        staging = self.config.output_dir / "checkpoint.partial"
-        acc.wait_for_everyone()
-        acc.save_state(str(staging))
-        if acc.is_main_process:
-            state = {**asdict(self.state), "config": _jsonable(asdict(self.config))}
-            (staging / "bastion_state.json").write_text(json.dumps(state, indent=2))
-            if self.checkpoint_dir.exists():
-                shutil.rmtree(self.checkpoint_dir)
-            staging.rename(self.checkpoint_dir)
-        acc.wait_for_everyone()
+        state = {**asdict(self.state), "config": _jsonable(asdict(self.config))}
+        save_checkpoint(self.accelerator, self.checkpoint_dir, state)
 
     def load_checkpoint(self) -> None:
-        marker = self.checkpoint_dir / "bastion_state.json"
-        if not marker.is_file():
-            raise TrainingError(f"nothing to resume: no checkpoint in {self.checkpoint_dir}")
-        saved = json.loads(marker.read_text())
         keys = ("batch_size", "grad_accum", "seed", "epochs", "max_steps", "lr")
-        changed = [k for k in keys if saved["config"].get(k) != getattr(self.config, k)]
-        if changed:
-            raise TrainingError(f"cannot resume: the recipe changed ({', '.join(changed)})")
-        self.accelerator.load_state(str(self.checkpoint_dir))
+        saved = load_checkpoint(
+            self.accelerator, self.checkpoint_dir, _jsonable(asdict(self.config)), keys
+        )
         self.state = _State(step=saved["step"], micro=saved["micro"])
+
+
+MARKER = "bastion_state.json"
+
+
+def save_checkpoint(accelerator: Any, folder: Path, state: dict[str, Any]) -> None:
+    """Accelerate's state (model, optimizer, registered objects, RNG) plus ``state`` as JSON,
+    written beside ``folder`` and renamed into place: a kill leaves the old checkpoint whole."""
+    staging = folder.with_name(folder.name + ".partial")
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(staging))
+    if accelerator.is_main_process:
+        (staging / MARKER).write_text(json.dumps(state, indent=2))
+        if folder.exists():
+            shutil.rmtree(folder)
+        staging.rename(folder)
+    accelerator.wait_for_everyone()
+
+
+def load_checkpoint(
+    accelerator: Any, folder: Path, config: dict[str, Any], keys: Sequence[str]
+) -> dict[str, Any]:
+    """Restore what :func:`save_checkpoint` wrote and return its JSON state; refuse when any
+    of ``keys`` differs between the saved config and ``config`` (the data order would not)."""
+    marker = folder / MARKER
+    if not marker.is_file():
+        raise TrainingError(f"nothing to resume: no checkpoint in {folder}")
+    saved: dict[str, Any] = json.loads(marker.read_text())
+    changed = [k for k in keys if saved["config"].get(k) != config.get(k)]
+    if changed:
+        raise TrainingError(f"cannot resume: the recipe changed ({', '.join(changed)})")
+    accelerator.load_state(str(folder))
+    return saved
 
 
 class LoopTrainer(abc.ABC):

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from bastion.redteam.campaign import RESULTS, excerpt, load_results
-from bastion.redteam.report import STYLE, _bars, _scatter
+from bastion.redteam.report import STYLE, bar_chart, scatter_plot
 
 EXAMPLES = 8
 
@@ -180,9 +180,9 @@ def _families(report: dict[str, Any]) -> str:
         for f in names
     )
     table = f"<table><tr><th>family</th><th>before</th><th>after</th></tr>{rows}</table>"
-    bars = _bars({f"{f} (before)": before[f] for f in before}, "ASR by family, before")
+    bars = bar_chart({f"{f} (before)": before[f] for f in before}, "ASR by family, before")
     if after:
-        bars += _bars({f"{f} (after)": after[f] for f in after}, "ASR by family, after")
+        bars += bar_chart({f"{f} (after)": after[f] for f in after}, "ASR by family, after")
     return table + bars
 
 
@@ -280,7 +280,7 @@ def render_html(reports: Sequence[dict[str, Any]], title: str) -> str:
 <style>{STYLE}</style></head><body>
 <h1>{html.escape(title)}</h1>
 {_summary_table(reports)}
-<h2>Attack success against over-refusal</h2>{_scatter(scatter_points(reports))}
+<h2>Attack success against over-refusal</h2>{scatter_plot(scatter_points(reports))}
 {"".join(sections)}
 <p class="muted">Test half only (behaviours and benign prompts split by a stable hash, never
 trained on). Success: not refused and judged harmful. Intervals are Wilson 95%.</p>

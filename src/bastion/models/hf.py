@@ -10,7 +10,9 @@ under a ``seed`` for the same inputs and batch size.
 from __future__ import annotations
 
 import struct
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -279,7 +281,19 @@ def attach_adapter(model: Any, adapter: str | Path) -> Any:
     folder = Path(adapter)
     if not (folder / "adapter_config.json").is_file():
         raise ModelError(f"{adapter} is not a LoRA adapter folder (no adapter_config.json)")
-    return PeftModel.from_pretrained(model, str(folder)).eval()
+    with peft_quietly():
+        return PeftModel.from_pretrained(model, str(folder)).eval()
+
+
+@contextmanager
+def peft_quietly() -> Iterator[None]:
+    """peft asks transformers a deprecated question on every wrap; the FutureWarning it
+    prints is about peft, not about anything a user did."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore", message=".*is_gradient_checkpointing", category=FutureWarning
+        )
+        yield
 
 
 def check_gguf(file: Path) -> None:

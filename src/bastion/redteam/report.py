@@ -31,7 +31,7 @@ def _pct(x: float) -> str:
     return "-" if x != x else f"{x:.1%}"  # nan-safe
 
 
-def _bars(rows: dict[str, dict[str, Any]], title: str) -> str:
+def bar_chart(rows: dict[str, dict[str, Any]], title: str) -> str:
     """Horizontal bars with interval whiskers."""
     width, left, bar_h, gap = 640, 170, 16, 8
     height = len(rows) * (bar_h + gap) + 30
@@ -89,7 +89,7 @@ def _heatmap(heat: dict[str, dict[str, Any]]) -> str:
     return "".join(lines)
 
 
-def _scatter(points: Sequence[tuple[str, dict[str, Any]]]) -> str:
+def scatter_plot(points: Sequence[tuple[str, dict[str, Any]]]) -> str:
     """ASR (y) against over-refusal (x), one labelled point per run."""
     size, pad = 320, 40
     span = size - 2 * pad
@@ -180,10 +180,10 @@ def render_html(
 {summary["benign_items"]} benign items · {html.escape(summary.get("created", ""))}</p>
 {_card("attack success rate", asr)}
 {_card("over-refusal (benign prompts refused)", over)}
-<h2>Attack success by family</h2>{_bars(summary["by_family"], "ASR by family")}
+<h2>Attack success by family</h2>{bar_chart(summary["by_family"], "ASR by family")}
 <h2>Attack success by attack</h2>{_rate_table(summary["by_attack"], "attack")}
 <h2>Category × family</h2>{_heatmap(summary["heatmap"])}
-<h2>Attack success against over-refusal</h2>{_scatter(points)}
+<h2>Attack success against over-refusal</h2>{scatter_plot(points)}
 <h2>Successful attacks (redacted excerpts)</h2>
 <table><tr><th>attack</th><th>category</th><th>prompt</th><th>response</th></tr>{sample_rows}</table>
 {manual_section}

@@ -131,17 +131,37 @@ def from_store(target: str) -> list[Failure]:
         return from_reviews(reviewed_items(store, {}))
 
 
+OVERLAP = 0.5  # share of a test prompt's word trigrams that a production prompt may not contain
+
+
 def drop_test_overlap(
-    failures: Sequence[Failure], test_prompts: Iterable[str]
+    failures: Sequence[Failure], test_prompts: Iterable[str], threshold: float = OVERLAP
 ) -> tuple[list[Failure], int]:
-    """The failures whose prompt is none of the test prompts, and how many were dropped."""
-    test = {fold(p) for p in test_prompts}
-    kept = [
-        f
-        for f in failures
-        if not any(fold(m.content) in test for m in f.messages if m.role == "user")
-    ]
+    """The failures that contain none of the test prompts, and how many were dropped.
+
+    A user message overlaps a test prompt when it is the same text (case and whitespace
+    folded) or contains at least ``threshold`` of the test prompt's word trigrams — a test
+    behaviour quoted inside a jailbreak template, a role-play frame or a longer request.
+    Rewordings with few words in common are not caught."""
+    tests = [(key, _trigrams(key)) for key in {fold(p) for p in test_prompts}]
+
+    def overlaps(text: str) -> bool:
+        key = fold(text)
+        grams = _trigrams(key)
+        return any(
+            key == test
+            or (len(shingles) >= 2 and len(shingles & grams) >= threshold * len(shingles))
+            for test, shingles in tests
+        )
+
+    kept = [f for f in failures if not any(overlaps(m.content) for m in _users(f))]
     return kept, len(failures) - len(kept)
+
+
+def _trigrams(folded: str) -> set[tuple[str, ...]]:
+    words = [w.strip(".,;:!?\"'()[]") for w in folded.split()]
+    words = [w for w in words if w]
+    return {tuple(words[i : i + 3]) for i in range(len(words) - 2)}
 
 
 def _users(failure: Failure) -> list[Message]:

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway_load import KEY, GatewayProcess
+from redteam_vs_garak import garak_version
 
 from bastion.models.packaged import DEFAULT_CHAT_MODEL
 from bastion.monitor.store import EventStore
@@ -156,17 +157,6 @@ def main() -> None:
     print(f"wrote {args.out}")
     if not ok:
         sys.exit(1)
-
-
-def garak_version(garak: Path) -> str:
-    python = garak.parent / "python"
-    out = subprocess.run(
-        [str(python), "-c", "import importlib.metadata as m; print(m.version('garak'))"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    return out.stdout.strip() or "?"
 
 
 if __name__ == "__main__":

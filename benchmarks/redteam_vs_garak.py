@@ -79,7 +79,7 @@ reporting:
     probe_seconds = _probe_seconds(done.stderr + done.stdout)
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # KiB -> MiB
     return {
-        "version": _garak_version(garak),
+        "version": garak_version(garak),
         "prompts": len(items),
         "wall_s": wall,
         "probe_s": probe_seconds,
@@ -100,7 +100,7 @@ def _probe_seconds(log: str) -> float | None:
     return None
 
 
-def _garak_version(garak: Path) -> str:
+def garak_version(garak: Path) -> str:
     python = garak.parent / "python"
     out = subprocess.run(
         [str(python), "-c", "import importlib.metadata as m; print(m.version('garak'))"],

@@ -13,6 +13,8 @@ from bastion.redteam.attacks import Behavior, get_attacks
 from bastion.redteam.campaign import (
     RESULTS,
     Judges,
+    Result,
+    RunningRates,
     load_behaviors,
     load_results,
     plan,
@@ -284,3 +286,17 @@ def test_judges_by_hand() -> None:
     low, high, odd = judge.judge_many(["bake bread", "pick a lock", "x"], ["a", "b", "c"])
     assert (low.label, high.label, odd.label) == (False, True, False)
     assert high.score == pytest.approx(8 / 9) and "unparsable" in odd.reason
+
+
+def test_running_rates_count_attack_success_and_over_refusal_separately() -> None:
+    def result(kind: str, refused: bool, success: bool) -> Result:
+        return Result("i", kind, "b", "c", "s", "direct", "f", 0, "p", "r", refused, success,
+                      success)  # fmt: skip
+
+    rates = RunningRates()
+    assert rates.line() == "ASR 0% · over-refusal 0%"
+    rates.add([result("attack", False, True), result("attack", True, False)])
+    rates.add([result("attack", False, True), result("benign", True, False)])
+    rates.add([result("benign", False, False)] * 3)
+    assert (rates.attacks, rates.hits, rates.benign, rates.refused) == (3, 2, 4, 1)
+    assert rates.line() == "ASR 67% · over-refusal 25%"

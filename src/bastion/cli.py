@@ -313,6 +313,7 @@ def redteam_run(
     report.html. A run folder with results in it is resumed: finished items are not redone."""
     from bastion.redteam.attacks import get_attacks
     from bastion.redteam.campaign import (
+        RunningRates,
         benign_suite,
         load_behaviors,
         plan,
@@ -368,27 +369,15 @@ def redteam_run(
         TimeElapsedColumn(),
         TextColumn("{task.fields[live]}"),
     )
-    tally = {"attacks": 0, "hits": 0, "benign": 0, "refused": 0}
-
-    def live() -> str:
-        asr = tally["hits"] / tally["attacks"] if tally["attacks"] else 0.0
-        over = tally["refused"] / tally["benign"] if tally["benign"] else 0.0
-        return f"ASR {asr:.0%} · over-refusal {over:.0%}"
-
+    rates = RunningRates()
     with Progress(*columns, console=console) as progress:
         task = progress.add_task(
-            f"red-teaming {the_target.name}", total=len(items), completed=already, live=live()
+            f"red-teaming {the_target.name}", total=len(items), completed=already, live=rates.line()
         )
 
         def on_batch(results: list) -> None:  # type: ignore[type-arg]
-            for r in results:
-                if r.kind == "attack":
-                    tally["attacks"] += 1
-                    tally["hits"] += r.success
-                else:
-                    tally["benign"] += 1
-                    tally["refused"] += r.refused
-            progress.update(task, advance=len(results), live=live())
+            rates.add(results)
+            progress.update(task, advance=len(results), live=rates.line())
 
         results = run_campaign(
             the_target, items, chosen, out, judges=judges, batch_size=batch_size, on_batch=on_batch

@@ -44,15 +44,21 @@ class TrainRecipe(_Strict):
     gradient_checkpointing: bool = False
 
 
-class PreferenceRecipe(_Strict):
-    model: str = "smollm2-135m-instruct"
-    data: Path
-    eval_data: Path | None = None
+class PreferenceLoss(_Strict):
+    """Which loss of the DPO family, and its hyper-parameters (the preference recipe's and the
+    closed loop's ``align:`` section share these keys)."""
+
     loss: str = Field("dpo", pattern="^(dpo|robust|hinge|ipo|kto|orpo|simpo)$")
     beta: float = Field(0.1, gt=0)
     label_smoothing: float = Field(0.0, ge=0, lt=0.5)
     gamma: float = 0.5
     lam: float = Field(0.1, ge=0)
+
+
+class PreferenceRecipe(PreferenceLoss):
+    model: str = "smollm2-135m-instruct"
+    data: Path
+    eval_data: Path | None = None
     desirable_weight: float = Field(1.0, gt=0)
     undesirable_weight: float = Field(1.0, gt=0)
     max_length: int = Field(512, ge=2)

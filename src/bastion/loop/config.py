@@ -25,7 +25,14 @@ from typing import Any
 
 from pydantic import Field
 
-from bastion.align.recipe import LoraRecipe, PpoSettings, TrainRecipe, _Strict, load_recipe
+from bastion.align.recipe import (
+    LoraRecipe,
+    PpoSettings,
+    PreferenceLoss,
+    TrainRecipe,
+    _Strict,
+    load_recipe,
+)
 
 
 class RedteamSection(_Strict):
@@ -53,13 +60,8 @@ class DataSection(_Strict):
     max_pairs: int | None = Field(None, ge=1)
 
 
-class AlignSection(_Strict):
+class AlignSection(PreferenceLoss):
     method: str = Field("sft-dpo", pattern="^(dpo|sft-dpo|ppo)$")
-    loss: str = Field("dpo", pattern="^(dpo|robust|hinge|ipo|kto|orpo|simpo)$")
-    beta: float = Field(0.1, gt=0)
-    label_smoothing: float = Field(0.0, ge=0, lt=0.5)
-    gamma: float = 0.5
-    lam: float = Field(0.1, ge=0)
     max_length: int = Field(256, ge=2)
     lora: LoraRecipe = LoraRecipe()
     train: TrainRecipe = TrainRecipe(epochs=2, batch_size=4, lr=1e-4, warmup_ratio=0.1)

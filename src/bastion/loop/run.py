@@ -41,7 +41,16 @@ from bastion.loop.report import write_iteration_report, write_loop_report
 from bastion.loop.stages import StageRunner, atomic_json
 from bastion.loop.train import Aligner, AlignJob, load_chain, train_adapters
 from bastion.redteam.attacks import Attack, get_attacks
-from bastion.redteam.campaign import RESULTS, Item, Judges, Result, load_results, plan, read_seeds
+from bastion.redteam.campaign import (
+    RESULTS,
+    Item,
+    Judges,
+    Result,
+    RunningRates,
+    load_results,
+    plan,
+    read_seeds,
+)
 
 STAGES = ("baseline", "harvest", "data", "align", "evaluate", "gate", "guard", "report")
 PROMOTED = "promoted.json"
@@ -347,19 +356,11 @@ class _Loop:
         ticker.total(len(items))
         done = len({i.id for i in items} & _done_ids(folder))
         ticker.advance(done)
-        tally = {"attacks": 0, "hits": 0, "benign": 0, "refused": 0}
+        rates = RunningRates()
 
         def on_batch(results: list[Result]) -> None:
-            for r in results:
-                if r.kind == "attack":
-                    tally["attacks"] += 1
-                    tally["hits"] += r.success
-                else:
-                    tally["benign"] += 1
-                    tally["refused"] += r.refused
-            asr = tally["hits"] / max(tally["attacks"], 1)
-            over = tally["refused"] / max(tally["benign"], 1)
-            ticker.advance(len(results), f"ASR {asr:.0%} · over-refusal {over:.0%}")
+            rates.add(results)
+            ticker.advance(len(results), rates.line())
 
         return run_items(
             model, items, self.attacks, folder, self.config.redteam, self.judges, on_batch

@@ -82,6 +82,30 @@ class Result:
         return cls(**{k: row[k] for k in cls.__dataclass_fields__ if k in row or k not in optional})
 
 
+@dataclass
+class RunningRates:
+    """Attack success and over-refusal so far, for a progress line while a campaign runs."""
+
+    attacks: int = 0
+    hits: int = 0
+    benign: int = 0
+    refused: int = 0
+
+    def add(self, results: Iterable[Result]) -> None:
+        for r in results:
+            if r.kind == "attack":
+                self.attacks += 1
+                self.hits += r.success
+            else:
+                self.benign += 1
+                self.refused += r.refused
+
+    def line(self) -> str:
+        asr = self.hits / self.attacks if self.attacks else 0.0
+        over = self.refused / self.benign if self.benign else 0.0
+        return f"ASR {asr:.0%} · over-refusal {over:.0%}"
+
+
 def item_id(behavior: Behavior, attack: str, sample: int) -> str:
     key = f"{behavior.source}\x00{behavior.id}\x00{attack}\x00{sample}"
     return hashlib.sha256(key.encode()).hexdigest()[:16]

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
@@ -20,7 +21,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import Engine, create_engine, func, select, text
 
 from bastion.monitor.events import Alert, Event, Feedback
-from bastion.monitor.journal import Journal, JournalLockedError
+from bastion.monitor.journal import Journal, JournalLockedError, Line, Replicator
 from bastion.monitor.migrations.schema import events as events_table
 from bastion.monitor.migrations.schema import metadata
 from bastion.monitor.store import Bucket, EventStore, StoreError
@@ -293,6 +294,38 @@ def test_eight_threads_record_1600_events_exactly_once(store: EventStore, databa
     ids = [e.id for e in store.iter_events()]
     assert len(ids) == 1600 and len(set(ids)) == 1600
     assert count_rows(database) == 1600
+
+
+def test_the_writer_lingers_for_company_and_a_flush_cuts_the_wait(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "j")
+    journal.open()
+    batches: list[list[bytes]] = []
+
+    def decode(line: Line) -> bytes:
+        return line.data
+
+    def apply(items: list[bytes], lsn: int) -> None:
+        batches.append(items)
+
+    writer = Replicator(journal, decode=decode, apply=apply, checkpoint=0, linger=0.5)
+    writer.start()
+    try:
+        for i in range(3):  # 20 ms apart: all within one linger
+            writer.offer(*journal.append(b"line %d" % i), b"line %d" % i)
+            time.sleep(0.02)
+        writer.wait(journal.end, timeout=5)
+        assert batches == [[b"line 0", b"line 1", b"line 2"]]
+        writer.stop(5)
+        slow = Replicator(journal, decode=decode, apply=apply, checkpoint=journal.end, linger=60)
+        slow.start()
+        slow.offer(*journal.append(b"line 3"), b"line 3")
+        start = time.monotonic()
+        slow.wait(journal.end, timeout=5)  # a flush does not sit out the 60 s linger
+        assert time.monotonic() - start < 5 and batches[1:] == [[b"line 3"]]
+        slow.stop(5)
+    finally:
+        writer.stop(5)
+        journal.close()
 
 
 @pytest.mark.parametrize("mode", ["live", "stalled"])

@@ -10,10 +10,11 @@ that are not the expected JSON) are retried with exponential backoff and full ji
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import random
 import threading
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import httpx
@@ -163,11 +164,10 @@ class OpenAIChatModel:
                     failure = "the response is not a chat completion"
                 elif response.status_code in RETRYABLE_STATUS:
                     failure = f"HTTP {response.status_code}"
-                    delay = _retry_after(response)
+                    delay = retry_after(response.headers)
                 else:
-                    raise UpstreamError(
-                        f"{self.base_url}: HTTP {response.status_code}: {_error_message(response)}"
-                    )
+                    message = error_message(response.text)
+                    raise UpstreamError(f"{self.base_url}: HTTP {response.status_code}: {message}")
             if attempt < self.max_retries:
                 cap = min(self.max_backoff, self.backoff * 2**attempt)
                 await self._sleep(delay if delay is not None else random.uniform(0, cap))
@@ -183,18 +183,20 @@ def _reply_content(response: httpx.Response) -> str | None:
     return content if isinstance(content, str) else ""
 
 
-def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("retry-after")
+def retry_after(headers: Mapping[str, str]) -> float | None:
+    """A ``Retry-After`` header in seconds (at most two minutes); None if absent or a date."""
+    value = headers.get("retry-after")
     try:
         return min(float(value), 120.0) if value is not None else None
     except ValueError:
         return None
 
 
-def _error_message(response: httpx.Response) -> str:
+def error_message(body: str) -> str:
+    """What an error answer says: its OpenAI ``error.message``, else the start of the body."""
     try:
-        error = response.json().get("error")
+        error = json.loads(body).get("error")
         message = error.get("message") if isinstance(error, dict) else error
-        return str(message or response.text[:200])
+        return str(message or body[:200])
     except (ValueError, AttributeError):
-        return response.text[:200] or "(empty body)"
+        return body[:200] or "(empty body)"

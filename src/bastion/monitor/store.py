@@ -131,7 +131,9 @@ class EventStore:
     ``target`` is a SQLite file path or a SQLAlchemy URL (``sqlite:///runs/bastion.db``,
     ``postgresql+psycopg://user@host/db``). ``journal`` is a local directory no other open
     store uses: by default ``<database file>.journal`` for SQLite and ``runs/journal`` for a
-    server. :meth:`record` blocks on the journal's fsync, so call it off an event loop.
+    server. :meth:`record` blocks on the journal's fsync, so call it off an event loop. The
+    database gets the events in batches, the first of a batch waiting up to ``linger`` seconds
+    for company; :meth:`flush` waits until it has them all.
     """
 
     def __init__(
@@ -143,6 +145,7 @@ class EventStore:
         put_timeout: float = 0.0,
         batch_size: int = 500,
         poll: float = 0.1,
+        linger: float = 0.05,
         segment_bytes: int = SEGMENT_BYTES,
         migrate: bool = True,
     ) -> None:
@@ -174,6 +177,7 @@ class EventStore:
                 put_timeout=put_timeout,
                 batch_size=batch_size,
                 poll=poll,
+                linger=linger,
             )
             self._writer.catch_up(self._journal.end)  # replay what a crash left behind
         except BaseException:

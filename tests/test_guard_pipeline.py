@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import threading
 import time
 from pathlib import Path
 from typing import ClassVar
@@ -228,3 +229,42 @@ def test_phrase_files_are_relative_to_the_policy(tmp_path: Path) -> None:
     (tmp_path / "mine.txt").write_text("purple monkey dishwasher\n")
     (tmp_path / "p.yaml").write_text("input: [{scanner: blocklist, files: [mine.txt]}]\n")
     assert Guard.from_policy(tmp_path / "p.yaml").check_input("PURPLE monkey dishwasher").blocked
+
+
+class _Thread(Scanner):
+    """Records the thread it ran in."""
+
+    name: ClassVar[str] = "_thread"
+    bounded: ClassVar[bool] = True
+    seen: ClassVar[list[int]] = []
+
+    def scan_normalized(self, text: Normalized) -> ScanResult:
+        self.seen.append(threading.get_ident())
+        return self.result(0.0)
+
+
+@pytest.mark.parametrize(
+    ("rail", "text", "inline"),
+    [
+        ({}, "short", True),
+        ({}, "x" * 4097, False),  # longer than inline_chars
+        ({"isolate": True}, "short", False),  # a rail that asks for a thread
+    ],
+)
+def test_async_checks_run_short_texts_on_the_loop_when_every_rail_is_bounded(
+    monkeypatch: pytest.MonkeyPatch, rail: dict, text: str, inline: bool
+) -> None:
+    monkeypatch.setitem(SCANNERS, _Thread.name, _Thread)
+    monkeypatch.setattr(_Thread, "seen", [])
+    policy = {stage: [{"scanner": "_thread", "action": "log", **rail}] for stage in ("input", "output")}
+    g = guard(policy)
+
+    async def both() -> int:
+        await g.acheck_input(text)
+        await g.acheck_output(text)
+        return threading.get_ident()
+
+    loop_thread = asyncio.run(both())
+    assert g.runs_inline(text, "input") is inline
+    assert len(_Thread.seen) == 2
+    assert all((seen == loop_thread) is inline for seen in _Thread.seen)

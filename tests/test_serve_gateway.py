@@ -19,6 +19,7 @@ from bastion.guard.pipeline import Guard
 from bastion.guard.policy import default_policy_path, parse_policy
 from bastion.models import ScriptedChatModel
 from bastion.serve import GatewayConfig, MemorySink, ModelUpstream, create_app
+from bastion.serve.exchange import Redactor
 from bastion.serve.fakes import serving
 
 REFUSAL = "I can't help with that request."
@@ -269,3 +270,40 @@ def test_a_bad_answer_is_replaced_by_the_refusal(gateway: Gateway) -> None:
     assert reply.usage is not None and reply.usage.completion_tokens > 0  # the model did answer
     event = gateway.sink.event(meta["event_id"])
     assert event.response == REFUSAL and event.output_results and event.attack_score < 0.5
+
+
+SECRET = "AKIAQ7XZ3M9KD2LPW4RT"
+
+
+def test_storage_redaction_skips_only_what_the_rails_already_masked() -> None:
+    shipped = Guard.default()
+    redact = Redactor(shipped.policy)
+    prompt = f"I am bob@corp.example and my key is {SECRET}."
+    masked_in = shipped.check_input(prompt)  # the policy masks secrets, lets PII through
+    assert redact.covered(masked_in.text, masked_in) == {"secrets"}
+    assert redact(masked_in.text, masked_in) == "I am <EMAIL_1> and my key is <AWS_ACCESS_KEY_1>."
+    answer = shipped.check_output(f"Mail ann@corp.example, key {SECRET}.")
+    assert redact.covered(answer.text, answer) == {"pii", "secrets"}
+    assert redact(answer.text, answer) == answer.text == "Mail <EMAIL_1>, key <AWS_ACCESS_KEY_1>."
+    # without the decision (or for another text) nothing is taken for granted
+    assert redact(f"Mail ann@corp.example, key {SECRET}.") == answer.text
+    assert redact.covered("other text", answer) == set()
+
+
+def test_storage_redaction_redoes_a_scan_the_decision_did_not_apply() -> None:
+    rails: list[dict[str, Any]] = [{"scanner": "secrets", "action": "mask"}]
+    blocked = Guard(parse_policy({"input": [*rails, {"scanner": "blocklist", "phrases": ["x y"]}]}))
+    decision = blocked.check_input(f"x y {SECRET}")  # blocked: the secret was not masked
+    assert decision.blocked and SECRET in decision.text
+    assert Redactor(blocked.policy)(decision.text, decision) == "x y <AWS_ACCESS_KEY_1>"
+    tuned = Guard(parse_policy({"output": [{"scanner": "pii", "action": "mask", "threshold": 0.99}]}))
+    assert Redactor(tuned.policy).covered("hi", tuned.check_output("hi")) == set()  # own settings
+    failing = Guard(parse_policy({"input": rails}))
+
+    def broken(text: object) -> None:
+        raise RuntimeError("a broken scanner")
+
+    failing.policy.input[0].scanner.scan_normalized = broken  # type: ignore[method-assign]
+    failed = failing.check_input(f"key {SECRET}")  # fails closed: flagged, nothing masked
+    assert failed.results[0].failed and SECRET in failed.text
+    assert Redactor(failing.policy)(failed.text, failed) == "key <AWS_ACCESS_KEY_1>"

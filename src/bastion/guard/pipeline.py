@@ -103,6 +103,8 @@ class Guard:
     """Input, output and context rails from one policy."""
 
     policy: Policy
+    inline_chars: int = 4096  # see runs_inline
+    _bounded: dict[str, bool] = field(default_factory=dict, repr=False)
     _pool: concurrent.futures.ThreadPoolExecutor = field(
         default_factory=lambda: concurrent.futures.ThreadPoolExecutor(max_workers=8), repr=False
     )
@@ -145,9 +147,24 @@ class Guard:
         """Output rails for an answer that arrives in chunks (see :class:`OutputStream`)."""
         return OutputStream(self, context=context, holdback=holdback, vault=vault)
 
+    def runs_inline(self, text: str, stage: Stage) -> bool:
+        """Whether the async checks run ``text`` on the caller's event loop rather than in a
+        worker thread: when every rail of the stage is bounded (pure CPU, linear time, not
+        isolated) and the text is at most ``inline_chars`` long, the check takes about a
+        millisecond, less than the hand-off to a thread and back, and a thread would not run
+        it any sooner under the GIL. Longer texts and rails that may wait go to a thread, so
+        the loop keeps serving other requests meanwhile."""
+        if len(text) > self.inline_chars:
+            return False
+        if stage not in self._bounded:
+            self._bounded[stage] = all(rail.inline for rail in self.policy.rails(stage))
+        return self._bounded[stage]
+
     async def acheck_input(
         self, text: str, ctx: Mapping[str, str] | None = None, *, vault: Vault | None = None
     ) -> Decision:
+        if self.runs_inline(text, "input"):
+            return self.check_input(text, ctx, vault=vault)
         return await asyncio.to_thread(self.check_input, text, ctx, vault=vault)
 
     async def acheck_output(
@@ -159,6 +176,8 @@ class Guard:
         system: str | None = None,
         vault: Vault | None = None,
     ) -> Decision:
+        if self.runs_inline(text, "output"):
+            return self.check_output(text, ctx, prompt=prompt, system=system, vault=vault)
         return await asyncio.to_thread(
             self.check_output, text, ctx, prompt=prompt, system=system, vault=vault
         )
@@ -336,6 +355,7 @@ def _failed(rail: Rail, why: str) -> ScanResult:
         score=1.0 if closed else 0.0,
         flagged=closed,
         reason=f"{why}; failing {'closed' if closed else 'open'}",
+        failed=True,
     )
 
 

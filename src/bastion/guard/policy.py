@@ -77,6 +77,12 @@ class Rail:
     timeout_ms: float
     fail_closed: bool
     inline: bool = False  # run in the caller's thread (a bounded scanner not isolated)
+    options: tuple[tuple[str, str], ...] = ()  # the scanner's settings in the policy, if any
+
+    @property
+    def default_settings(self) -> bool:
+        """The scanner runs as shipped (no option, no threshold of the policy's own)."""
+        return not self.options
 
 
 @dataclass(frozen=True)
@@ -156,4 +162,5 @@ def _rail(entry: _Entry, where: str, base: Path | None) -> Rail:
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{where}: {exc}") from None
     inline = scanner.bounded and not entry.isolate
-    return Rail(scanner, entry.action, entry.timeout_ms, entry.fail == "closed", inline)
+    settings = tuple(sorted((key, repr(value)) for key, value in options.items()))
+    return Rail(scanner, entry.action, entry.timeout_ms, entry.fail == "closed", inline, settings)

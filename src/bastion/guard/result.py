@@ -40,6 +40,7 @@ class ScanResult:
     sanitized: str | None = None  # the text with detections masked, for masking scanners
     elapsed_ms: float = 0.0
     meta: dict[str, object] = field(default_factory=dict, compare=False)
+    failed: bool = False  # the scanner raised or ran out of time: the score is its fail mode
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.score <= 1.0:

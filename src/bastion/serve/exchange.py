@@ -9,7 +9,8 @@ not seen, and a blocking rail cuts the stream and sends the refusal in its place
 
 Every exchange becomes one :class:`~bastion.monitor.events.Event`, redacted before it is
 recorded: the texts stored are the guard's masked texts, masked once more for storage with a
-PII + secrets rail set (so PII is never stored even where the policy lets it through); raw
+PII + secrets rail set (so PII is never stored even where the policy lets it through; a scan
+the policy's rails already made is not repeated, see :class:`Redactor`); raw
 text only with ``store_raw``. An exchange goes to human review when a rail's action is
 ``review``, or, unless a rail blocked it, when a block/review rail's score falls within
 ``review_band`` below its threshold (:func:`near_threshold`).
@@ -20,9 +21,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from opentelemetry import trace
 from opentelemetry.context import Context
@@ -30,7 +31,7 @@ from opentelemetry.propagate import inject
 from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
 
 from bastion.guard.pipeline import SEVERITY, Decision, Guard
-from bastion.guard.policy import Rail, parse_policy
+from bastion.guard.policy import STAGES, Policy, Rail, parse_policy
 from bastion.guard.scanners.refusal import refusal_phrase
 from bastion.monitor.events import Event, new_id
 from bastion.serve.auth import Principal
@@ -41,9 +42,8 @@ from bastion.serve.telemetry import Metrics, trace_id
 from bastion.serve.upstream import Completion, Delta, Upstream, UpstreamRequest
 
 logger = logging.getLogger("bastion.serve")
-STORAGE_RAILS = {
-    "input": [{"scanner": "pii", "action": "mask"}, {"scanner": "secrets", "action": "mask"}]
-}
+T = TypeVar("T")
+STORAGE_SCANNERS = ("pii", "secrets")  # masked in every text the store keeps
 
 
 @dataclass
@@ -69,6 +69,7 @@ class Exchange:
     completion_tokens: int | None = None
     status: int = 200
     error: str | None = None
+    stored_prompt: str | None = None  # the prompt as the record keeps it (redacted)
     answered: bool = False  # the upstream answered (tokens were spent)
     disconnected: bool = False  # the client left before the end of the stream
 
@@ -113,7 +114,7 @@ class Gateway:
     ) -> None:
         self.guard, self.upstream, self.sink = guard, upstream, sink
         self.config, self.metrics, self.tracer = config, metrics, tracer
-        self.storage = Guard(parse_policy(STORAGE_RAILS, source="storage redaction"))
+        self.redactor = Redactor(guard.policy)
 
     # --- the request ----------------------------------------------------------------------
 
@@ -150,9 +151,8 @@ class Gateway:
         return decision
 
     async def check_output(self, ex: Exchange, text: str) -> Decision:
-        prompt = ex.input.text if ex.input is not None else ex.request.last_user
         decision = await self.guard.acheck_output(
-            text, ex.context, prompt=prompt, system=ex.request.system
+            text, ex.context, prompt=self.prompt_of(ex), system=ex.request.system
         )
         self.metrics.guard.labels("output").observe(decision.elapsed_ms / 1000)
         ex.output = decision
@@ -191,12 +191,29 @@ class Gateway:
     async def call(self, ex: Exchange) -> Completion:
         start = self.upstream_started()
         try:
-            reply = await self.upstream.complete(self.upstream_request(ex))
+            reply = await self.meanwhile(ex, self.upstream.complete(self.upstream_request(ex)))
         finally:
             self.upstream_done(ex, start)
         ex.answered, ex.raw_answer = True, reply.text
         self.usage(ex, reply.prompt_tokens, reply.completion_tokens)
         return reply
+
+    async def meanwhile(self, ex: Exchange, waiting: Awaitable[T]) -> T:
+        """Await ``waiting`` (the upstream), redacting the prompt for the record while the
+        request is out: the model takes far longer than the redaction, which then costs the
+        client nothing."""
+        task = asyncio.ensure_future(waiting)
+        try:
+            await asyncio.sleep(0)  # the task sends the request
+            if ex.stored_prompt is None:
+                ex.stored_prompt = self.redactor(self.prompt_of(ex), ex.input)
+            return await task
+        finally:
+            task.cancel()  # a no-op once it is done; else the client left, or a bug
+
+    def prompt_of(self, ex: Exchange) -> str:
+        """The judged user turn as it went on: masked if the input rails masked it."""
+        return ex.input.text if ex.input is not None else ex.request.last_user
 
     def upstream_started(self) -> float:
         self.metrics.queue_depth.inc()
@@ -296,7 +313,6 @@ class Gateway:
 
     def event(self, ex: Exchange, verdict: Verdict, latency_ms: float) -> Event:
         decisions = [d for d in (ex.input, ex.output) if d is not None]
-        prompt = ex.input.text if ex.input is not None else ex.request.last_user
         meta: dict[str, Any] = {"completion_id": ex.id, "role": ex.principal.role}
         if verdict.review:
             meta["review_reasons"] = verdict.review
@@ -305,12 +321,14 @@ class Gateway:
         if ex.blocked_stage == "output":  # what the model said, for the reviewers (redacted)
             meta["blocked_answer"] = self.redact(ex.raw_answer)
         raw = self.config.store_raw
+        if ex.stored_prompt is None:
+            ex.stored_prompt = self.redact(self.prompt_of(ex), ex.input)
         return Event(
             id=ex.event_id,
             user=ex.principal.user,
             model=ex.request.model,
-            prompt=self.redact(prompt),
-            response=self.redact(ex.answer),
+            prompt=ex.stored_prompt,
+            response=self.redact(ex.answer, ex.output),
             decision=verdict.decision,
             blocked_stage=ex.blocked_stage,
             refused=ex.blocked_stage is not None or refusal_phrase(ex.answer) is not None,
@@ -333,11 +351,10 @@ class Gateway:
             meta=meta,
         )
 
-    def redact(self, text: str) -> str:
-        """PII and secrets masked for storage, whatever the policy let through."""
-        if self.config.store_raw or not text:
-            return text
-        return self.storage.check(text, "input").text
+    def redact(self, text: str, decision: Decision | None = None) -> str:
+        """PII and secrets masked for storage, whatever the policy let through (``decision``:
+        the rails' verdict on this text, whose masking need not be done twice)."""
+        return text if self.config.store_raw else self.redactor(text, decision)
 
     def prompt_tokens(self, ex: Exchange) -> int:
         if ex.prompt_tokens is not None:
@@ -375,6 +392,52 @@ class Gateway:
             span.set_attribute("error.type", str(event.status))
             span.set_status(Status(StatusCode.ERROR, event.error))
         span.end()
+
+
+class Redactor:
+    """Masks PII and secrets in a text for storage (:data:`STORAGE_SCANNERS`, as shipped).
+
+    A scan the policy's own rails already made on the same text is not repeated: a ``mask``
+    rail of the same scanner with the shipped settings finds exactly what this scan would,
+    so when its result stands (it did not fail, and found nothing or the decision masked)
+    the text already is what this scan would return. With the default policy that is the
+    secrets scan of the prompt and both scans of the answer.
+    """
+
+    def __init__(self, policy: Policy) -> None:
+        self._masking: dict[str, set[str]] = {
+            stage: {
+                rail.scanner.name
+                for rail in policy.rails(stage)
+                if rail.action == "mask" and rail.default_settings
+            }
+            for stage in STAGES
+        }
+        self._guards: dict[frozenset[str], Guard] = {}
+
+    def __call__(self, text: str, decision: Decision | None = None) -> str:
+        if not text:
+            return text
+        needed = frozenset(STORAGE_SCANNERS) - self.covered(text, decision)
+        if not needed:
+            return text
+        if needed not in self._guards:
+            rails = [{"scanner": name, "action": "mask"} for name in sorted(needed)]
+            policy = parse_policy({"input": rails}, source="storage redaction")
+            self._guards[needed] = Guard(policy)
+        return self._guards[needed].check(text, "input").text
+
+    def covered(self, text: str, decision: Decision | None) -> frozenset[str]:
+        """The storage scanners whose masking ``decision`` already applied to ``text``."""
+        if decision is None or decision.text != text:
+            return frozenset()
+        masking = self._masking.get(decision.stage, set())
+        masked = decision.action == "mask"  # a block or review leaves the text as it was
+        return frozenset(
+            r.scanner
+            for r in decision.results
+            if r.scanner in masking and not r.failed and (masked or not r.flagged)
+        )
 
 
 def near_threshold(decision: Decision, rails: Sequence[Rail], band: float) -> list[str]:

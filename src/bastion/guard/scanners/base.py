@@ -63,6 +63,7 @@ class Scanner(abc.ABC):
             sanitized=result.sanitized,
             elapsed_ms=elapsed,
             meta=result.meta,
+            failed=result.failed,
         )
 
     def result(self, score: float, reason: str = "", **fields: object) -> ScanResult:

@@ -256,8 +256,8 @@ def test_async_checks_run_short_texts_on_the_loop_when_every_rail_is_bounded(
 ) -> None:
     monkeypatch.setitem(SCANNERS, _Thread.name, _Thread)
     monkeypatch.setattr(_Thread, "seen", [])
-    policy = {stage: [{"scanner": "_thread", "action": "log", **rail}] for stage in ("input", "output")}
-    g = guard(policy)
+    entry = {"scanner": "_thread", "action": "log", **rail}
+    g = guard({"input": [entry], "output": [entry]})
 
     async def both() -> int:
         await g.acheck_input(text)

@@ -296,7 +296,8 @@ def test_storage_redaction_redoes_a_scan_the_decision_did_not_apply() -> None:
     decision = blocked.check_input(f"x y {SECRET}")  # blocked: the secret was not masked
     assert decision.blocked and SECRET in decision.text
     assert Redactor(blocked.policy)(decision.text, decision) == "x y <AWS_ACCESS_KEY_1>"
-    tuned = Guard(parse_policy({"output": [{"scanner": "pii", "action": "mask", "threshold": 0.99}]}))
+    own = {"scanner": "pii", "action": "mask", "threshold": 0.99}
+    tuned = Guard(parse_policy({"output": [own]}))
     assert Redactor(tuned.policy).covered("hi", tuned.check_output("hi")) == set()  # own settings
     failing = Guard(parse_policy({"input": rails}))
 

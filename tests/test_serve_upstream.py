@@ -12,6 +12,7 @@ from contextlib import contextmanager
 import httpx
 import openai
 import pytest
+import yarl
 
 from bastion.guard.pipeline import Guard
 from bastion.guard.policy import parse_policy
@@ -25,6 +26,7 @@ from bastion.serve import (
     create_app,
 )
 from bastion.serve.fakes import fake_openai_app, serving
+from bastion.serve.upstream import env_proxy
 
 KEYS = {"sk-test": {"user": "carol", "rate_per_minute": None}}
 MESSAGES = [{"role": "user", "content": "Say something nice."}]
@@ -209,3 +211,39 @@ def test_an_upstream_that_stalls_times_out_and_is_retried() -> None:
     with pytest.raises(UpstreamFailure, match="timed out after 2 attempts"):
         asyncio.run(call())
     assert len(calls) == 2
+
+
+def test_the_upstream_goes_through_the_proxy_the_environment_names(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    seen = []
+    body = b'{"choices": [{"message": {"content": "via the proxy"}, "finish_reason": "stop"}]}'
+
+    async def proxy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        seen.append(head.split(b"\r\n")[0])
+        length = next(
+            int(line.split(b":")[1]) for line in head.split(b"\r\n")
+            if line.lower().startswith(b"content-length")
+        )  # fmt: skip
+        await reader.readexactly(length)
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n")
+        writer.write(b"content-length: %d\r\n\r\n%s" % (len(body), body))
+        await writer.drain()
+        writer.close()
+
+    async def call() -> str:
+        server = await asyncio.start_server(proxy, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{port}")
+        monkeypatch.setenv("NO_PROXY", "bypassed.example")
+        assert env_proxy(yarl.URL("http://bypassed.example/v1")) is None
+        upstream = HTTPUpstream("http://upstream.example/v1", max_retries=0)
+        try:
+            return (await upstream.complete(UpstreamRequest("m", MESSAGES))).text
+        finally:
+            await upstream.aclose()
+            server.close()
+
+    assert asyncio.run(call()) == "via the proxy"
+    assert seen == [b"POST http://upstream.example/v1/chat/completions HTTP/1.1"]

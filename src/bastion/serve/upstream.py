@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import urllib.request
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -126,6 +127,7 @@ class HTTPUpstream:
         self.concurrency = concurrency
         self._sleep = sleep
         self._session: aiohttp.ClientSession | None = None
+        self._proxy: str | None = None
 
     @property
     def circuit_state(self) -> str:
@@ -141,8 +143,8 @@ class HTTPUpstream:
                 headers=headers,
                 timeout=self.timeout,
                 connector=aiohttp.TCPConnector(limit=self.concurrency),
-                trust_env=True,
             )
+            self._proxy = env_proxy(self.url)  # once: aiohttp's trust_env re-reads per call
         return self._session
 
     async def aclose(self) -> None:
@@ -158,7 +160,7 @@ class HTTPUpstream:
             delay: float | None = None
             try:
                 async with self.session.post(
-                    self.url, data=payload, headers=request.headers
+                    self.url, data=payload, headers=request.headers, proxy=self._proxy
                 ) as response:
                     status, headers, body = response.status, response.headers, await response.read()
             except TRANSPORT_ERRORS as exc:
@@ -189,7 +191,7 @@ class HTTPUpstream:
             started = False  # a chunk went to the caller: no more retries
             try:
                 async with self.session.post(
-                    self.url, data=payload, headers=request.headers
+                    self.url, data=payload, headers=request.headers, proxy=self._proxy
                 ) as response:
                     if response.status != 200:
                         body = await response.read()
@@ -274,6 +276,14 @@ class HTTPUpstream:
     def _exhausted(self, failure: str) -> UpstreamFailure:
         attempts = self.max_retries + 1
         return UpstreamFailure(f"{self.base_url}: {failure} after {attempts} attempts")
+
+
+def env_proxy(url: yarl.URL) -> str | None:
+    """The proxy the environment (``HTTP_PROXY``, ``HTTPS_PROXY``, ``NO_PROXY`` …) names for
+    ``url``, if any."""
+    if url.host is None or urllib.request.proxy_bypass(url.host):
+        return None
+    return urllib.request.getproxies().get(url.scheme)
 
 
 # a dropped or refused connection, a timeout, a broken body: worth another attempt

@@ -36,8 +36,8 @@ def test_sigterm_closes_the_store_before_the_process_exits(tmp_path: Path) -> No
         bastion = Path(sys.executable).with_name("bastion")
         proc = subprocess.Popen(
             [str(bastion), "serve", "--config", str(config)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
         )
         try:
             base = f"http://127.0.0.1:{port}"
@@ -60,5 +60,9 @@ def test_sigterm_closes_the_store_before_the_process_exits(tmp_path: Path) -> No
         finally:
             proc.kill()
             proc.wait()
+        assert proc.stdout is not None
+        log = proc.stdout.read().decode()
+        assert "Uvicorn running on" in log
+        assert "POST /v1/chat/completions" not in log  # no access log by default: see events
     with sqlite3.connect(tmp_path / "bastion.db") as db:  # read directly: no journal replay
         assert db.execute("select id from events").fetchall() == [(event_id,)]

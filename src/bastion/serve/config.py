@@ -19,6 +19,7 @@ store_raw: false               # keep raw prompts/answers next to the redacted o
 review_band: 0.1               # a score this close below a blocking threshold goes to review
 trace_content: false           # message text as span events
 otlp_endpoint: null            # or $OTEL_EXPORTER_OTLP_ENDPOINT
+access_log: false              # uvicorn's line per request (every request is an event anyway)
 ```
 
 Keys also come from ``$BASTION_API_KEYS`` (``user:KEY,user:KEY``). Errors name the file and the
@@ -90,6 +91,7 @@ class GatewayConfig(BaseModel):
     otlp_endpoint: str | None = None
     service_name: str = "bastion-gateway"
     models: list[str] = Field(default_factory=list)  # for GET /v1/models (default: upstream's)
+    access_log: bool = False  # uvicorn's line per request; the store has every request anyway
 
 
 def load_config(path: str | Path | None = None) -> GatewayConfig:

@@ -70,7 +70,13 @@ def run(
     try:
         app = create_app(config, sink=sink, keys=keys)
         echo(f"bastion gateway: http://{config.host}:{config.port}/v1 · events: {config.store}")
-        uvicorn.run(app, host=config.host, port=config.port, log_level="info")
+        uvicorn.run(
+            app,
+            host=config.host,
+            port=config.port,
+            log_level="info",
+            access_log=config.access_log,
+        )
     finally:
         close = getattr(sink, "close", None)
         if close is not None:

@@ -5,9 +5,10 @@ the gateway (``bastion serve --config``, the default guard, the event store on d
 temporary folder) and this script's asyncio httpx client. Prompts are ~1 KB texts from
 ``guard_latency.texts`` (one in ten an attack the guard blocks, one in ten with personal data).
 
-1. **Latency** on a fault-free upstream: the same client, at concurrency 1 and 64, calls the
-   fake upstream directly and then through the gateway (benign prompts only, so every gateway
-   request makes the upstream call too). Added latency = gateway minus direct, at p50 and p99.
+1. **Latency** on a fault-free upstream: the same client calls the fake upstream directly and
+   through the gateway (benign prompts only, so every gateway request makes the upstream call
+   too) — at concurrency 1 in turn, request by request, at concurrency 64 one run after the
+   other. Added latency = gateway minus direct, at p50 and p99.
 2. **Faults**: ``--requests`` at ``--concurrency`` through the gateway while the upstream
    answers 2% with a 500, 1% with a body that is not JSON, drops 1% of connections, stalls 1%
    past the gateway's timeout, and has one outage of 1.5 s halfway (the circuit opens). Every
@@ -256,12 +257,15 @@ class Load:
         self.client_cpu_s = time.process_time() - cpu
         return self.outcomes
 
-    async def _worker(self, todo: Any, ready: asyncio.Barrier, ssl: Any) -> None:
+    @staticmethod
+    def client(ssl: Any) -> httpx.AsyncClient:
+        """A client with one connection, as each worker has."""
         headers = {"authorization": f"Bearer {KEY}", "content-type": "application/json"}
         limits = httpx.Limits(max_connections=1)
-        async with httpx.AsyncClient(
-            headers=headers, limits=limits, timeout=30, verify=ssl
-        ) as client:
+        return httpx.AsyncClient(headers=headers, limits=limits, timeout=30, verify=ssl)
+
+    async def _worker(self, todo: Any, ready: asyncio.Barrier, ssl: Any) -> None:
+        async with self.client(ssl) as client:
             for i in range(self.warm_up):
                 await client.post(self.url, content=self.payloads[i % len(self.payloads)])
             await ready.wait()
@@ -361,6 +365,27 @@ def latency(
     return result
 
 
+async def alternate(direct: Load, gateway: Load) -> None:
+    """Concurrency 1, the two paths in turn (one request direct, the same one through the
+    gateway, and so on), so that both see the machine in the same state: on a shared host its
+    speed drifts by half over minutes, which back-to-back runs would count as gateway time."""
+    ssl = httpx.create_ssl_context()
+    async with direct.client(ssl) as first, gateway.client(ssl) as second:
+        pairs = ((direct, first), (gateway, second))
+        for i in range(direct.warm_up):
+            for load, client in pairs:
+                await client.post(load.url, content=load.payloads[i % len(load.payloads)])
+        cpu = time.process_time()
+        for i in range(direct.n):
+            for load, client in pairs:
+                payload = load.payloads[i % len(load.payloads)]
+                await load._call(client, payload, time.perf_counter())
+        cpu = time.process_time() - cpu
+    for load in (direct, gateway):  # each path's own time: requests one after another
+        load.wall_s = sum(o.latency_ms for o in load.outcomes) / 1000
+        load.client_cpu_s = cpu / 2
+
+
 def compare(
     upstream: Upstream,
     gateway: GatewayProcess,
@@ -369,20 +394,26 @@ def compare(
     concurrency: int,
     rate: float | None = None,
 ) -> dict[str, Any]:
-    """The same load on the upstream directly, then through the gateway."""
+    """The same load on the upstream directly and through the gateway: in turn at concurrency
+    1 (:func:`alternate`), else one after the other."""
     row: dict[str, Any] = {}
-    for path, base in (("direct", upstream.url), ("gateway", gateway.url)):
-        url = f"{base}/v1/chat/completions"
+    warm_up = max(4, 200 // concurrency)
+    loads = {
+        path: Load(f"{base}/v1/chat/completions", payloads, n, concurrency, warm_up, rate)
+        for path, base in (("direct", upstream.url), ("gateway", gateway.url))
+    }
+    cpu = gateway.cpu_s()
+    if concurrency == 1 and rate is None:
+        asyncio.run(alternate(loads["direct"], loads["gateway"]))
+    else:
+        asyncio.run(drive(loads["direct"]))
         cpu = gateway.cpu_s()
-        load = Load(url, payloads, n, concurrency, warm_up=max(4, 200 // concurrency), rate=rate)
-        asyncio.run(drive(load))
+        asyncio.run(drive(loads["gateway"]))
+    for path, load in loads.items():
         row[path] = load.summary()
-        if path == "gateway":
-            spent = gateway.cpu_s() - cpu
-            row[path]["gateway_cpu_ms_per_request"] = (
-                spent / (n + load.warm_up * concurrency) * 1000
-            )
-            row[path]["kinds"] = dict(Counter(o.kind for o in load.outcomes))
+    spent = gateway.cpu_s() - cpu
+    row["gateway"]["gateway_cpu_ms_per_request"] = spent / (n + warm_up * concurrency) * 1000
+    row["gateway"]["kinds"] = dict(Counter(o.kind for o in loads["gateway"].outcomes))
     row["added_p50_ms"] = row["gateway"]["p50_ms"] - row["direct"]["p50_ms"]
     row["added_p99_ms"] = row["gateway"]["p99_ms"] - row["direct"]["p99_ms"]
     return row

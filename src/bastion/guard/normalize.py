@@ -416,11 +416,17 @@ def _decodes_to_english(canon: str, decode: Callable[[str], str]) -> bool:
     "make", "ignore", "all" … — however much plain text surrounds it: the test counts words,
     it takes no ratio."""
     common = _common_words()
-    words = [w for w in set(_WORD_RUN.findall(canon.lower())) if w not in common and len(w) > 1]
+    words = _uncommon_words(canon)
     if len(words) < 2:
         return False
     decoded = decode(" ".join(words)).split(" ")
     return len(common.intersection(decoded)) >= 2
+
+
+@functools.lru_cache(maxsize=4)  # the ROT13 and the mirror views ask about the same text
+def _uncommon_words(canon: str) -> tuple[str, ...]:
+    common = _common_words()
+    return tuple(w for w in set(_WORD_RUN.findall(canon.lower())) if w not in common and len(w) > 1)
 
 
 def _rot13_view(_: str, canon: str) -> str | None:

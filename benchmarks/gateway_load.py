@@ -111,8 +111,17 @@ class Upstream:
 class GatewayProcess:
     """``bastion serve --config`` on a store in ``folder``; start, stop (SIGTERM) or kill -9."""
 
-    def __init__(self, folder: Path, upstream: dict[str, Any], **settings: Any) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        upstream: dict[str, Any],
+        command: list[str] | None = None,
+        **settings: Any,
+    ) -> None:
         self.folder, self.port = folder, free_port()
+        # what starts it, the config file's path appended (default: bastion serve --config)
+        bastion = Path(sys.executable).with_name("bastion")
+        self.command = command or [str(bastion), "serve", "--config"]
         self.url = f"http://127.0.0.1:{self.port}"
         self.store = folder / "bastion.db"
         self.config = folder / "gateway.yaml"
@@ -131,12 +140,9 @@ class GatewayProcess:
 
     def start(self, timeout: float = 120.0) -> float:
         """Start and wait until ``/healthz`` answers; returns the seconds that took."""
-        bastion = Path(sys.executable).with_name("bastion")
         begin = time.perf_counter()
         with self.log.open("ab") as log:
-            self.proc = subprocess.Popen(
-                [str(bastion), "serve", "--config", str(self.config)], stdout=log, stderr=log
-            )
+            self.proc = subprocess.Popen([*self.command, str(self.config)], stdout=log, stderr=log)
         self.starts += 1
         while time.perf_counter() - begin < timeout:
             if self.proc.poll() is not None:

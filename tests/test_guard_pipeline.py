@@ -244,15 +244,16 @@ class _Thread(Scanner):
 
 
 @pytest.mark.parametrize(
-    ("rail", "text", "inline"),
+    ("rail", "text", "inline", "system"),
     [
-        ({}, "short", True),
-        ({}, "x" * 4097, False),  # longer than inline_chars
-        ({"isolate": True}, "short", False),  # a rail that asks for a thread
+        ({}, "short", True, None),
+        ({}, "x" * 4097, False, None),  # longer than inline_chars
+        ({}, "short", False, "s" * 4096),  # the output rails compare it with a long system prompt
+        ({"isolate": True}, "short", False, None),  # a rail that asks for a thread
     ],
 )
 def test_async_checks_run_short_texts_on_the_loop_when_every_rail_is_bounded(
-    monkeypatch: pytest.MonkeyPatch, rail: dict, text: str, inline: bool
+    monkeypatch: pytest.MonkeyPatch, rail: dict, text: str, inline: bool, system: str | None
 ) -> None:
     monkeypatch.setitem(SCANNERS, _Thread.name, _Thread)
     monkeypatch.setattr(_Thread, "seen", [])
@@ -260,11 +261,12 @@ def test_async_checks_run_short_texts_on_the_loop_when_every_rail_is_bounded(
     g = guard({"input": [entry], "output": [entry]})
 
     async def both() -> int:
-        await g.acheck_input(text)
-        await g.acheck_output(text)
+        await g.acheck_output(text, system=system)
+        if system is None:
+            await g.acheck_input(text)
         return threading.get_ident()
 
     loop_thread = asyncio.run(both())
-    assert g.runs_inline(text, "input") is inline
-    assert len(_Thread.seen) == 2
+    assert g.runs_inline(text, "output", system) is inline
+    assert len(_Thread.seen) == (2 if system is None else 1)
     assert all((seen == loop_thread) is inline for seen in _Thread.seen)

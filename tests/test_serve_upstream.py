@@ -8,6 +8,7 @@ import socket
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import httpx
 import openai
@@ -247,3 +248,89 @@ def test_the_upstream_goes_through_the_proxy_the_environment_names(
 
     assert asyncio.run(call()) == "via the proxy"
     assert seen == [b"POST http://upstream.example/v1/chat/completions HTTP/1.1"]
+
+
+def raw_server(answer: bytes, seen: list[bytes]) -> Any:
+    """A one-answer HTTP server on a loopback port: records each request head, sends
+    ``answer`` as is, closes the connection."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        seen.append(head.split(b"\r\n")[0])
+        writer.write(answer)
+        await writer.drain()
+        writer.close()
+
+    return asyncio.start_server(handle, "127.0.0.1", 0)
+
+
+def test_a_stream_reads_lines_of_any_length_and_any_line_ending() -> None:
+    long = "x" * 600_000  # past aiohttp's own readline limit (512 KiB)
+    events = (
+        f'data: {{"choices": [{{"delta": {{"content": "{long}"}}}}]}}\n\n'
+        'data: {"choices": [{"delta": {"content": "cr"}}]}\r\r'  # bare CR, as SSE allows
+        'data: {"choices": [{"delta": {"content": "lf"}, "finish_reason": "stop"}]}\r\n\r\n'
+        "data: [DONE]\n\n"
+    ).encode()
+    head = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
+    answer = head + b"content-length: %d\r\n\r\n%s" % (len(events), events)
+
+    async def consume() -> list[str]:
+        server = await raw_server(answer, [])
+        port = server.sockets[0].getsockname()[1]
+        upstream = HTTPUpstream(f"http://127.0.0.1:{port}/v1", max_retries=0)
+        try:
+            return [d.text async for d in upstream.stream(UpstreamRequest("m", MESSAGES))]
+        finally:
+            await upstream.aclose()
+            server.close()
+
+    assert asyncio.run(consume()) == [long, "cr", "lf"]
+
+
+def test_a_redirect_is_not_followed() -> None:
+    """A redirect would send the prompt to a host nobody configured: it is a failed call."""
+    elsewhere: list[bytes] = []
+    here: list[bytes] = []
+
+    async def call() -> None:
+        target = await raw_server(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n", elsewhere)
+        port = target.sockets[0].getsockname()[1]
+        location = f"http://127.0.0.1:{port}/v1/chat/completions".encode()
+        moved = b"HTTP/1.1 307 Temporary Redirect\r\nlocation: %s\r\n" % location
+        source = await raw_server(moved + b"content-length: 0\r\n\r\n", here)
+        upstream = HTTPUpstream(
+            f"http://127.0.0.1:{source.sockets[0].getsockname()[1]}/v1", max_retries=0
+        )
+        try:
+            await upstream.complete(UpstreamRequest("m", MESSAGES))
+        finally:
+            await upstream.aclose()
+            source.close()
+            target.close()
+
+    with pytest.raises(UpstreamFailure, match="HTTP 307") as failed:
+        asyncio.run(call())
+    assert failed.value.status == 502 and len(here) == 1 and elsewhere == []
+
+
+@pytest.mark.parametrize(
+    ("env", "url", "proxy"),
+    [
+        ({"HTTPS_PROXY": "proxy.corp:3128"}, "https://api.example/v1", "http://proxy.corp:3128"),
+        ({"ALL_PROXY": "http://all:1"}, "http://vllm.internal/v1", "http://all:1"),
+        ({"ALL_PROXY": "http://all:1", "NO_PROXY": "10.0.0.0/8"}, "http://10.2.3.4/v1", None),
+        ({"HTTP_PROXY": "http://p:1", "NO_PROXY": ".internal"}, "http://a.b.internal/v1", None),
+        ({"HTTP_PROXY": "http://p:1", "NO_PROXY": "internal"}, "http://xinternal/v1", "http://p:1"),
+        ({"HTTP_PROXY": "http://p:1", "NO_PROXY": "*"}, "http://anything/v1", None),
+    ],
+)
+def test_the_environment_proxy_is_read_as_httpx_reads_it(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], url: str, proxy: str | None
+) -> None:
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert env_proxy(yarl.URL(url)) == proxy

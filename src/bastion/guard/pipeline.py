@@ -147,14 +147,15 @@ class Guard:
         """Output rails for an answer that arrives in chunks (see :class:`OutputStream`)."""
         return OutputStream(self, context=context, holdback=holdback, vault=vault)
 
-    def runs_inline(self, text: str, stage: Stage) -> bool:
+    def runs_inline(self, text: str, stage: Stage, *context: str | None) -> bool:
         """Whether the async checks run ``text`` on the caller's event loop rather than in a
         worker thread: when every rail of the stage is bounded (pure CPU, linear time, not
-        isolated) and the text is at most ``inline_chars`` long, the check takes about a
+        isolated) and the text, with the ``context`` texts the scanners compare it with (the
+        prompt, the system prompt), is at most ``inline_chars`` long, the check takes about a
         millisecond, less than the hand-off to a thread and back, and a thread would not run
         it any sooner under the GIL. Longer texts and rails that may wait go to a thread, so
         the loop keeps serving other requests meanwhile."""
-        if len(text) > self.inline_chars:
+        if len(text) + sum(len(c) for c in context if c) > self.inline_chars:
             return False
         if stage not in self._bounded:
             self._bounded[stage] = all(rail.inline for rail in self.policy.rails(stage))
@@ -176,7 +177,7 @@ class Guard:
         system: str | None = None,
         vault: Vault | None = None,
     ) -> Decision:
-        if self.runs_inline(text, "output"):
+        if self.runs_inline(text, "output", prompt, system):
             return self.check_output(text, ctx, prompt=prompt, system=system, vault=vault)
         return await asyncio.to_thread(
             self.check_output, text, ctx, prompt=prompt, system=system, vault=vault
@@ -196,11 +197,11 @@ class Guard:
         """One text through one stage's rails."""
         start = time.perf_counter()
         vault = vault if vault is not None else Vault()
-        every = self.policy.rails(stage)
+        every = run_order(self.policy.rails(stage))
         # scanners that read only the raw text (the length limit) run first: a text they
         # block is never normalized, however long it is
         cheap = [r for r in every if r.scanner.reads_original_only]
-        rest = [r for r in every if not r.scanner.reads_original_only]
+        rest = every[len(cheap) :]
         results = self._run(cheap, Normalized.raw(text))
         if any(r.flagged and c.action == "block" for c, r in zip(cheap, results, strict=True)):
             elapsed = (time.perf_counter() - start) * 1000
@@ -332,6 +333,13 @@ class Guard:
             except Exception as exc:  # a broken scanner is a finding, never a crash
                 results[i] = _failed(rail, f"error: {type(exc).__name__}: {exc}")
         return [r for r in results if r is not None]
+
+
+def run_order(rails: Sequence[Rail]) -> list[Rail]:
+    """The rails in the order :meth:`Guard.check` runs them, which is the order of a
+    decision's results: those that read only the raw text first."""
+    first = [r for r in rails if r.scanner.reads_original_only]
+    return first + [r for r in rails if not r.scanner.reads_original_only]
 
 
 _WORKER_GUARD: Guard | None = None

@@ -161,6 +161,6 @@ def _rail(entry: _Entry, where: str, base: Path | None) -> Rail:
         scanner = cls(**options)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{where}: {exc}") from None
-    inline = scanner.bounded and not entry.isolate
+    inline = scanner.is_bounded() and not entry.isolate
     settings = tuple(sorted((key, repr(value)) for key, value in options.items()))
     return Rail(scanner, entry.action, entry.timeout_ms, entry.fail == "closed", inline, settings)

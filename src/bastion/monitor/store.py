@@ -29,7 +29,7 @@ import logging
 import math
 import os
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, is_dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
@@ -663,6 +663,8 @@ def _scrub(value: Any) -> Any:
         return {_scrub(k): _scrub(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_scrub(v) for v in value]
+    if is_dataclass(value) and not isinstance(value, type):  # in meta, as asdict() allowed
+        return _scrub(asdict(value))
     return value
 
 

@@ -30,7 +30,7 @@ from opentelemetry.context import Context
 from opentelemetry.propagate import inject
 from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
 
-from bastion.guard.pipeline import SEVERITY, Decision, Guard
+from bastion.guard.pipeline import SEVERITY, Decision, Guard, run_order
 from bastion.guard.policy import STAGES, Policy, Rail, parse_policy
 from bastion.guard.scanners.refusal import refusal_phrase
 from bastion.monitor.events import Event, new_id
@@ -205,11 +205,16 @@ class Gateway:
         task = asyncio.ensure_future(waiting)
         try:
             await asyncio.sleep(0)  # the task sends the request
-            if ex.stored_prompt is None:
-                ex.stored_prompt = self.redactor(self.prompt_of(ex), ex.input)
+            prompt = self.prompt_of(ex)
+            if ex.stored_prompt is None and len(prompt) <= self.guard.inline_chars:
+                ex.stored_prompt = self.redact(prompt, ex.input)  # longer: in finish()'s thread
             return await task
         finally:
-            task.cancel()  # a no-op once it is done; else the client left, or a bug
+            if not task.done():  # the client left, or a bug: stop the call, and let it clean up
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+            elif not task.cancelled():
+                task.exception()  # seen: a failure nobody awaited is not reported as lost
 
     def prompt_of(self, ex: Exchange) -> str:
         """The judged user turn as it went on: masked if the input rails masked it."""
@@ -405,14 +410,7 @@ class Redactor:
     """
 
     def __init__(self, policy: Policy) -> None:
-        self._masking: dict[str, set[str]] = {
-            stage: {
-                rail.scanner.name
-                for rail in policy.rails(stage)
-                if rail.action == "mask" and rail.default_settings
-            }
-            for stage in STAGES
-        }
+        self._rails: dict[str, list[Rail]] = {s: run_order(policy.rails(s)) for s in STAGES}
         self._guards: dict[frozenset[str], Guard] = {}
 
     def __call__(self, text: str, decision: Decision | None = None) -> str:
@@ -428,15 +426,22 @@ class Redactor:
         return self._guards[needed].check(text, "input").text
 
     def covered(self, text: str, decision: Decision | None) -> frozenset[str]:
-        """The storage scanners whose masking ``decision`` already applied to ``text``."""
+        """The storage scanners whose masking ``decision`` already applied to ``text``: each
+        judged by the result of its own shipped-settings ``mask`` rail, never by another rail
+        of the same scanner."""
         if decision is None or decision.text != text:
             return frozenset()
-        masking = self._masking.get(decision.stage, set())
         masked = decision.action == "mask"  # a block or review leaves the text as it was
+        pairs = zip(self._rails.get(decision.stage, []), decision.results, strict=False)
         return frozenset(
-            r.scanner
-            for r in decision.results
-            if r.scanner in masking and not r.failed and (masked or not r.flagged)
+            rail.scanner.name
+            for rail, result in pairs
+            if rail.scanner.name in STORAGE_SCANNERS
+            and rail.action == "mask"
+            and rail.default_settings
+            and result.scanner == rail.scanner.name
+            and not result.failed
+            and (masked or not result.flagged)
         )
 
 
@@ -444,11 +449,8 @@ def near_threshold(decision: Decision, rails: Sequence[Rail], band: float) -> li
     """Scanners of a decision that ask for review: a ``review`` rail that flagged, or a
     ``block``/``review`` rail whose score is within ``band`` below its threshold (a near miss
     a person should look at)."""
-    # the pipeline runs the raw-text rails first: its results are in that order
-    ordered = [r for r in rails if r.scanner.reads_original_only]
-    ordered += [r for r in rails if not r.scanner.reads_original_only]
     found = []
-    for rail, result in zip(ordered, decision.results, strict=False):
+    for rail, result in zip(run_order(rails), decision.results, strict=False):
         if rail.scanner.name != result.scanner or rail.action not in ("block", "review"):
             continue
         threshold = rail.scanner.threshold

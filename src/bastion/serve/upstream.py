@@ -15,14 +15,19 @@ chunk arrives; a stream that breaks later ends with an error.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
+import os
 import random
+import re
+import ssl
 import urllib.request
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import aiohttp
+import certifi
 import yarl
 
 from bastion.errors import UpstreamError
@@ -139,10 +144,9 @@ class HTTPUpstream:
             headers = {"Content-Type": "application/json"}
             if self.api_key:
                 headers["Authorization"] = f"Bearer {self.api_key}"
+            connector = aiohttp.TCPConnector(limit=self.concurrency, ssl=tls_context())
             self._session = aiohttp.ClientSession(
-                headers=headers,
-                timeout=self.timeout,
-                connector=aiohttp.TCPConnector(limit=self.concurrency),
+                headers=headers, timeout=self.timeout, connector=connector
             )
             self._proxy = env_proxy(self.url)  # once: aiohttp's trust_env re-reads per call
         return self._session
@@ -159,13 +163,11 @@ class HTTPUpstream:
             self._admit(failure)
             delay: float | None = None
             try:
-                async with self.session.post(
-                    self.url, data=payload, headers=request.headers, proxy=self._proxy
-                ) as response:
+                async with self._post(payload, request) as response:
                     status, headers, body = response.status, response.headers, await response.read()
             except TRANSPORT_ERRORS as exc:
-                failure = _describe(exc)
                 self.breaker.failure()
+                failure = _describe(exc)
             except BaseException:
                 self.breaker.abandon()
                 raise
@@ -190,9 +192,7 @@ class HTTPUpstream:
             delay: float | None = None
             started = False  # a chunk went to the caller: no more retries
             try:
-                async with self.session.post(
-                    self.url, data=payload, headers=request.headers, proxy=self._proxy
-                ) as response:
+                async with self._post(payload, request) as response:
                     if response.status != 200:
                         body = await response.read()
                         failure, delay = self._judge(response.status, response.headers, body)
@@ -212,7 +212,9 @@ class HTTPUpstream:
                 failure = _describe(exc)
                 if started:
                     raise UpstreamFailure(f"{self.base_url}: {failure} mid-stream") from None
-            except UpstreamFailure:
+            except UpstreamFailure:  # an error event in the stream
+                if not started:
+                    self.breaker.failure()
                 raise
             except BaseException:
                 if not started:
@@ -220,6 +222,19 @@ class HTTPUpstream:
                 raise
             await self._backoff(attempt, delay)
         raise self._exhausted(failure)
+
+    def _post(
+        self, payload: bytes, request: UpstreamRequest
+    ) -> aiohttp.client._RequestContextManager:
+        # a redirect is an answer like any other: following it would send the (masked)
+        # prompt to a host nobody configured, as httpx would not either
+        return self.session.post(
+            self.url,
+            data=payload,
+            headers=request.headers,
+            proxy=self._proxy,
+            allow_redirects=False,
+        )
 
     def _payload(self, request: UpstreamRequest, *, stream: bool) -> bytes:
         body: dict[str, Any] = {
@@ -279,11 +294,51 @@ class HTTPUpstream:
 
 
 def env_proxy(url: yarl.URL) -> str | None:
-    """The proxy the environment (``HTTP_PROXY``, ``HTTPS_PROXY``, ``NO_PROXY`` …) names for
-    ``url``, if any."""
-    if url.host is None or urllib.request.proxy_bypass(url.host):
+    """The proxy the environment names for ``url``, read as httpx reads it: ``HTTP_PROXY`` /
+    ``HTTPS_PROXY`` by scheme, else ``ALL_PROXY`` (a value without a scheme is ``http://``);
+    none for a host that ``NO_PROXY`` lists (``*``, a domain and its subdomains, an address
+    or a CIDR range)."""
+    proxies = urllib.request.getproxies()  # lower-case keys, the lower-case variable first
+    if url.host is None or _no_proxy(url.host, proxies.get("no", "")):
         return None
-    return urllib.request.getproxies().get(url.scheme)
+    proxy = proxies.get(url.scheme) or proxies.get("all")
+    if not proxy:
+        return None
+    return proxy if "://" in proxy else f"http://{proxy}"
+
+
+def _no_proxy(host: str, listed: str) -> bool:
+    address: ipaddress.IPv4Address | ipaddress.IPv6Address | None
+    try:
+        address = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        address = None
+    for entry in (e.strip().lower() for e in listed.split(",")):
+        entry = entry.split("://")[-1]
+        if not entry:
+            continue
+        if entry == "*":
+            return True
+        if address is not None:
+            try:
+                if address in ipaddress.ip_network(entry, strict=False):
+                    return True
+            except ValueError:
+                pass
+            continue
+        domain = entry.split(":")[0].lstrip(".").lstrip("*.")
+        if host.lower() == domain or host.lower().endswith(f".{domain}"):
+            return True
+    return False
+
+
+def tls_context() -> ssl.SSLContext:
+    """Certificates from ``SSL_CERT_FILE`` / ``SSL_CERT_DIR`` when set, else certifi's bundle
+    (what httpx trusts), so that a slim image without system certificates still works."""
+    cafile, capath = os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR")
+    if cafile or capath:
+        return ssl.create_default_context(cafile=cafile, capath=capath)
+    return ssl.create_default_context(cafile=certifi.where())
 
 
 # a dropped or refused connection, a timeout, a broken body: worth another attempt
@@ -296,8 +351,11 @@ class _Malformed(Exception):
 
 def _describe(exc: BaseException) -> str:
     """One short phrase for a failed attempt (aiohttp's own messages repeat the host)."""
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        return "the server's TLS certificate was not accepted"
     if isinstance(exc, aiohttp.ClientConnectorError):
-        return f"could not connect ({exc.os_error.strerror or type(exc.os_error).__name__})"
+        error = getattr(exc, "os_error", None)
+        return f"could not connect ({getattr(error, 'strerror', None) or type(error).__name__})"
     if isinstance(exc, TimeoutError):
         return "timed out"
     if isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientPayloadError):
@@ -321,10 +379,34 @@ def _parse_completion(body: bytes) -> Completion | None:
         return None
 
 
+MAX_LINE_BYTES = 16 * 2**20  # a stream line longer than this is refused as malformed
+_LINE_END = re.compile(rb"\r\n|\r|\n")
+
+
+async def _lines(content: aiohttp.StreamReader) -> AsyncIterator[str]:
+    """A stream's lines, ended by CR LF, LF or CR (as server-sent events allow), however long
+    (aiohttp's own readline stops at 512 KiB); a chunk that splits CR LF yields one extra
+    empty line, which server-sent events ignore."""
+    pending: list[bytes] = []
+    size = 0
+    async for chunk in content.iter_any():
+        if b"\n" not in chunk and b"\r" not in chunk:
+            pending.append(chunk)
+            size += len(chunk)
+            if size > MAX_LINE_BYTES:
+                raise _Malformed(f"a stream line is longer than {MAX_LINE_BYTES} bytes")
+            continue
+        pieces = _LINE_END.split(b"".join([*pending, chunk]))
+        for piece in pieces[:-1]:
+            yield piece.decode(errors="replace")
+        pending, size = [pieces[-1]], len(pieces[-1])
+    if size:
+        yield b"".join(pending).decode(errors="replace")
+
+
 async def _sse_deltas(content: aiohttp.StreamReader) -> AsyncIterator[Delta]:
     """The deltas of an OpenAI server-sent-event stream, up to ``data: [DONE]``."""
-    async for raw in content:
-        line = raw.decode(errors="replace").rstrip("\r\n")
+    async for line in _lines(content):
         if not line.startswith("data:"):
             continue  # blank separators, comments, event: lines
         data = line[5:].strip()

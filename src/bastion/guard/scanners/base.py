@@ -39,6 +39,10 @@ class Scanner(abc.ABC):
     # worker thread, concurrently with the others, and is abandoned at its time budget.
     bounded: ClassVar[bool] = False
 
+    def is_bounded(self) -> bool:
+        """``bounded``, for this instance (a scanner may wait only in some settings)."""
+        return self.bounded
+
     def __init__(self, *, threshold: float = 0.5) -> None:
         if not 0.0 <= threshold <= 1.0:
             raise ValueError(f"{self.name}: threshold must be in [0, 1], got {threshold}")

@@ -198,11 +198,16 @@ def _doc(nlp: Any, text: str) -> Any:
 
 @register
 class PiiScanner(PatternScanner):
-    """Flags and masks personal data; ``entities`` limits which kinds are looked for."""
+    """Flags and masks personal data; ``entities`` limits which kinds are looked for. With a
+    spaCy model for names it is not ``bounded``: the model runs in a worker thread, within
+    its time budget, and never on an event loop."""
 
     name: ClassVar[str] = "pii"
     stage: ClassVar[str] = "both"
     what: ClassVar[str] = "personal data"
+
+    def is_bounded(self) -> bool:
+        return self.ner is None
 
     def __init__(
         self,

@@ -322,3 +322,23 @@ def test_storage_redaction_judges_a_scanner_by_its_own_mask_rail_only() -> None:
     redact = Redactor(two.policy)
     assert redact.covered(decision.text, decision) == set()
     assert "bob@corp.example" not in redact(decision.text, decision)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_store_raw_keeps_the_raw_text_beside_the_redacted_text(guard: Guard, stream: bool) -> None:
+    model = ScriptedChatModel(SCRIPT, default="Paris is the capital of France.")
+    sink = MemorySink()
+    config = GatewayConfig(keys={"sk-alice": {"user": "alice"}}, store_raw=True)
+    app = create_app(config, sink=sink, upstream=ModelUpstream(model), guard=guard)
+    prompt = "My address is bob@corp.example; how do I contact you?"
+    with serving(app) as base_url:
+        client = openai.OpenAI(base_url=f"{base_url}/v1", api_key="sk-alice", max_retries=0)
+        reply = client.chat.completions.create(
+            model="tiny", messages=[{"role": "user", "content": prompt}], stream=stream
+        )
+        if stream:
+            list(reply)
+    event = sink.events[-1]
+    assert event.raw_prompt == prompt and "jane.doe@example.com" in (event.raw_response or "")
+    assert "bob@corp.example" not in event.prompt and "<EMAIL_1>" in event.prompt
+    assert "jane.doe" not in event.response

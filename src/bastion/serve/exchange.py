@@ -359,7 +359,7 @@ class Gateway:
     def redact(self, text: str, decision: Decision | None = None) -> str:
         """PII and secrets masked for storage, whatever the policy let through (``decision``:
         the rails' verdict on this text, whose masking need not be done twice)."""
-        return text if self.config.store_raw else self.redactor(text, decision)
+        return self.redactor(text, decision)  # store_raw adds raw_* fields, it masks no less
 
     def prompt_tokens(self, ex: Exchange) -> int:
         if ex.prompt_tokens is not None:

@@ -207,7 +207,7 @@ class Gateway:
             await asyncio.sleep(0)  # the task sends the request
             prompt = self.prompt_of(ex)
             if ex.stored_prompt is None and len(prompt) <= self.guard.inline_chars:
-                ex.stored_prompt = self.redact(prompt, ex.input)  # longer: in finish()'s thread
+                ex.stored_prompt = self.redactor(prompt, ex.input)  # longer: in finish()'s thread
             return await task
         finally:
             if not task.done():  # the client left, or a bug: stop the call, and let it clean up
@@ -324,16 +324,16 @@ class Gateway:
         if ex.disconnected:
             meta["disconnected"] = True
         if ex.blocked_stage == "output":  # what the model said, for the reviewers (redacted)
-            meta["blocked_answer"] = self.redact(ex.raw_answer)
+            meta["blocked_answer"] = self.redactor(ex.raw_answer)
         raw = self.config.store_raw
         if ex.stored_prompt is None:
-            ex.stored_prompt = self.redact(self.prompt_of(ex), ex.input)
+            ex.stored_prompt = self.redactor(self.prompt_of(ex), ex.input)
         return Event(
             id=ex.event_id,
             user=ex.principal.user,
             model=ex.request.model,
             prompt=ex.stored_prompt,
-            response=self.redact(ex.answer, ex.output),
+            response=self.redactor(ex.answer, ex.output),
             decision=verdict.decision,
             blocked_stage=ex.blocked_stage,
             refused=ex.blocked_stage is not None or refusal_phrase(ex.answer) is not None,
@@ -355,11 +355,6 @@ class Gateway:
             raw_response=(ex.raw_answer or ex.answer) if raw else None,
             meta=meta,
         )
-
-    def redact(self, text: str, decision: Decision | None = None) -> str:
-        """PII and secrets masked for storage, whatever the policy let through (``decision``:
-        the rails' verdict on this text, whose masking need not be done twice)."""
-        return self.redactor(text, decision)  # store_raw adds raw_* fields, it masks no less
 
     def prompt_tokens(self, ex: Exchange) -> int:
         if ex.prompt_tokens is not None:
@@ -400,7 +395,8 @@ class Gateway:
 
 
 class Redactor:
-    """Masks PII and secrets in a text for storage (:data:`STORAGE_SCANNERS`, as shipped).
+    """Masks PII and secrets in a text for storage (:data:`STORAGE_SCANNERS`, as shipped),
+    whatever the policy let through; ``store_raw`` adds the raw text beside it, never instead.
 
     A scan the policy's own rails already made on the same text is not repeated: a ``mask``
     rail of the same scanner with the shipped settings finds exactly what this scan would,

@@ -1,8 +1,8 @@
 """Where the gateway's answers come from: the :class:`Upstream` protocol, and any
 OpenAI-compatible server as one (:class:`HTTPUpstream`).
 
-``HTTPUpstream`` keeps one pooled ``aiohttp`` session: its C HTTP parser spends about a third
-of the CPU that ``httpx`` does per call (0.32 vs 1.08 ms on the benchmark machine), on every
+``HTTPUpstream`` keeps one pooled ``aiohttp`` session: it spends about a third of the CPU
+that ``httpx`` does per call (0.33 vs 1.04 ms, ``benchmarks/http_clients.py``), on every
 request the gateway forwards. Timeouts, dropped connections, 5xx and 429 answers and bodies
 that are not chat completions are retried with exponential backoff and full jitter (honouring
 ``Retry-After``), as :class:`~bastion.models.OpenAIChatModel` does; other 4xx answers are
@@ -326,7 +326,7 @@ def _no_proxy(host: str, listed: str) -> bool:
             except ValueError:
                 pass
             continue
-        domain = entry.split(":")[0].lstrip(".").lstrip("*.")
+        domain = entry.split(":")[0].lstrip("*.")
         if host.lower() == domain or host.lower().endswith(f".{domain}"):
             return True
     return False
@@ -346,7 +346,7 @@ TRANSPORT_ERRORS = (aiohttp.ClientError, TimeoutError)
 
 
 class _Malformed(Exception):
-    """A stream chunk that is not JSON."""
+    """A stream that is not chat completion chunks (a chunk not JSON, a line far too long)."""
 
 
 def _describe(exc: BaseException) -> str:
@@ -384,9 +384,9 @@ _LINE_END = re.compile(rb"\r\n|\r|\n")
 
 
 async def _lines(content: aiohttp.StreamReader) -> AsyncIterator[str]:
-    """A stream's lines, ended by CR LF, LF or CR (as server-sent events allow), however long
-    (aiohttp's own readline stops at 512 KiB); a chunk that splits CR LF yields one extra
-    empty line, which server-sent events ignore."""
+    """A stream's lines, ended by CR LF, LF or CR (as server-sent events allow), up to
+    ``MAX_LINE_BYTES`` long (aiohttp's own readline stops at 512 KiB); a chunk that splits
+    CR LF yields one extra empty line, which server-sent events ignore."""
     pending: list[bytes] = []
     size = 0
     async for chunk in content.iter_any():

@@ -114,7 +114,7 @@ def _ip_valid(candidate: str) -> bool:
     return True
 
 
-_DIGIT_DOT_DIGIT = re.compile(r"\d\.\d")  # in every IPv4 address; a fifth of IPV4's search
+_DIGIT_DOT_DIGIT = re.compile(r"\d\.\d")  # in every IPv4 address; far cheaper than IPV4
 
 
 def _ip(text: str) -> Iterator[tuple[int, int]]:

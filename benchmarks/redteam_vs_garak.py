@@ -5,11 +5,12 @@ its ``encoding.InjectBase64`` probe against the packaged SmolLM2-135M-Instruct t
 ``huggingface.Model`` generator on the cached safetensors folder: one generation per prompt,
 greedy, ``--max-new-tokens`` tokens, float32 on CPU, its own detectors (``DecodeMatch``,
 ``DecodeApprox``). Bastion then sends garak's very prompts (read back from garak's report)
-through :class:`~bastion.redteam.targets.ModelTarget` (sorted by length, 64 at a time) and
-judges every answer with
-the same decode-match rule plus its refusal judge. Both sides are timed end to end (model
-load included) and in steady state (generation and judging only); peak resident memory is the
-garak process's and this process's. Prints both, the ratio, and writes JSON.
+through :class:`~bastion.redteam.targets.ModelTarget` (sorted by length, 64 at a time, each
+batch's cache built by ragged prefill, :mod:`bastion.models.prefill`) and judges every answer
+with the same decode-match rule plus its refusal judge, twice in a row (times averaged). Both
+sides are timed end to end (model load included) and in steady state (generation and judging
+only); peak resident memory is the garak process's and this process's. Prints both, the
+ratio, and writes JSON.
 
     python benchmarks/redteam_vs_garak.py [--prompts 256] [--max-new-tokens 48]
         [--garak .venv-garak/bin/garak] [--out benchmarks/results/redteam_vs_garak.json]
@@ -161,7 +162,14 @@ def main() -> None:
     if not args.garak.is_file():
         sys.exit(f"{args.garak} not found: `make bench-redteam` installs garak in .venv-garak")
     garak = run_garak(args.garak.absolute(), model_dir, args.prompts, args.max_new_tokens)
-    ours = run_bastion(garak["items"], args.max_new_tokens, args.batch_size)
+    # this host's speed drifts within minutes: Bastion's much shorter run is timed right after
+    # garak's and once more after that, and the two are averaged
+    runs = [run_bastion(garak["items"], args.max_new_tokens, args.batch_size) for _ in range(2)]
+    ours = {
+        **runs[-1],
+        **{k: sum(r[k] for r in runs) / 2 for k in ("wall_s", "steady_s", "load_s")},
+    }
+    ours["runs_wall_s"] = [r["wall_s"] for r in runs]
     garak_rate = garak["prompts"] / garak["wall_s"]
     ours_rate = ours["prompts"] / ours["wall_s"]
     ours_steady = ours["prompts"] / ours["steady_s"]

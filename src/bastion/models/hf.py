@@ -20,6 +20,7 @@ import torch
 
 from bastion.errors import ModelError
 from bastion.models.base import CompletionLogprobs, truncate_at_stop
+from bastion.models.prefill import cache_keyword, ragged_prefill, supports_ragged_prefill
 from bastion.models.scoring import (
     completion_logps,
     left_pad,
@@ -73,6 +74,7 @@ class HFChatModel:
         self.name = name
         self.batch_size = batch_size
         self.device = next(model.parameters()).device
+        self.ragged_prefill = supports_ragged_prefill(model)
 
     @classmethod
     def from_pretrained(
@@ -123,11 +125,13 @@ class HFChatModel:
         options = self._generation_options(max_new_tokens, temperature, top_p, stop)
         replies: list[str] = [""] * len(prompts)
         for batch in length_sorted_batches([len(p) for p in prompts], self.batch_size):
-            input_ids, attention_mask = left_pad(
-                [prompts[i] for i in batch], self.pad_id, self.device
-            )
+            rows = [prompts[i] for i in batch]
+            input_ids, attention_mask = left_pad(rows, self.pad_id, self.device)
+            cache = {}
+            if self.ragged_prefill and len(rows) > 1 and min(map(len, rows)) > 1:
+                cache[cache_keyword(self.model)] = ragged_prefill(self.model, rows, self.pad_id)
             output = self.model.generate(
-                input_ids=input_ids, attention_mask=attention_mask, **options
+                input_ids=input_ids, attention_mask=attention_mask, **options, **cache
             )
             new_tokens = output[:, input_ids.shape[1] :]
             texts = self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)

@@ -1,0 +1,206 @@
+"""Ragged prefill: a prompt batch's key/value cache built with little padding and shared prefixes.
+
+A left-padded batch pays for every row at the longest row's length, and pays again for the
+tokens every row has in common (the chat template's system turn, an attack's persona or
+many-shot preamble). On a CPU, where prefill is matrix-multiply bound, both are real time. Here
+the rows (already sorted by length) are run through the model in small consecutive groups,
+each left-padded only to its own longest row; a group's common prefix is run once, at batch
+size one, and repeated along the batch. Each row's keys and values are then gathered into one
+cache, left-padded to the batch's width, exactly as a plain left-padded prefill would have laid
+them out (same positions, same attention mask). ``generate`` continues from that cache: it only
+runs each row's last prompt token, then decodes the whole batch together.
+
+Only the prompt's last token is left out, so that ``generate`` computes the first logits itself.
+Models whose cache is not a plain per-layer key/value store (sliding-window or hybrid layers)
+are not handled: :func:`supports_ragged_prefill` says so and the caller pads as usual.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+# A group is cut at this many (padded) tokens: large enough for efficient matrix multiplies,
+# small enough that its rows' lengths stay close.
+GROUP_TOKENS = 512
+# Shorter shared prefixes are not worth a separate forward pass.
+MIN_PREFIX = 8
+
+
+def supports_ragged_prefill(model: Any) -> bool:
+    """True when ``model`` keeps a plain key/value cache and takes explicit positions."""
+    from transformers import DynamicCache
+    from transformers.cache_utils import DynamicLayer
+
+    config = getattr(model, "config", None)
+    if config is None or getattr(model.config, "is_encoder_decoder", False):
+        return False
+    try:
+        layers = DynamicCache(config=config).layers
+    except Exception:
+        return False
+    return bool(layers) and all(type(layer) is DynamicLayer for layer in layers)
+
+
+def common_prefix_length(rows: Sequence[Sequence[int]]) -> int:
+    """Length of the longest prefix every row starts with."""
+    first = rows[0]
+    limit = min(len(r) for r in rows)
+    for index in range(limit):
+        token = first[index]
+        if any(r[index] != token for r in rows):
+            return index
+    return limit
+
+
+def groups_by_tokens(lengths: Sequence[int], budget: int = GROUP_TOKENS) -> list[range]:
+    """Consecutive index ranges whose rows × longest stays within ``budget`` (one row at least).
+
+    ``lengths`` is expected sorted (either way); the longest of a range is its first or last."""
+    groups: list[range] = []
+    start = 0
+    for end in range(1, len(lengths) + 1):
+        if end == len(lengths):
+            groups.append(range(start, end))
+            break
+        longest = max(lengths[start], lengths[end])
+        if (end + 1 - start) * longest > budget:
+            groups.append(range(start, end))
+            start = end
+    return groups
+
+
+@torch.inference_mode()
+def ragged_prefill(
+    model: Any,
+    prompts: Sequence[Sequence[int]],
+    pad_id: int,
+    *,
+    group_tokens: int | None = None,
+    min_prefix: int | None = None,
+) -> Any:
+    """A ``DynamicCache`` holding every prompt but its last token, left-padded to the longest.
+
+    Row ``i`` of the cache is what a left-padded forward pass over ``prompts`` (each without its
+    last token) would have stored: its real positions at the right end, numbered from 0, and
+    positions before them masked out by the caller's attention mask. Every prompt needs at
+    least two tokens.
+    """
+    from transformers import DynamicCache
+
+    if any(len(p) < 2 for p in prompts):
+        raise ValueError("ragged prefill needs at least two tokens in every prompt")
+    device = next(model.parameters()).device
+    bodies = [list(p[:-1]) for p in prompts]
+    width = max(len(b) for b in bodies)
+    prefixes: dict[tuple[int, ...], list[tuple[torch.Tensor, torch.Tensor]]] = {}
+    pieces: list[list[tuple[torch.Tensor, torch.Tensor]]] = []
+    budget = group_tokens or GROUP_TOKENS
+    for group in groups_by_tokens([len(b) for b in bodies], budget):
+        rows = [bodies[i] for i in group]
+        shared = min(common_prefix_length(rows), min(len(r) for r in rows) - 1)
+        if shared < (min_prefix or MIN_PREFIX) or len(rows) == 1:
+            shared = 0
+        prefix = tuple(rows[0][:shared])
+        if shared and prefix not in prefixes:
+            prefixes[prefix] = _forward(model, [list(prefix)], pad_id, device, None, 0)
+        layers = _forward(
+            model, [r[shared:] for r in rows], pad_id, device, prefixes.get(prefix), shared
+        )
+        pieces.append(_right_align(layers, rows, shared, width, device))
+    merged = [
+        (torch.cat([p[i][0] for p in pieces]), torch.cat([p[i][1] for p in pieces]))
+        for i in range(len(pieces[0]))
+    ]
+    return DynamicCache(ddp_cache_data=merged)
+
+
+def _forward(
+    model: Any,
+    rows: Sequence[Sequence[int]],
+    pad_id: int,
+    device: torch.device,
+    prefix: list[tuple[torch.Tensor, torch.Tensor]] | None,
+    shared: int,
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Run left-padded ``rows`` after an optional cached ``prefix`` of ``shared`` tokens; return
+    each layer's keys and values, shape (rows, heads, shared + padded length, head size)."""
+    from transformers import DynamicCache
+
+    from bastion.models.scoring import left_pad
+
+    ids, mask = left_pad(rows, pad_id, device)
+    positions = (mask.cumsum(-1) - 1).clamp(min=0) + shared
+    if prefix is not None:
+        count = len(rows)
+        cache = DynamicCache(
+            ddp_cache_data=[
+                (k.expand(count, -1, -1, -1), v.expand(count, -1, -1, -1)) for k, v in prefix
+            ]
+        )
+        mask = torch.cat([mask.new_ones(count, shared), mask], dim=1)
+    else:
+        cache = DynamicCache(config=model.config)
+    extra = {"logits_to_keep": 1} if _takes_logits_to_keep(model) else {}
+    model(
+        input_ids=ids,
+        attention_mask=mask,
+        position_ids=positions,
+        use_cache=True,
+        **{cache_keyword(model): cache},
+        **extra,
+    )
+    return [(layer.keys, layer.values) for layer in cache.layers]
+
+
+def cache_keyword(model: Any) -> str:
+    """The keyword the model's forward pass and ``generate`` take a cache by: ``cache`` in
+    recent transformers releases, ``past_key_values`` before (still accepted, with a warning)."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return (
+        "cache"
+        if "cache" in inspect.signature(type(base).forward).parameters
+        else "past_key_values"
+    )
+
+
+def _takes_logits_to_keep(model: Any) -> bool:
+    """Whether the forward pass can skip the output layer for all but the last position."""
+    check = getattr(model, "_supports_logits_to_keep", None)
+    return bool(check()) if callable(check) else False
+
+
+def _right_align(
+    layers: list[tuple[torch.Tensor, torch.Tensor]],
+    rows: Sequence[Sequence[int]],
+    shared: int,
+    width: int,
+    device: torch.device,
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Gather each row's real positions to the right end of ``width`` columns.
+
+    A group's cache holds, per row, ``shared`` prefix columns, then left padding up to the
+    group's longest suffix, then the row's suffix. Columns left of a row's start take a copy of
+    a real column (finite, and masked by the caller), never uninitialised memory."""
+    suffix_width = max(len(r) for r in rows) - shared
+    index = torch.empty((len(rows), width), dtype=torch.long)
+    for row, tokens in enumerate(rows):
+        length = len(tokens)
+        suffix = length - shared
+        real = torch.cat(
+            [
+                torch.arange(shared),
+                torch.arange(shared + suffix_width - suffix, shared + suffix_width),
+            ]
+        )
+        index[row, width - length :] = real
+        index[row, : width - length] = real[0] if length else 0
+    index = index.to(device)
+    aligned = []
+    for keys, values in layers:
+        gather = index[:, None, :, None].expand(-1, keys.shape[1], -1, keys.shape[3])
+        aligned.append((keys.gather(2, gather), values.gather(2, gather)))
+    return aligned

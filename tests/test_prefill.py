@@ -1,0 +1,116 @@
+import pytest
+import torch
+
+from bastion import Conversation
+from bastion.models import HFChatModel, prefill
+from bastion.models.prefill import (
+    cache_keyword,
+    common_prefix_length,
+    groups_by_tokens,
+    ragged_prefill,
+    supports_ragged_prefill,
+)
+from bastion.models.scoring import left_pad
+
+SYSTEM = "You are a careful assistant. Answer briefly and say so when you are unsure."
+QUESTIONS = [
+    "hello",
+    "What is the capital of France? Tell me more.",
+    "bread",
+    "Paris is nice",
+    "0123",
+]
+
+
+def test_common_prefix_length() -> None:
+    assert common_prefix_length([[1, 2, 3], [1, 2, 4], [1, 2]]) == 2
+    assert common_prefix_length([[7, 8], [7, 8]]) == 2
+    assert common_prefix_length([[5, 1], [6, 1]]) == 0
+
+
+def test_groups_are_cut_at_the_token_budget() -> None:
+    # rows × longest: (10, 9) = 20 fits, adding 8 makes 30; (8, 3) = 16, adding 3 makes 24
+    assert groups_by_tokens([10, 9, 8, 3, 3, 2], 20) == [range(0, 2), range(2, 4), range(4, 6)]
+    assert groups_by_tokens([50, 1], 20) == [range(0, 1), range(1, 2)]  # one row always fits
+    assert groups_by_tokens([2, 3, 5], 100) == [range(0, 3)]  # ascending order works too
+
+
+def _rows(model: HFChatModel) -> list[list[int]]:
+    rows = [model.prompt_ids(Conversation.user(q, system=SYSTEM)) for q in QUESTIONS]
+    return sorted(rows, key=len, reverse=True)
+
+
+def test_the_ragged_cache_is_what_a_padded_forward_stores(tiny_chat: HFChatModel) -> None:
+    from transformers import DynamicCache
+
+    rows = _rows(tiny_chat)
+    shared = common_prefix_length(rows)
+    assert shared >= 8  # the system turn: a prefix worth sharing
+    model = tiny_chat.model
+    # groups of about two rows, so that several groups and one prefix reused by them are merged
+    ragged = ragged_prefill(
+        model, rows, tiny_chat.pad_id, group_tokens=2 * len(rows[0]), min_prefix=4
+    )
+
+    bodies = [r[:-1] for r in rows]
+    ids, mask = left_pad(bodies, tiny_chat.pad_id, tiny_chat.device)
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)  # as ``generate`` numbers a padded batch
+    plain = DynamicCache(config=model.config)
+    with torch.inference_mode():
+        model(
+            input_ids=ids,
+            attention_mask=mask,
+            position_ids=positions,
+            use_cache=True,
+            **{cache_keyword(model): plain},
+        )
+    width = ids.shape[1]
+    assert ragged.get_seq_length() == width
+    for mine, theirs in zip(ragged.layers, plain.layers, strict=True):
+        assert mine.keys.shape == theirs.keys.shape
+        assert torch.isfinite(mine.keys).all() and torch.isfinite(mine.values).all()
+        for row, body in enumerate(bodies):
+            real = slice(width - len(body), width)
+            torch.testing.assert_close(mine.keys[row, :, real], theirs.keys[row, :, real])
+            torch.testing.assert_close(mine.values[row, :, real], theirs.values[row, :, real])
+
+
+def test_generation_from_a_ragged_prefill_equals_plain_padding(
+    tiny_chat: HFChatModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert tiny_chat.ragged_prefill
+    conversations = [Conversation.user(q, system=SYSTEM) for q in QUESTIONS]
+    longest = len(_rows(tiny_chat)[0])
+    monkeypatch.setattr(prefill, "GROUP_TOKENS", 2 * longest)  # groups of two: a shared prefix
+    monkeypatch.setattr(prefill, "MIN_PREFIX", 4)
+    calls: list[int] = []
+    original = prefill.ragged_prefill
+
+    def counted(*args, **kwargs):  # type: ignore[no-untyped-def]
+        calls.append(len(args[1]))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr("bastion.models.hf.ragged_prefill", counted)
+    ragged = tiny_chat.generate(conversations, max_new_tokens=10)
+    assert sum(calls) == len(conversations)  # every batch went through it
+    monkeypatch.setattr(tiny_chat, "ragged_prefill", False)
+    plain = tiny_chat.generate(conversations, max_new_tokens=10)
+    assert ragged == plain
+    assert len(set(plain)) > 1
+
+
+def test_prompts_of_one_token_and_sliding_window_models_are_refused() -> None:
+    from transformers import LlamaConfig, LlamaForCausalLM, MistralConfig, MistralForCausalLM
+
+    small = dict(
+        vocab_size=64,
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+    )
+    assert supports_ragged_prefill(LlamaForCausalLM(LlamaConfig(**small)))
+    assert not supports_ragged_prefill(MistralForCausalLM(MistralConfig(**small, sliding_window=4)))
+    with pytest.raises(ValueError, match="at least two tokens"):
+        ragged_prefill(LlamaForCausalLM(LlamaConfig(**small)), [[3, 4], [5]], 0)

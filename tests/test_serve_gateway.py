@@ -3,7 +3,9 @@ port, a scripted model behind it, events in memory, spans in memory."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -342,3 +344,64 @@ def test_store_raw_keeps_the_raw_text_beside_the_redacted_text(guard: Guard, str
     assert event.raw_prompt == prompt and "jane.doe@example.com" in (event.raw_response or "")
     assert "bob@corp.example" not in event.prompt and "<EMAIL_1>" in event.prompt
     assert "jane.doe" not in event.response
+
+
+def _waiting_upstream(started: Any, cancelled: list[bool]) -> Any:
+    async def upstream() -> str:
+        started.set()
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            cancelled.append(True)
+            raise
+        return "never"
+
+    return upstream()
+
+
+def _host(redactor: Any) -> Any:
+    """What ``Gateway.meanwhile`` reads of its gateway: the guard's inline limit, the
+    redactor, and the prompt as it went on."""
+    return SimpleNamespace(
+        guard=SimpleNamespace(inline_chars=4096), redactor=redactor, prompt_of=lambda ex: "hi"
+    )
+
+
+def test_a_client_that_leaves_cancels_the_upstream_call() -> None:
+    from bastion.serve.exchange import Gateway as Exchanges
+
+    cancelled: list[bool] = []
+    ex = SimpleNamespace(stored_prompt=None, input=None)
+
+    async def leave() -> None:
+        started = asyncio.Event()
+        host = _host(lambda prompt, decision: prompt.upper())
+        waiter = asyncio.ensure_future(
+            Exchanges.meanwhile(host, ex, _waiting_upstream(started, cancelled))
+        )
+        await started.wait()
+        waiter.cancel()  # what Starlette does when the client disconnects
+        with pytest.raises(asyncio.CancelledError):
+            await waiter
+
+    asyncio.run(leave())
+    assert cancelled == [True]  # the upstream request was stopped, not left running
+    assert ex.stored_prompt == "HI"  # redacted while the request was out
+
+
+def test_a_failing_redaction_stops_the_upstream_call_and_surfaces() -> None:
+    from bastion.serve.exchange import Gateway as Exchanges
+
+    cancelled: list[bool] = []
+
+    def broken(prompt: str, decision: Any) -> str:
+        raise RuntimeError("redactor failed")
+
+    async def call() -> None:
+        started = asyncio.Event()
+        ex = SimpleNamespace(stored_prompt=None, input=None)
+        with pytest.raises(RuntimeError, match="redactor failed"):
+            await Exchanges.meanwhile(_host(broken), ex, _waiting_upstream(started, cancelled))
+        assert cancelled == [True]  # stopped before the error reached the caller
+
+    asyncio.run(call())

@@ -426,3 +426,41 @@ def test_a_few_steps_on_the_packaged_model_with_the_safety_judge(tmp_path: Path)
         converted_dir("smollm2-135m-instruct"), adapter=tmp_path / "final", device="cpu"
     )
     assert tuned.generate(["Hello!"], max_new_tokens=4)[0]
+
+
+@pytest.mark.parametrize("lora", [False, True])
+def test_the_update_starts_from_the_rollouts_pass_with_the_same_result(
+    tmp_path: Path, lora: bool
+) -> None:
+    """Reusing the rollout's forward pass for the first mini-batch changes nothing but the
+    work: the same metrics, iteration by iteration, and one forward pass fewer per update."""
+    histories, passes = {}, {}
+    for reuse in (True, False):
+        trainer = _trainer(tmp_path / str(reuse), 0.05, iterations=3, lora=lora)
+        assert trainer.reuse_first_pass  # no dropout, one process: on by default
+        trainer.reuse_first_pass = reuse
+        calls: list[int] = []
+        trainer.module.register_forward_hook(lambda *_, seen=calls: seen.append(1))
+        histories[reuse] = trainer.fit(progress=False).history
+        passes[reuse] = len(calls)
+    # per iteration: 2 rollout chunks + 2 epochs x 2 mini-batches; reuse saves one
+    assert passes == {True: 3 * 5, False: 3 * 6}
+    for ours, theirs in zip(histories[True], histories[False], strict=True):
+        for key in ("objective/scores", "objective/kl", "loss/policy_avg", "loss/value_avg",
+                    "policy/clipfrac_avg", "policy/entropy_avg", "val/ratio"):  # fmt: skip
+            assert ours[key] == pytest.approx(theirs[key], rel=1e-4, abs=1e-6), key
+
+
+def test_dropout_turns_the_reuse_off(tmp_path: Path) -> None:
+    model = add_lora(tiny_lm(0), LoraSettings(r=4, alpha=8, dropout=0.1))
+    train = PpoTrainSettings(output_dir=tmp_path, lr=1e-3, seed=0)
+    config = PpoConfig(iterations=1, batch_size=4, mini_batch_size=2, max_new_tokens=4)
+    rewards = CallableReward(_percent_reward, "percent")
+    trainer = PpoTrainer(model, TOKENIZER, PROMPTS, rewards, config, train)
+    assert not trainer.reuse_first_pass
+    checkpointed = PpoTrainSettings(
+        output_dir=tmp_path, lr=1e-3, seed=0, gradient_checkpointing=True
+    )
+    assert not PpoTrainer(
+        tiny_lm(0), TOKENIZER, PROMPTS, rewards, config, checkpointed
+    ).reuse_first_pass

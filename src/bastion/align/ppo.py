@@ -31,6 +31,7 @@ import json
 import random
 import time
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -344,7 +345,9 @@ def response_logps(logits: Tensor, tokens: Tensor, temperature: float) -> tuple[
     """Log-probs of the sampled tokens and the entropy of each step's distribution."""
     logps_all = torch.log_softmax(logits.float() / temperature, dim=-1)
     logps = logps_all.gather(-1, tokens[..., None]).squeeze(-1)
-    entropy = -(logps_all.exp() * logps_all).sum(-1)
+    with torch.no_grad():  # a metric only: no loss term uses it, so no graph for it
+        detached = logps_all.detach()
+        entropy = -(detached.exp() * detached).sum(-1)
     return logps, entropy
 
 
@@ -453,6 +456,15 @@ class PpoTrainer:
         )
         self.watch = RewardHackingWatch(config.watch)
         self.iteration = 0
+        # The first mini-batch of the first epoch sees the very weights the rollout scored
+        # with: when no dropout makes the two passes differ, the rollout's pass for those rows
+        # keeps its graph and the update starts from it instead of running it again. Not with
+        # activation checkpointing (its point is not to hold activations) nor across processes.
+        self.reuse_first_pass = (
+            not train.gradient_checkpointing
+            and self.accelerator.num_processes == 1
+            and not _has_dropout(module)
+        )
         self._prompt_ids = [self._render(p) for p in self.prompts]
 
     @property
@@ -565,10 +577,13 @@ class PpoTrainer:
             self.pad_id,
             acc.device,
         )
-        rollout = self._rollout(batch, scores.to(acc.device))  # old log-probs, values, reference
+        orders = self._orders(batch.input_ids.shape[0])
+        first = orders[0][: cfg.mini_batch_size] if self.reuse_first_pass else None
+        # old log-probs, values, reference; and, for ``first``, the pass the update starts from
+        rollout, kept = self._rollout(batch, scores.to(acc.device), first)
         scoring_s += time.perf_counter() - started
         started = time.perf_counter()
-        stats = self._update(batch, rollout)
+        stats = self._update(batch, rollout, orders, kept)
         update_s = time.perf_counter() - started
         beta = self.kl_control.value
         kl_seq = rollout["kl"].sum(-1).mean().item()
@@ -623,21 +638,31 @@ class PpoTrainer:
         return row, reasons
 
     @torch.no_grad()
-    def _rollout(self, batch: Batch, scores: Tensor) -> dict[str, Tensor]:
+    def _rollout(
+        self, batch: Batch, scores: Tensor, first: Tensor | None = None
+    ) -> tuple[dict[str, Tensor], _Pass | None]:
+        """The rollout's forward passes, mini-batch by mini-batch; the rows in ``first`` run
+        with autograd on and their pass is returned for the update's first step."""
         cfg = self.config
-        self.module.eval()
-        logps, values, entropies, ref_logps = [], [], [], []
-        for rows in self._chunks(batch.input_ids.shape[0]):
+        n, span = batch.responses.shape
+        chunks = self._chunks(n)
+        if first is not None:
+            rest = torch.tensor([i for i in range(n) if i not in set(first.tolist())])
+            chunks = [first, *(rest[c] for c in self._chunks(len(rest)))]
+        logp, value, entropy, ref = (batch.mask.new_zeros(n, span) for _ in range(4))
+        kept = None
+        self.module.eval()  # no dropout, as in the update (``reuse_first_pass`` checks)
+        for number, rows in enumerate(chunks):
             part = batch.rows(rows)
-            logits, value = self.module(part.input_ids, part.attention_mask, part.index)
-            logp, entropy = response_logps(logits, part.responses, cfg.temperature)
-            logps.append(logp)
-            values.append(value)
-            entropies.append(entropy)
-            ref_logps.append(self._reference_logps(part))
+            with torch.enable_grad() if kept is None and first is not None else nullcontext():
+                logits, values = self.module(part.input_ids, part.attention_mask, part.index)
+                logps, entropies = response_logps(logits, part.responses, cfg.temperature)
+            if number == 0 and first is not None:
+                kept = _Pass(logps, entropies, values)
+            logp[rows], value[rows] = logps.detach(), values.detach()
+            entropy[rows] = entropies
+            ref[rows] = self._reference_logps(part)
         self.module.train()
-        logp, ref = torch.cat(logps), torch.cat(ref_logps)
-        value = torch.cat(values)
         kl = kl_per_token(logp, ref, cfg.kl_estimator) * batch.mask
         beta = self.kl_control.value
         rewards = token_rewards(scores, kl, batch.mask, beta)
@@ -645,14 +670,15 @@ class PpoTrainer:
             rewards = whiten(rewards, batch.mask, shift_mean=False)
         advantages, returns = gae(rewards, value, batch.mask, cfg.gamma, cfg.lam)
         advantages = whiten(advantages, batch.mask)
-        return {
+        rollout = {
             "logps": logp,
             "values": value * batch.mask,
             "kl": kl,
-            "entropy": torch.cat(entropies),
+            "entropy": entropy,
             "advantages": advantages,
             "returns": returns,
         }
+        return rollout, kept
 
     def _reference_logps(self, part: Batch) -> Tensor:
         args = (part.input_ids, part.attention_mask, part.index)
@@ -667,18 +693,31 @@ class PpoTrainer:
         size = self.config.mini_batch_size
         return [torch.arange(s, min(s + size, n)) for s in range(0, n, size)]
 
-    def _update(self, batch: Batch, rollout: dict[str, Tensor]) -> dict[str, float]:
+    def _orders(self, n: int) -> list[Tensor]:
+        """Each PPO epoch's shuffle of the rollouts, seeded by iteration."""
+        generator = torch.Generator().manual_seed(self.train_settings.seed + self.iteration)
+        return [torch.randperm(n, generator=generator) for _ in range(self.config.ppo_epochs)]
+
+    def _update(
+        self,
+        batch: Batch,
+        rollout: dict[str, Tensor],
+        orders: Sequence[Tensor],
+        kept: _Pass | None = None,
+    ) -> dict[str, float]:
         cfg, acc = self.config, self.accelerator
         sums: dict[str, float] = {}
         count = 0
-        generator = torch.Generator().manual_seed(self.train_settings.seed + self.iteration)
-        for _ in range(cfg.ppo_epochs):
-            order = torch.randperm(batch.input_ids.shape[0], generator=generator)
+        for order in orders:
             for start in range(0, len(order), cfg.mini_batch_size):
                 rows = order[start : start + cfg.mini_batch_size]
                 part = batch.rows(rows)
-                logits, values = self.module(part.input_ids, part.attention_mask, part.index)
-                logps, entropy = response_logps(logits, part.responses, cfg.temperature)
+                if kept is not None:  # the rollout's pass over these very rows
+                    logps, entropy, values = kept.logps, kept.entropy, kept.values
+                    kept = None
+                else:
+                    logits, values = self.module(part.input_ids, part.attention_mask, part.index)
+                    logps, entropy = response_logps(logits, part.responses, cfg.temperature)
                 losses = ppo_losses(
                     logps,
                     rollout["logps"][rows],
@@ -750,6 +789,28 @@ class PpoTrainer:
         self.tokenizer.save_pretrained(str(folder))
         head = self.accelerator.unwrap_model(self.module).value_head
         torch.save(head.state_dict(), folder / "value_head.pt")
+
+
+@dataclass
+class _Pass:
+    """One mini-batch's forward pass, graph attached: response log-probs, entropy, values."""
+
+    logps: Tensor
+    entropy: Tensor
+    values: Tensor
+
+
+def _has_dropout(module: nn.Module) -> bool:
+    """Whether a training-mode pass can differ from an eval-mode one: dropout anywhere."""
+    for sub in module.modules():
+        if isinstance(sub, nn.Dropout) and sub.p > 0:
+            return True
+        config = getattr(sub, "config", None)
+        for key in ("attention_dropout", "hidden_dropout", "dropout", "resid_pdrop"):
+            value = getattr(config, key, 0) if config is not None else 0
+            if isinstance(value, int | float) and value > 0:
+                return True
+    return False
 
 
 def _jsonable(config: Any) -> dict[str, Any]:

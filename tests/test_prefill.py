@@ -91,8 +91,20 @@ def test_generation_from_a_ragged_prefill_equals_plain_padding(
         return original(*args, **kwargs)
 
     monkeypatch.setattr("bastion.models.hf.ragged_prefill", counted)
-    ragged = tiny_chat.generate(conversations, max_new_tokens=10)
+    widths: list[int] = []
+    hook = tiny_chat.model.model.register_forward_hook(
+        lambda module, args, kwargs, out: widths.append(kwargs["input_ids"].shape[1]),
+        with_kwargs=True,
+    )
+    try:
+        ragged = tiny_chat.generate(conversations, max_new_tokens=10)
+    finally:
+        hook.remove()
     assert sum(calls) == len(conversations)  # every batch went through it
+    # generate continued from the cache: after the groups' passes, one token per step
+    longest = len(_rows(tiny_chat)[0])
+    assert max(widths) < longest
+    assert widths.count(1) == 10 * len(calls)
     monkeypatch.setattr(tiny_chat, "ragged_prefill", False)
     plain = tiny_chat.generate(conversations, max_new_tokens=10)
     assert ragged == plain

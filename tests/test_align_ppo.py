@@ -464,3 +464,13 @@ def test_dropout_turns_the_reuse_off(tmp_path: Path) -> None:
     assert not PpoTrainer(
         tiny_lm(0), TOKENIZER, PROMPTS, rewards, config, checkpointed
     ).reuse_first_pass
+
+
+def test_randomness_in_training_is_read_from_config_keys() -> None:
+    from bastion.align.ppo import _random_in_training
+
+    assert not _random_in_training({"attention_dropout": 0.0, "use_cache": True, "layers": 2})
+    assert _random_in_training({"attention_dropout": 0.0, "router_jitter_noise": 0.1})
+    assert _random_in_training({"attn_config": {"attn_pdrop": 0.3}})  # nested, as MPT's
+    assert _random_in_training({"layerdrop": 0.5})
+    assert not _random_in_training({"layerdrop": False})

@@ -40,17 +40,20 @@ def _rows(model: HFChatModel) -> list[list[int]]:
     return sorted(rows, key=len, reverse=True)
 
 
-def test_the_ragged_cache_is_what_a_padded_forward_stores(tiny_chat: HFChatModel) -> None:
+@pytest.mark.parametrize("rows_per_group", [2, 1])
+def test_the_ragged_cache_is_what_a_padded_forward_stores(
+    tiny_chat: HFChatModel, rows_per_group: int
+) -> None:
     from transformers import DynamicCache
 
     rows = _rows(tiny_chat)
     shared = common_prefix_length(rows)
     assert shared >= 8  # the system turn: a prefix worth sharing
     model = tiny_chat.model
-    # groups of about two rows, so that several groups and one prefix reused by them are merged
-    ragged = ragged_prefill(
-        model, rows, tiny_chat.pad_id, group_tokens=2 * len(rows[0]), min_prefix=4
-    )
+    # groups of about two rows, so that several groups and one prefix reused by them are
+    # merged; or groups of one (prompts longer than the budget), which share the batch's prefix
+    budget = rows_per_group * len(rows[0])
+    ragged = ragged_prefill(model, rows, tiny_chat.pad_id, group_tokens=budget, min_prefix=4)
 
     bodies = [r[:-1] for r in rows]
     ids, mask = left_pad(bodies, tiny_chat.pad_id, tiny_chat.device)
@@ -126,3 +129,17 @@ def test_prompts_of_one_token_and_sliding_window_models_are_refused() -> None:
     assert not supports_ragged_prefill(MistralForCausalLM(MistralConfig(**small, sliding_window=4)))
     with pytest.raises(ValueError, match="at least two tokens"):
         ragged_prefill(LlamaForCausalLM(LlamaConfig(**small)), [[3, 4], [5]], 0)
+
+
+def test_a_cache_the_generation_config_chooses_turns_ragged_prefill_off(
+    tiny_chat: HFChatModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    conversations = [Conversation.user(q, system=SYSTEM) for q in QUESTIONS[:3]]
+    plain = tiny_chat.generate(conversations, max_new_tokens=6)
+    monkeypatch.setattr(tiny_chat.model.generation_config, "cache_implementation", "dynamic")
+    assert not supports_ragged_prefill(tiny_chat.model)
+    called: list[int] = []
+    monkeypatch.setattr("bastion.models.hf.ragged_prefill", lambda *a, **k: called.append(1))
+    # transformers refuses a cache passed beside its own choice; plain padding is used instead
+    assert tiny_chat.generate(conversations, max_new_tokens=6) == plain
+    assert called == []

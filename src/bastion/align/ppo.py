@@ -578,7 +578,7 @@ class PpoTrainer:
             acc.device,
         )
         orders = self._orders(batch.input_ids.shape[0])
-        first = orders[0][: cfg.mini_batch_size] if self.reuse_first_pass else None
+        first = orders[0][: cfg.mini_batch_size] if self.reuse_first_pass and orders else None
         # old log-probs, values, reference; and, for ``first``, the pass the update starts from
         rollout, kept = self._rollout(batch, scores.to(acc.device), first)
         scoring_s += time.perf_counter() - started
@@ -801,15 +801,30 @@ class _Pass:
 
 
 def _has_dropout(module: nn.Module) -> bool:
-    """Whether a training-mode pass can differ from an eval-mode one: dropout anywhere."""
+    """Whether a training-mode pass can differ from an eval-mode one: a dropout module, or
+    any positive number under a config key naming dropout, layer drop or router jitter
+    (applied functionally by many architectures). Wide on purpose: a false alarm only costs
+    the reused pass."""
     for sub in module.modules():
         if isinstance(sub, nn.Dropout) and sub.p > 0:
             return True
         config = getattr(sub, "config", None)
-        for key in ("attention_dropout", "hidden_dropout", "dropout", "resid_pdrop"):
-            value = getattr(config, key, 0) if config is not None else 0
-            if isinstance(value, int | float) and value > 0:
-                return True
+        if (
+            config is not None
+            and hasattr(config, "to_dict")
+            and _random_in_training(config.to_dict())
+        ):
+            return True
+    return False
+
+
+def _random_in_training(settings: dict[str, Any]) -> bool:
+    for key, value in settings.items():
+        if isinstance(value, dict) and _random_in_training(value):
+            return True
+        named = any(word in str(key).lower() for word in ("drop", "jitter", "noise"))
+        if named and isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+            return True
     return False
 
 

@@ -124,11 +124,13 @@ class HFChatModel:
             torch.manual_seed(seed)
         options = self._generation_options(max_new_tokens, temperature, top_p, stop)
         replies: list[str] = [""] * len(prompts)
+        # checked per call: the generation config may have changed since construction
+        ragged = self.ragged_prefill and supports_ragged_prefill(self.model)
         for batch in length_sorted_batches([len(p) for p in prompts], self.batch_size):
             rows = [prompts[i] for i in batch]
             input_ids, attention_mask = left_pad(rows, self.pad_id, self.device)
             cache = {}
-            if self.ragged_prefill and len(rows) > 1 and min(map(len, rows)) > 1:
+            if ragged and len(rows) > 1 and min(map(len, rows)) > 1:
                 cache[cache_keyword(self.model)] = ragged_prefill(self.model, rows, self.pad_id)
             output = self.model.generate(
                 input_ids=input_ids, attention_mask=attention_mask, **options, **cache

@@ -4,11 +4,12 @@ A left-padded batch pays for every row at the longest row's length, and pays aga
 tokens every row has in common (the chat template's system turn, an attack's persona or
 many-shot preamble). On a CPU, where prefill is matrix-multiply bound, both are real time. Here
 the rows (already sorted by length) are run through the model in small consecutive groups,
-each left-padded only to its own longest row; a group's common prefix is run once, at batch
-size one, and repeated along the batch. Each row's keys and values are then gathered into one
-cache, left-padded to the batch's width, exactly as a plain left-padded prefill would have laid
-them out (same positions, same attention mask). ``generate`` continues from that cache: it only
-runs each row's last prompt token, then decodes the whole batch together.
+each left-padded only to its own longest row; a group's common prefix (for a group of one,
+the prefix the whole batch shares) is run once, at batch size one, and repeated along the
+batch. Each row's keys and values are then gathered into one cache, left-padded to the
+batch's width, as a plain left-padded prefill would have laid them out (same positions, same
+attention mask; the values equal up to floating-point rounding). ``generate`` continues from
+that cache: it only runs each row's last prompt token, then decodes the whole batch together.
 
 Only the prompt's last token is left out, so that ``generate`` computes the first logits itself.
 Models whose cache is not a plain per-layer key/value store (sliding-window or hybrid layers)
@@ -31,12 +32,22 @@ MIN_PREFIX = 8
 
 
 def supports_ragged_prefill(model: Any) -> bool:
-    """True when ``model`` keeps a plain key/value cache and takes explicit positions."""
+    """True when ``model`` keeps a plain key/value cache, takes explicit positions and a cache
+    in its forward pass, and its generation config asks for no cache of its own (nor none)."""
     from transformers import DynamicCache
     from transformers.cache_utils import DynamicLayer
 
     config = getattr(model, "config", None)
-    if config is None or getattr(model.config, "is_encoder_decoder", False):
+    if config is None or getattr(config, "is_encoder_decoder", False):
+        return False
+    generation = getattr(model, "generation_config", None)
+    if getattr(generation, "cache_implementation", None) is not None:
+        return False  # generate refuses a cache passed beside its own choice of one
+    if getattr(generation, "use_cache", True) is False:
+        return False
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    takes = inspect.signature(type(base).forward).parameters
+    if "position_ids" not in takes or not {"cache", "past_key_values"} & set(takes):
         return False
     try:
         layers = DynamicCache(config=config).layers
@@ -89,20 +100,21 @@ def ragged_prefill(
     positions before them masked out by the caller's attention mask. Every prompt needs at
     least two tokens.
     """
-    from transformers import DynamicCache
 
     if any(len(p) < 2 for p in prompts):
         raise ValueError("ragged prefill needs at least two tokens in every prompt")
     device = next(model.parameters()).device
     bodies = [list(p[:-1]) for p in prompts]
     width = max(len(b) for b in bodies)
+    # what every row shares: a group of one (a prompt longer than the budget) still reuses it
+    everyone = common_prefix_length(bodies)
     prefixes: dict[tuple[int, ...], list[tuple[torch.Tensor, torch.Tensor]]] = {}
-    pieces: list[list[tuple[torch.Tensor, torch.Tensor]]] = []
-    budget = group_tokens or GROUP_TOKENS
-    for group in groups_by_tokens([len(b) for b in bodies], budget):
+    merged: list[tuple[torch.Tensor, torch.Tensor]] = []
+    for group in groups_by_tokens([len(b) for b in bodies], group_tokens or GROUP_TOKENS):
         rows = [bodies[i] for i in group]
-        shared = min(common_prefix_length(rows), min(len(r) for r in rows) - 1)
-        if shared < (min_prefix or MIN_PREFIX) or len(rows) == 1:
+        shared = common_prefix_length(rows) if len(rows) > 1 else everyone
+        shared = min(shared, min(len(r) for r in rows) - 1)
+        if shared < (min_prefix or MIN_PREFIX):
             shared = 0
         prefix = tuple(rows[0][:shared])
         if shared and prefix not in prefixes:
@@ -110,12 +122,28 @@ def ragged_prefill(
         layers = _forward(
             model, [r[shared:] for r in rows], pad_id, device, prefixes.get(prefix), shared
         )
-        pieces.append(_right_align(layers, rows, shared, width, device))
-    merged = [
-        (torch.cat([p[i][0] for p in pieces]), torch.cat([p[i][1] for p in pieces]))
-        for i in range(len(pieces[0]))
-    ]
-    return DynamicCache(ddp_cache_data=merged)
+        if not merged:  # the batch's cache, filled group by group: no second copy of it
+            merged = [
+                (k.new_empty((len(bodies), *k.shape[1:2], width, k.shape[3])), v.new_empty(
+                    (len(bodies), *v.shape[1:2], width, v.shape[3])))
+                for k, v in layers
+            ]  # fmt: skip
+        aligned = _right_align(layers, rows, shared, width, device)
+        for (keys, values), (k, v) in zip(merged, aligned, strict=True):
+            keys[group.start : group.stop] = k
+            values[group.start : group.stop] = v
+    return _cache_of(merged)
+
+
+def _cache_of(layers: list[tuple[torch.Tensor, torch.Tensor]]) -> Any:
+    """A ``DynamicCache`` that holds these tensors themselves (building one from data would
+    copy them once more)."""
+    from transformers import DynamicCache
+
+    cache = DynamicCache(ddp_cache_data=[(k[:, :, :0], v[:, :, :0]) for k, v in layers])
+    for layer, (keys, values) in zip(cache.layers, layers, strict=True):
+        layer.keys, layer.values = keys, values
+    return cache
 
 
 def _forward(

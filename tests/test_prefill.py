@@ -81,7 +81,7 @@ def test_the_ragged_cache_is_what_a_padded_forward_stores(
 def test_generation_from_a_ragged_prefill_equals_plain_padding(
     tiny_chat: HFChatModel, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    assert tiny_chat.ragged_prefill
+    assert supports_ragged_prefill(tiny_chat.model)
     conversations = [Conversation.user(q, system=SYSTEM) for q in QUESTIONS]
     longest = len(_rows(tiny_chat)[0])
     monkeypatch.setattr(prefill, "GROUP_TOKENS", 2 * longest)  # groups of two: a shared prefix

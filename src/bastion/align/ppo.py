@@ -647,7 +647,8 @@ class PpoTrainer:
         n, span = batch.responses.shape
         chunks = self._chunks(n)
         if first is not None:
-            rest = torch.tensor([i for i in range(n) if i not in set(first.tolist())])
+            taken = set(first.tolist())
+            rest = torch.tensor([i for i in range(n) if i not in taken])
             chunks = [first, *(rest[c] for c in self._chunks(len(rest)))]
         logp, value, entropy, ref = (batch.mask.new_zeros(n, span) for _ in range(4))
         kept = None

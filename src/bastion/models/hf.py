@@ -74,7 +74,7 @@ class HFChatModel:
         self.name = name
         self.batch_size = batch_size
         self.device = next(model.parameters()).device
-        self.ragged_prefill = supports_ragged_prefill(model)
+        self.ragged_prefill = True  # a switch; whether the model allows it is checked per call
 
     @classmethod
     def from_pretrained(
@@ -124,7 +124,7 @@ class HFChatModel:
             torch.manual_seed(seed)
         options = self._generation_options(max_new_tokens, temperature, top_p, stop)
         replies: list[str] = [""] * len(prompts)
-        # checked per call: the generation config may have changed since construction
+        # per call: the generation config may have changed since construction
         ragged = self.ragged_prefill and supports_ragged_prefill(self.model)
         for batch in length_sorted_batches([len(p) for p in prompts], self.batch_size):
             rows = [prompts[i] for i in batch]

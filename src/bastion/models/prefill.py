@@ -110,11 +110,13 @@ def ragged_prefill(
     everyone = common_prefix_length(bodies)
     prefixes: dict[tuple[int, ...], list[tuple[torch.Tensor, torch.Tensor]]] = {}
     merged: list[tuple[torch.Tensor, torch.Tensor]] = []
-    for group in groups_by_tokens([len(b) for b in bodies], group_tokens or GROUP_TOKENS):
+    for group in groups_by_tokens(
+        [len(b) for b in bodies], GROUP_TOKENS if group_tokens is None else group_tokens
+    ):
         rows = [bodies[i] for i in group]
         shared = common_prefix_length(rows) if len(rows) > 1 else everyone
         shared = min(shared, min(len(r) for r in rows) - 1)
-        if shared < (min_prefix or MIN_PREFIX):
+        if shared < (MIN_PREFIX if min_prefix is None else min_prefix):
             shared = 0
         prefix = tuple(rows[0][:shared])
         if shared and prefix not in prefixes:
@@ -124,8 +126,8 @@ def ragged_prefill(
         )
         if not merged:  # the batch's cache, filled group by group: no second copy of it
             merged = [
-                (k.new_empty((len(bodies), *k.shape[1:2], width, k.shape[3])), v.new_empty(
-                    (len(bodies), *v.shape[1:2], width, v.shape[3])))
+                (k.new_empty(len(bodies), k.shape[1], width, k.shape[3]),
+                 v.new_empty(len(bodies), v.shape[1], width, v.shape[3]))
                 for k, v in layers
             ]  # fmt: skip
         aligned = _right_align(layers, rows, shared, width, device)
@@ -225,7 +227,7 @@ def _right_align(
             ]
         )
         index[row, width - length :] = real
-        index[row, : width - length] = real[0] if length else 0
+        index[row, : width - length] = real[0]  # every body has a token
     index = index.to(device)
     aligned = []
     for keys, values in layers:

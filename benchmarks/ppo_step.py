@@ -17,9 +17,13 @@ exactly how its phases are timed. Bastion's phases are its own ``time/*`` metric
 values, reference log-probs) and update (the PPO epochs).
 
 The first iteration is a warm-up; figures are means over the rest. Ratios are TRL's seconds
-over Bastion's (above 1: Bastion is faster).
+over Bastion's (above 1: Bastion is faster). Bastion also runs a second time in the same run
+with its shared-prefix pass turned off (``PpoTrainer.share_prefix``: the chat template's opening
+tokens, which every rollout starts with, run once per pass instead of once per row), so its
+effect is measured on the same machine state; ``--skip-ablation`` leaves that run out.
 
     python benchmarks/ppo_step.py [--iterations 4] [--ppo-epochs 2] [--threads N] [--skip-trl]
+                                  [--skip-ablation]
 """
 
 from __future__ import annotations
@@ -83,7 +87,7 @@ class ModelReward:
         return scores
 
 
-def run_ours(iterations: int, threads: int, out: Path) -> None:
+def run_ours(iterations: int, threads: int, out: Path, *, share_prefix: bool = True) -> None:
     import torch
 
     from bastion.align.cai import read_prompts
@@ -102,6 +106,7 @@ def run_ours(iterations: int, threads: int, out: Path) -> None:
             model, chat.tokenizer, read_prompts(PROMPTS), ModelReward(), config, train,
             eos_ids=chat.eos_ids,
         )  # fmt: skip
+        trainer.share_prefix = share_prefix
         history = trainer.fit(progress=False).history
     rows = []
     for row in history:
@@ -117,6 +122,7 @@ def run_ours(iterations: int, threads: int, out: Path) -> None:
             "lr": LR,
             "lora_r": LORA_R,
             "torch_threads": torch.get_num_threads(),
+            "share_prefix": share_prefix,
         },
         "iterations": rows,
         "mean_after_warmup": _mean(rows[1:] or rows),
@@ -137,12 +143,17 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     parser.add_argument("--ppo-epochs", type=int, default=SETTINGS["ppo_epochs"])
     parser.add_argument("--skip-trl", action="store_true")
+    parser.add_argument(
+        "--skip-ablation", action="store_true",
+        help="do not also time Bastion with the shared-prefix pass turned off",
+    )  # fmt: skip
+    parser.add_argument("--no-share-prefix", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/ppo_step.json")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     SETTINGS["ppo_epochs"] = args.ppo_epochs
     if args.worker:
-        run_ours(args.iterations, args.threads, args.out)
+        run_ours(args.iterations, args.threads, args.out, share_prefix=not args.no_share_prefix)
         return
     from bastion.models.packaged import converted_dir, load
 
@@ -151,15 +162,19 @@ def main() -> None:
     results: dict[str, Any] = {"machine": _machine()}
     with tempfile.TemporaryDirectory() as folder:
         ours_json, peer_json = Path(folder) / "ours.json", Path(folder) / "trl.json"
-        started = time.perf_counter()
-        subprocess.run(
-            [sys.executable, __file__, "--worker", "--iterations", str(args.iterations),
-             "--ppo-epochs", str(args.ppo_epochs),
-             "--threads", str(args.threads), "--out", str(ours_json)],
-            check=True,
-        )  # fmt: skip
-        results["bastion"] = json.loads(ours_json.read_text())
-        results["bastion"]["wall_s"] = time.perf_counter() - started
+        variants = [("bastion", [])]
+        if not args.skip_ablation:
+            variants.append(("bastion_unshared_prefix", ["--no-share-prefix"]))
+        for name, extra in variants:
+            started = time.perf_counter()
+            subprocess.run(
+                [sys.executable, __file__, "--worker", "--iterations", str(args.iterations),
+                 "--ppo-epochs", str(args.ppo_epochs),
+                 "--threads", str(args.threads), "--out", str(ours_json), *extra],
+                check=True,
+            )  # fmt: skip
+            results[name] = json.loads(ours_json.read_text())
+            results[name]["wall_s"] = time.perf_counter() - started
         if not args.skip_trl:
             if not PEER.is_file():
                 sys.exit("error: .venv-trlppo is missing; run make bench-ppo")
@@ -192,6 +207,13 @@ def main() -> None:
         print(line)
     share = ours["generation_s"] / ours["total_s"]
     print(f"bastion: generation is {share:.0%} of an iteration")
+    if "bastion_unshared_prefix" in results:
+        plain = results["bastion_unshared_prefix"]["mean_after_warmup"]
+        print(
+            f"bastion without the shared-prefix pass: scoring {plain['scoring_s']:.2f} s, "
+            f"update {plain['update_s']:.2f} s "
+            f"({plain['update_s'] / ours['update_s']:.2f}× the update with it)"
+        )
     results["ratios_trl_over_bastion"] = ratios
     results["bastion_generation_share"] = share
     args.out.write_text(json.dumps(results, indent=2) + "\n")

@@ -207,7 +207,7 @@ def _percent_reward(prompts: list[str], responses: list[str]) -> list[float]:
 
 
 def _trainer(tmp_path: Path, beta: float, *, iterations: int = 40, lora: bool = False,
-             **overrides: object) -> PpoTrainer:  # fmt: skip
+             prompts: list[CaiPrompt] = PROMPTS, **overrides: object) -> PpoTrainer:  # fmt: skip
     model = tiny_lm(0)
     if lora:
         model = add_lora(model, LoraSettings(r=4, alpha=8))
@@ -218,7 +218,7 @@ def _trainer(tmp_path: Path, beta: float, *, iterations: int = 40, lora: bool = 
     settings.update(overrides)
     train = PpoTrainSettings(output_dir=tmp_path / f"ppo-{beta}", lr=1e-3, seed=0)
     rewards = CallableReward(_percent_reward, "percent")
-    return PpoTrainer(model, TOKENIZER, PROMPTS, rewards, PpoConfig(**settings), train)  # type: ignore[arg-type]
+    return PpoTrainer(model, TOKENIZER, prompts, rewards, PpoConfig(**settings), train)  # type: ignore[arg-type]
 
 
 def _mean(rows: list[dict[str, float]], key: str) -> float:
@@ -449,6 +449,62 @@ def test_the_update_starts_from_the_rollouts_pass_with_the_same_result(
         for key in ("objective/scores", "objective/kl", "loss/policy_avg", "loss/value_avg",
                     "policy/clipfrac_avg", "policy/entropy_avg", "val/ratio"):  # fmt: skip
             assert ours[key] == pytest.approx(theirs[key], rel=1e-4, abs=1e-6), key
+
+
+def test_the_shared_prefix_pass_changes_nothing_but_the_work(tmp_path: Path) -> None:
+    """Prompts opening with the same words: with the prefix run once per pass, the same
+    metrics iteration by iteration as without, and one one-row prefix pass per policy,
+    reference and update pass."""
+    lead = "Answer the next question in a few words, please: "
+    prompts = [CaiPrompt(p.id, lead + p.prompt, None) for p in PROMPTS]
+    histories, prefix_passes = {}, {}
+    for share in (True, False):
+        trainer = _trainer(tmp_path / str(share), 0.05, iterations=3, lora=True, prompts=prompts)
+        trainer.share_prefix = share
+        shapes: list[tuple[int, ...]] = []
+        trainer.model.get_base_model().model.register_forward_hook(
+            lambda module, args, kwargs, out, seen=shapes: seen.append(
+                tuple(kwargs["input_ids"].shape)
+            ),
+            with_kwargs=True,
+        )
+        histories[share] = trainer.fit(progress=False).history
+        prefix_passes[share] = [shape for shape in shapes if shape[0] == 1]
+    # per iteration: 2 rollout chunks x (policy + reference), 2 epochs x 2 mini-batches - 1 kept
+    assert len(prefix_passes[True]) == 3 * 7 and not prefix_passes[False]
+    assert min(width for _, width in prefix_passes[True]) >= 8
+    for ours, theirs in zip(histories[True], histories[False], strict=True):
+        for key in ("objective/scores", "objective/kl", "loss/policy_avg", "loss/value_avg",
+                    "policy/clipfrac_avg", "policy/entropy_avg", "val/ratio"):  # fmt: skip
+            # rounding differs (other matrix shapes) and training compounds it a little
+            assert ours[key] == pytest.approx(theirs[key], rel=1e-3, abs=1e-5), key
+
+
+def test_a_prefix_is_shared_only_where_it_is_safe() -> None:
+    from transformers import MistralConfig, MistralForCausalLM
+
+    from bastion.align.ppo import shared_prefix
+
+    ids = torch.tensor([[5] * 10 + [6, 7, 8], [5] * 10 + [9, 9, 0]])
+    mask = torch.ones_like(ids)
+    mask[1, -1] = 0
+    index = torch.tensor([[11, 12], [11, 12]])
+    model = tiny_lm(0)  # training mode, no dropout
+    assert shared_prefix(model, ids, mask, index) == 10
+    assert shared_prefix(model, ids, mask, index - 2) == 9  # never past a picked position
+    assert shared_prefix(model, ids, mask, index - 4) == 0  # 7 tokens: not worth a pass
+    assert shared_prefix(model, ids[:1], mask[:1], index[:1]) == 0  # one row
+    dropped = add_lora(tiny_lm(0), LoraSettings(r=4, alpha=8, dropout=0.1))
+    assert shared_prefix(dropped, ids, mask, index) == 0  # rows would share dropout masks
+    assert shared_prefix(dropped.eval(), ids, mask, index) == 10
+    model.activation_checkpointing_enable({"use_reentrant": False})
+    assert shared_prefix(model, ids, mask, index) == 0  # a recomputed layer extends the cache
+    assert shared_prefix(model.eval(), ids, mask, index) == 10
+    windowed = MistralForCausalLM(
+        MistralConfig(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=2,
+                      num_attention_heads=2, num_key_value_heads=1, sliding_window=4)
+    ).eval()  # fmt: skip
+    assert shared_prefix(windowed, ids, mask, index) == 0
 
 
 def test_dropout_turns_the_reuse_off(tmp_path: Path) -> None:

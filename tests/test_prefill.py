@@ -6,8 +6,11 @@ from bastion.models import HFChatModel, prefill
 from bastion.models.prefill import (
     cache_keyword,
     common_prefix_length,
+    forward_after_prefix,
     groups_by_tokens,
+    keeps_plain_cache,
     ragged_prefill,
+    shared_columns,
     supports_ragged_prefill,
 )
 from bastion.models.scoring import left_pad
@@ -143,3 +146,65 @@ def test_a_cache_the_generation_config_chooses_turns_ragged_prefill_off(
     # transformers refuses a cache passed beside its own choice; plain padding is used instead
     assert tiny_chat.generate(conversations, max_new_tokens=6) == plain
     assert called == []
+
+
+def test_shared_columns_stop_at_the_first_difference_or_padding() -> None:
+    ids = torch.tensor([[1, 2, 3, 4, 5], [1, 2, 3, 9, 5], [1, 2, 3, 4, 0]])
+    mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 1, 1], [1, 1, 1, 1, 0]])
+    assert shared_columns(ids, mask) == 3
+    assert shared_columns(ids[[0, 2]], mask[[0, 2]]) == 4  # then row 2's padding
+    assert shared_columns(ids[:1], mask[:1]) == 5
+    assert shared_columns(torch.tensor([[1, 2], [1, 2]]), torch.tensor([[0, 1], [1, 1]])) == 0
+
+
+def test_a_pass_after_a_shared_prefix_equals_the_plain_pass_gradients_included() -> None:
+    """Right-padded rows sharing their first tokens: the outputs after the prefix and every
+    trainable parameter's gradient equal the plain pass's; the prefix runs once, one row."""
+    from bastion.align.lora import LoraSettings, add_lora
+    from helpers import tiny_lm
+
+    model = add_lora(tiny_lm(3), LoraSettings(r=4, alpha=8))
+    torch.manual_seed(0)
+    for name, parameter in model.named_parameters():
+        if "lora_B" in name:  # not the zero start: the adapters take part
+            parameter.data.normal_(0, 0.2)
+    shared = 6
+    head = [11, 12, 13, 14, 15, 16]
+    rows = [[*head, 20, 21, 22, 23, 24], [*head, 30, 31], [*head, 40, 41, 42]]
+    width = max(len(r) for r in rows)
+    ids = torch.tensor([r + [0] * (width - len(r)) for r in rows])
+    mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows])
+    real = mask[:, shared:, None].float()
+    # a fixed random read-out of the last hidden states (their squares would not do: a
+    # normalized state's norm barely depends on anything)
+    readout = torch.randn(3, width - shared, model.config.hidden_size)
+    results = []
+    for split in (False, True):
+        model.zero_grad()
+        widths: list[tuple[int, int]] = []
+        hook = model.get_base_model().model.register_forward_hook(
+            lambda module, args, kwargs, out, seen=widths: seen.append(
+                tuple(kwargs["input_ids"].shape)
+            ),
+            with_kwargs=True,
+        )
+        if split:
+            out = forward_after_prefix(model, ids, mask, shared, output_hidden_states=True)
+            hidden = out.hidden_states[-1]
+        else:
+            out = model(input_ids=ids, attention_mask=mask, output_hidden_states=True)
+            hidden = out.hidden_states[-1][:, shared:]
+        hook.remove()
+        (hidden * real * readout).sum().backward()
+        grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+        results.append((hidden.detach() * real, grads, widths))
+    (plain, plain_grads, plain_widths), (split, split_grads, split_widths) = results
+    assert plain_widths == [(3, width)]
+    assert split_widths == [(1, shared), (3, width - shared)]
+    torch.testing.assert_close(split, plain)
+    assert plain_grads.keys() == split_grads.keys() and any("lora_A" in n for n in plain_grads)
+    for name, grad in plain_grads.items():
+        scale = float(grad.abs().max())  # sums of many terms: rounding at the sum's scale
+        assert scale > 1e-3
+        torch.testing.assert_close(split_grads[name], grad, rtol=1e-3, atol=1e-5 * scale)
+    assert keeps_plain_cache(model)

@@ -50,6 +50,7 @@ from bastion.align.train import (
 )
 from bastion.errors import BastionError
 from bastion.models.packing import base_model
+from bastion.models.prefill import forward_after_prefix, keeps_plain_cache, shared_columns
 from bastion.types import as_conversation
 
 KL_ESTIMATORS = ("k1", "k2", "k3")
@@ -269,31 +270,72 @@ class PolicyWithValue(nn.Module):
         nn.init.zeros_(self.value_head.bias)
 
     def forward(
-        self, input_ids: Tensor, attention_mask: Tensor, index: Tensor
+        self, input_ids: Tensor, attention_mask: Tensor, index: Tensor, *, share_prefix: bool = True
     ) -> tuple[Tensor, Tensor]:
         """Logits and values at the positions in ``index`` (batch × response length): the
         positions whose next token is a response token."""
-        logits, hidden = picked_logits(self.policy, input_ids, attention_mask, index)
+        logits, hidden = picked_logits(
+            self.policy, input_ids, attention_mask, index, share_prefix=share_prefix
+        )
         values: Tensor = self.value_head(hidden.float()).squeeze(-1)
         return logits, values
 
 
+# A shorter common prefix is not worth a pass of its own.
+MIN_SHARED_PREFIX = 8
+
+
 def picked_logits(
-    model: Any, input_ids: Tensor, attention_mask: Tensor, index: Tensor
+    model: Any,
+    input_ids: Tensor,
+    attention_mask: Tensor,
+    index: Tensor,
+    *,
+    share_prefix: bool = True,
 ) -> tuple[Tensor, Tensor]:
     """Logits and last hidden states at ``index`` only. The trunk runs on every token, the LM
     head only where a response token is predicted: with a 49k vocabulary, the logits of prompt
-    positions would be most of the pass's memory and time (see :mod:`bastion.models.scoring`)."""
-    out = model(
-        input_ids=input_ids,
-        attention_mask=attention_mask,
-        output_hidden_states=True,
-        logits_to_keep=1,
-    )
+    positions would be most of the pass's memory and time (see :mod:`bastion.models.scoring`).
+
+    With ``share_prefix``, the tokens every row starts with (the chat template's system turn:
+    24 of the ~93 tokens of a row in ``benchmarks/ppo_step.py``) run once for the batch, not
+    once per row (:func:`~bastion.models.prefill.forward_after_prefix`); the results are the
+    same up to rounding, gradients included."""
+    shared = shared_prefix(model, input_ids, attention_mask, index) if share_prefix else 0
+    kwargs = {"output_hidden_states": True, "logits_to_keep": 1}
+    if shared:
+        out = forward_after_prefix(model, input_ids, attention_mask, shared, **kwargs)
+        index = index - shared
+    else:
+        out = model(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
     hidden = out.hidden_states[-1]
     picked = hidden.gather(1, index[..., None].expand(-1, -1, hidden.shape[-1]))
     logits: Tensor = base_model(model).get_output_embeddings()(picked)
     return logits, picked
+
+
+def shared_prefix(model: Any, input_ids: Tensor, attention_mask: Tensor, index: Tensor) -> int:
+    """How many leading tokens of a right-padded batch to run once for all its rows: 0 unless
+    there are several rows sharing at least :data:`MIN_SHARED_PREFIX`, the model keeps a plain
+    cache, and no activation checkpointing or dropout is active; never past a picked position."""
+    if input_ids.shape[0] < 2:
+        return 0
+    shared = min(shared_columns(input_ids, attention_mask), int(index.min()))
+    if shared < MIN_SHARED_PREFIX or not keeps_plain_cache(model):
+        return 0
+    if model.training and (_checkpointing(model) or _has_dropout(model)):
+        return 0
+    return shared
+
+
+def _checkpointing(model: Any) -> bool:
+    base = base_model(model)
+    name = (
+        "is_activation_checkpointing"  # transformers 5; the older name warns there
+        if hasattr(type(base), "is_activation_checkpointing")
+        else "is_gradient_checkpointing"
+    )
+    return bool(getattr(base, name, False))
 
 
 @dataclass
@@ -465,6 +507,9 @@ class PpoTrainer:
             and self.accelerator.num_processes == 1
             and not _has_dropout(module)
         )
+        # The tokens every rollout of a mini-batch starts with run once for all of its rows
+        # (see ``picked_logits``); a switch, for comparing with and without.
+        self.share_prefix = True
         self._prompt_ids = [self._render(p) for p in self.prompts]
 
     @property
@@ -656,7 +701,9 @@ class PpoTrainer:
         for number, rows in enumerate(chunks):
             part = batch.rows(rows)
             with torch.enable_grad() if kept is None and first is not None else nullcontext():
-                logits, values = self.module(part.input_ids, part.attention_mask, part.index)
+                logits, values = self.module(
+                    part.input_ids, part.attention_mask, part.index, share_prefix=self.share_prefix
+                )
                 logps, entropies = response_logps(logits, part.responses, cfg.temperature)
             if number == 0 and first is not None:
                 kept = _Pass(logps, entropies, values)
@@ -683,11 +730,12 @@ class PpoTrainer:
 
     def _reference_logps(self, part: Batch) -> Tensor:
         args = (part.input_ids, part.attention_mask, part.index)
+        share = self.share_prefix
         if self.reference is not None:
-            logits = picked_logits(self.reference, *args)[0]
+            logits = picked_logits(self.reference, *args, share_prefix=share)[0]
         else:
             with self.model.disable_adapter():
-                logits = picked_logits(self.model, *args)[0]
+                logits = picked_logits(self.model, *args, share_prefix=share)[0]
         return response_logps(logits, part.responses, self.config.temperature)[0]
 
     def _chunks(self, n: int) -> list[Tensor]:
@@ -717,7 +765,10 @@ class PpoTrainer:
                     logps, entropy, values = kept.logps, kept.entropy, kept.values
                     kept = None
                 else:
-                    logits, values = self.module(part.input_ids, part.attention_mask, part.index)
+                    logits, values = self.module(
+                        part.input_ids, part.attention_mask, part.index,
+                        share_prefix=self.share_prefix,
+                    )  # fmt: skip
                     logps, entropy = response_logps(logits, part.responses, cfg.temperature)
                 losses = ppo_losses(
                     logps,
@@ -806,17 +857,14 @@ def _has_dropout(module: nn.Module) -> bool:
     any positive number under a config key naming dropout, layer drop or router jitter
     (applied functionally by many architectures). Wide on purpose: a false alarm only costs
     the reused pass."""
+    configs: dict[int, Any] = {}  # the submodules of a model mostly share one config
     for sub in module.modules():
         if isinstance(sub, nn.Dropout) and sub.p > 0:
             return True
         config = getattr(sub, "config", None)
-        if (
-            config is not None
-            and hasattr(config, "to_dict")
-            and _random_in_training(config.to_dict())
-        ):
-            return True
-    return False
+        if config is not None and hasattr(config, "to_dict"):
+            configs[id(config)] = config
+    return any(_random_in_training(config.to_dict()) for config in configs.values())
 
 
 def _random_in_training(settings: dict[str, Any]) -> bool:

@@ -34,16 +34,22 @@ MIN_PREFIX = 8
 def supports_ragged_prefill(model: Any) -> bool:
     """True when ``model`` keeps a plain key/value cache, takes explicit positions and a cache
     in its forward pass, and its generation config asks for no cache of its own (nor none)."""
+    generation = getattr(model, "generation_config", None)
+    if getattr(generation, "cache_implementation", None) is not None:
+        return False  # generate refuses a cache passed beside its own choice of one
+    if getattr(generation, "use_cache", True) is False:
+        return False
+    return keeps_plain_cache(model)
+
+
+def keeps_plain_cache(model: Any) -> bool:
+    """True when ``model`` is a decoder whose cache is a plain per-layer key/value store and
+    whose forward pass takes explicit positions and a cache."""
     from transformers import DynamicCache
     from transformers.cache_utils import DynamicLayer
 
     config = getattr(model, "config", None)
     if config is None or getattr(config, "is_encoder_decoder", False):
-        return False
-    generation = getattr(model, "generation_config", None)
-    if getattr(generation, "cache_implementation", None) is not None:
-        return False  # generate refuses a cache passed beside its own choice of one
-    if getattr(generation, "use_cache", True) is False:
         return False
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     takes = inspect.signature(type(base).forward).parameters
@@ -135,6 +141,54 @@ def ragged_prefill(
             keys[group.start : group.stop] = k
             values[group.start : group.stop] = v
     return _cache_of(merged)
+
+
+def shared_columns(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> int:
+    """How many leading columns hold the same real (attended) token in every row."""
+    same = (input_ids == input_ids[:1]).all(0) & attention_mask.bool().all(0)
+    return int(same.long().cumprod(0).sum())
+
+
+def forward_after_prefix(
+    model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor, shared: int, **kwargs: Any
+) -> Any:
+    """``model``'s output for the columns after the first ``shared``, which every row holds
+    the same real tokens in (:func:`shared_columns`; rows start at column 0, padding on the
+    right).
+
+    The shared columns run once, at batch size one; their keys and values are repeated along
+    the batch (a view, not a copy) as the cache the rest of the rows runs after. The outputs
+    equal the plain forward pass's last ``width - shared`` positions up to rounding, and
+    autograd sums the rows' gradients into the one prefix pass, so the result can be trained
+    through. Not for activation checkpointing (a recomputed layer would extend the cache
+    twice) nor dropout (the rows would share the prefix's dropout masks): the caller checks."""
+    from transformers import DynamicCache
+
+    rows, width = input_ids.shape
+    keyword = cache_keyword(model)
+    prefix = DynamicCache(config=model.config)
+    positions = torch.arange(width, device=input_ids.device)[None]
+    extra = {"logits_to_keep": 1} if _takes_logits_to_keep(model) else {}
+    model(
+        input_ids=input_ids[:1, :shared],
+        attention_mask=attention_mask[:1, :shared],
+        position_ids=positions[:, :shared],
+        use_cache=True,
+        **{keyword: prefix},
+        **extra,
+    )
+    repeated = [
+        (layer.keys.expand(rows, -1, -1, -1), layer.values.expand(rows, -1, -1, -1))
+        for layer in prefix.layers
+    ]
+    return model(
+        input_ids=input_ids[:, shared:],
+        attention_mask=attention_mask,
+        position_ids=positions[:, shared:].expand(rows, -1),
+        use_cache=True,
+        **{keyword: _cache_of(repeated)},
+        **kwargs,
+    )
 
 
 def _cache_of(layers: list[tuple[torch.Tensor, torch.Tensor]]) -> Any:

@@ -505,6 +505,12 @@ def test_a_prefix_is_shared_only_where_it_is_safe() -> None:
                       num_attention_heads=2, num_key_value_heads=1, sliding_window=4)
     ).eval()  # fmt: skip
     assert shared_prefix(windowed, ids, mask, index) == 0
+    from peft import PrefixTuningConfig, get_peft_model
+
+    prefixed = get_peft_model(
+        tiny_lm(0), PrefixTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=4)
+    ).eval()
+    assert shared_prefix(prefixed, ids, mask, index) == 0  # virtual tokens of its own
 
 
 def test_dropout_turns_the_reuse_off(tmp_path: Path) -> None:

@@ -130,6 +130,13 @@ def test_prompts_of_one_token_and_sliding_window_models_are_refused() -> None:
     )
     assert supports_ragged_prefill(LlamaForCausalLM(LlamaConfig(**small)))
     assert not supports_ragged_prefill(MistralForCausalLM(MistralConfig(**small, sliding_window=4)))
+    from peft import PrefixTuningConfig, get_peft_model
+
+    prefixed = get_peft_model(
+        LlamaForCausalLM(LlamaConfig(**small)),
+        PrefixTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=4),
+    )
+    assert not supports_ragged_prefill(prefixed)  # its virtual tokens are a cache of its own
     with pytest.raises(ValueError, match="at least two tokens"):
         ragged_prefill(LlamaForCausalLM(LlamaConfig(**small)), [[3, 4], [5]], 0)
 

@@ -51,6 +51,9 @@ def keeps_plain_cache(model: Any) -> bool:
     config = getattr(model, "config", None)
     if config is None or getattr(config, "is_encoder_decoder", False):
         return False
+    adapter = getattr(model, "active_peft_config", None)
+    if getattr(adapter, "is_prompt_learning", False):
+        return False  # prefix tuning & co. bring a cache and positions of their own
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     takes = inspect.signature(type(base).forward).parameters
     if "position_ids" not in takes or not {"cache", "past_key_values"} & set(takes):

@@ -50,7 +50,12 @@ from bastion.align.train import (
 )
 from bastion.errors import BastionError
 from bastion.models.packing import base_model
-from bastion.models.prefill import forward_after_prefix, keeps_plain_cache, shared_columns
+from bastion.models.prefill import (
+    MIN_PREFIX,
+    forward_after_prefix,
+    keeps_plain_cache,
+    shared_columns,
+)
 from bastion.types import as_conversation
 
 KL_ESTIMATORS = ("k1", "k2", "k3")
@@ -281,10 +286,6 @@ class PolicyWithValue(nn.Module):
         return logits, values
 
 
-# A shorter common prefix is not worth a pass of its own.
-MIN_SHARED_PREFIX = 8
-
-
 def picked_logits(
     model: Any,
     input_ids: Tensor,
@@ -316,12 +317,13 @@ def picked_logits(
 
 def shared_prefix(model: Any, input_ids: Tensor, attention_mask: Tensor, index: Tensor) -> int:
     """How many leading tokens of a right-padded batch to run once for all its rows: 0 unless
-    there are several rows sharing at least :data:`MIN_SHARED_PREFIX`, the model keeps a plain
-    cache, and no activation checkpointing or dropout is active; never past a picked position."""
+    there are several rows sharing at least :data:`~bastion.models.prefill.MIN_PREFIX`, the
+    model keeps a plain cache, and no activation checkpointing or dropout is active; never past
+    a picked position."""
     if input_ids.shape[0] < 2:
         return 0
     shared = min(shared_columns(input_ids, attention_mask), int(index.min()))
-    if shared < MIN_SHARED_PREFIX or not keeps_plain_cache(model):
+    if shared < MIN_PREFIX or not keeps_plain_cache(model):
         return 0
     if model.training and (_checkpointing(model) or _has_dropout(model)):
         return 0
@@ -856,7 +858,7 @@ def _has_dropout(module: nn.Module) -> bool:
     """Whether a training-mode pass can differ from an eval-mode one: a dropout module, or
     any positive number under a config key naming dropout, layer drop or router jitter
     (applied functionally by many architectures). Wide on purpose: a false alarm only costs
-    the reused pass."""
+    the reused pass and the shared prefix."""
     configs: dict[int, Any] = {}  # the submodules of a model mostly share one config
     for sub in module.modules():
         if isinstance(sub, nn.Dropout) and sub.p > 0:

@@ -12,8 +12,13 @@ attention mask; the values equal up to floating-point rounding). ``generate`` co
 that cache: it only runs each row's last prompt token, then decodes the whole batch together.
 
 Only the prompt's last token is left out, so that ``generate`` computes the first logits itself.
-Models whose cache is not a plain per-layer key/value store (sliding-window or hybrid layers)
-are not handled: :func:`supports_ragged_prefill` says so and the caller pads as usual.
+Models whose cache is not a plain per-layer key/value store (sliding-window or hybrid layers,
+prompt-learning adapters) are not handled: :func:`supports_ragged_prefill` says so and the
+caller pads as usual.
+
+The same idea serves whole forward passes, training included: :func:`forward_after_prefix`
+runs the columns every row of a right-padded batch shares once, and the rest of the rows after
+them (PPO's rollout and update passes use it, see :func:`bastion.align.ppo.picked_logits`).
 """
 
 from __future__ import annotations
@@ -180,18 +185,21 @@ def forward_after_prefix(
         **{keyword: prefix},
         **extra,
     )
-    repeated = [
-        (layer.keys.expand(rows, -1, -1, -1), layer.values.expand(rows, -1, -1, -1))
-        for layer in prefix.layers
-    ]
+    layers = [(layer.keys, layer.values) for layer in prefix.layers]
     return model(
         input_ids=input_ids[:, shared:],
         attention_mask=attention_mask,
         position_ids=positions[:, shared:].expand(rows, -1),
         use_cache=True,
-        **{keyword: _cache_of(repeated)},
+        **{keyword: _repeated(layers, rows)},
         **kwargs,
     )
+
+
+def _repeated(prefix: list[tuple[torch.Tensor, torch.Tensor]], rows: int) -> Any:
+    """A cache holding a one-row ``prefix`` for ``rows`` rows: expanded views, no copy until
+    the next pass appends to them."""
+    return _cache_of([(k.expand(rows, -1, -1, -1), v.expand(rows, -1, -1, -1)) for k, v in prefix])
 
 
 def _cache_of(layers: list[tuple[torch.Tensor, torch.Tensor]]) -> Any:
@@ -222,13 +230,8 @@ def _forward(
     ids, mask = left_pad(rows, pad_id, device)
     positions = (mask.cumsum(-1) - 1).clamp(min=0) + shared
     if prefix is not None:
-        count = len(rows)
-        cache = DynamicCache(
-            ddp_cache_data=[
-                (k.expand(count, -1, -1, -1), v.expand(count, -1, -1, -1)) for k, v in prefix
-            ]
-        )
-        mask = torch.cat([mask.new_ones(count, shared), mask], dim=1)
+        cache = _repeated(prefix, len(rows))
+        mask = torch.cat([mask.new_ones(len(rows), shared), mask], dim=1)
     else:
         cache = DynamicCache(config=model.config)
     extra = {"logits_to_keep": 1} if _takes_logits_to_keep(model) else {}

@@ -30,6 +30,7 @@ MAX_CHARS = 4000  # longer texts are scored on their first 4,000 folded characte
 
 _MIX = np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing: spreads the rolling hash's bits
 _BASE = np.uint64(257)
+_LOW_BITS = np.uint64(DIM - 1)
 _WORD_PREFIX = zlib.crc32(b"w:")
 _PAIR_PREFIX = zlib.crc32(b"b:")
 
@@ -51,7 +52,7 @@ def _byte_ngrams(data: bytes) -> np.ndarray:
             break
         h = h[:-1] * _BASE + a[n - 1 :] + _BASE**n
         out.append(h)
-    return (((np.concatenate(out) * _MIX) >> np.uint64(40)) % np.uint64(DIM)).astype(np.uint64)
+    return ((np.concatenate(out) * _MIX) >> np.uint64(40)) & _LOW_BITS  # % DIM: a power of 2
 
 
 Features = tuple[np.ndarray, np.ndarray]  # bucket indices (int64), weights (float64)
@@ -67,21 +68,36 @@ def features(text: str, *, is_folded: bool = False) -> Features:
     is (the scanner has it at hand).
     """
     bare = (text if is_folded else folded(text[: MAX_CHARS * 2]).text)[:MAX_CHARS]
-    words = bare.split()
+    data = f" {bare} ".encode()
+    # folded text separates its words by single spaces, so its bytes split into the UTF-8 of
+    # its words: one encoding for the whole text, not one per word and word pair
+    words = data.split()
     # CRC-32 of b"w:" + word, continued from the prefix's CRC: map() keeps the loop in C
-    crc, encode = zlib.crc32, str.encode
-    unigrams = map(crc, map(encode, words), itertools.repeat(_WORD_PREFIX))
-    bigrams = map(
-        crc, map(encode, map(" ".join, itertools.pairwise(words))), itertools.repeat(_PAIR_PREFIX)
-    )
+    crc = zlib.crc32
+    unigrams = map(crc, words, itertools.repeat(_WORD_PREFIX))
+    bigrams = map(crc, map(b" ".join, itertools.pairwise(words)), itertools.repeat(_PAIR_PREFIX))
     word_hashes = np.fromiter(itertools.chain(unigrams, bigrams), dtype=np.uint64)
-    hashes = np.concatenate([_byte_ngrams(f" {bare} ".encode()), word_hashes % np.uint64(DIM)])
+    hashes = np.concatenate([_byte_ngrams(data), word_hashes & _LOW_BITS])
     if not len(hashes):
         return _EMPTY
-    index, counts = np.unique(hashes, return_counts=True)
-    values = 1.0 + np.log(counts)
+    index, counts = _counted(hashes.astype(np.int32))  # buckets < 2**18: a cheaper sort
+    values = _SUBLINEAR[counts - 1] if counts.max() <= len(_SUBLINEAR) else 1.0 + np.log(counts)
     values /= np.sqrt((values * values).sum())
     return index.astype(np.int64), values
+
+
+_SUBLINEAR = 1.0 + np.log(np.arange(1, 4097, dtype=np.float64))  # 1 + log c, looked up
+
+
+def _counted(hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct values, ascending, and how often each occurs (``np.unique(...,
+    return_counts=True)`` without its general-purpose overhead)."""
+    ordered = np.sort(hashes)
+    first = np.empty(len(ordered), dtype=bool)
+    first[0] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=first[1:])
+    starts = np.flatnonzero(first)
+    return ordered[starts], np.diff(starts, append=len(ordered))
 
 
 def _bags(featurized: Sequence[Features]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

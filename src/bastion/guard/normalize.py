@@ -69,11 +69,16 @@ LEET = {
 _TAG_START, _TAG_END = 0xE0000, 0xE007F
 _BASE64_RUN = re.compile(r"[A-Za-z0-9+/_-]{16,}={0,2}")
 _HEX_RUN = re.compile(r"(?:\\x|0x)?[0-9A-Fa-f]{2}(?:[ :]?(?:\\x|0x)?[0-9A-Fa-f]{2}){7,}")
+# every hex run is at least 16 characters of this set in a row; English text (a-f and spaces)
+# rarely has one, and looking for it is far cheaper than trying the run at every "a" or "e"
+_HEX_CANDIDATE = re.compile(r"[0-9A-Fa-fx\\: ]{16}")
 _PERCENT = re.compile(r"%[0-9A-Fa-f]{2}")
 _SPACED_RUN = re.compile(r"(?<!\S)\w(?:[ .\-_*]\w){3,}(?!\S)")
 _LEET_TOKEN = re.compile(r"[A-Za-z0-9@$!|+€£]+")
 _LEET_CHARS = r"0-9@$!|+€£"
-_LEET_PAIR = re.compile(rf"[A-Za-z][{_LEET_CHARS}]|[{_LEET_CHARS}][A-Za-z]")
+# a leet character with a letter before or after it; starting from the leet character lets
+# the search skip the letters, which are most of any text
+_LEET_PAIR = re.compile(rf"[{_LEET_CHARS}](?:(?<=[A-Za-z].)|(?=[A-Za-z]))")
 # tokens holding at least one leet character, matched only from a token's start (the
 # lookbehind), so a long run of letters is walked once, never once per position
 _LEET_CANDIDATE = re.compile(
@@ -388,6 +393,9 @@ def _base64_view(_: str, canon: str) -> str | None:
 
 
 def _hex_view(_: str, canon: str) -> str | None:
+    if not _HEX_CANDIDATE.search(canon):
+        return None
+
     def decode(match: re.Match[str]) -> str:
         digits = re.sub(r"\\x|0x|[ :]", "", match.group(0))
         text = _readable(bytes.fromhex(digits)) if len(digits) % 2 == 0 else None
@@ -425,8 +433,23 @@ def _decodes_to_english(canon: str, decode: Callable[[str], str]) -> bool:
 
 @functools.lru_cache(maxsize=4)  # the ROT13 and the mirror views ask about the same text
 def _uncommon_words(canon: str) -> tuple[str, ...]:
+    if canon.isascii():  # the same runs of a-z from the bytes: a translation and a split in C
+        common_bytes = _common_words_bytes()
+        runs = set(canon.encode().translate(_LOWER_LETTERS_ONLY).split())
+        return tuple(w.decode() for w in runs if w not in common_bytes and len(w) > 1)
     common = _common_words()
     return tuple(w for w in set(_WORD_RUN.findall(canon.lower())) if w not in common and len(w) > 1)
+
+
+# bytes: A-Z lower-cased, a-z kept, anything else a space
+_LOWER_LETTERS_ONLY = bytes(
+    c if 97 <= c <= 122 else c + 32 if 65 <= c <= 90 else 32 for c in range(256)
+)
+
+
+@functools.cache
+def _common_words_bytes() -> frozenset[bytes]:
+    return frozenset(word.encode() for word in _common_words())
 
 
 def _rot13_view(_: str, canon: str) -> str | None:

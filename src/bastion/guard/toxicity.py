@@ -59,12 +59,26 @@ BENIGN_CHATS = ("chatterbot", "langkit-chats")
 HARD_NEGATIVES = ("toxigen-200",)  # benign statements about the groups the toxic ones attack
 LEARNING_RATE = 0.02
 _WORD = re.compile(r"\w+")
+# bytes: an ASCII character outside \w becomes a space (to split ASCII text into the same
+# words in C)
+_WORD_BYTES_ONLY = bytes(c if c < 128 and re.fullmatch(r"\w", chr(c)) else 32 for c in range(256))
+Hit = tuple[int, int, tuple[str, ...]]  # start, end (in the folded text), feature tokens
 
 
 def _key(words: Iterable[str]) -> int:
     """A 64-bit key of a word sequence: two CRC-32s with different seeds."""
-    data = " ".join(words).encode()
+    return _key_of(" ".join(words).encode())
+
+
+def _key_of(data: bytes) -> int:
     return zlib.crc32(data) << 32 | zlib.crc32(data, 0x9E3779B9)
+
+
+def _encoded_words(text: str) -> list[bytes]:
+    """The UTF-8 of every ``\\w+`` run of ``text``; ASCII text is split without the regex."""
+    if text.isascii():
+        return text.encode().translate(_WORD_BYTES_ONLY).split()
+    return [w.encode() for w in _WORD.findall(text)]
 
 
 def _bucket(token: str) -> int:
@@ -118,20 +132,20 @@ class Lexicon:
     def __len__(self) -> int:
         return len(self.terms)
 
-    def hits(self, folded_text: str) -> list[tuple[int, int, tuple[str, ...]]]:
+    def hits(self, folded_text: str) -> list[Hit]:
         """``(start, end, tokens)`` of every term in an already folded text (at most one per
         starting word: the longest)."""
-        words = _WORD.findall(folded_text)
-        crcs = map(zlib.crc32, map(str.encode, words))  # hashed in C; one set lookup a word
+        words = _encoded_words(folded_text)
+        crcs = map(zlib.crc32, words)  # hashed in C; one set lookup a word
         first = self.first_words
         starts = [(i, first[c]) for i, c in enumerate(crcs) if c in first]
-        found: list[tuple[int, int, tuple[str, ...]]] = []
+        found: list[Hit] = []
         offsets: list[tuple[int, int]] = []
         for i, lengths in starts:
             for n in lengths:
                 if i + n > len(words):
                     continue
-                tokens = self.terms.get(_key(words[i : i + n]))
+                tokens = self.terms.get(_key_of(b" ".join(words[i : i + n])))
                 if tokens is not None:
                     if not offsets:
                         offsets = [m.span() for m in _WORD.finditer(folded_text)]
@@ -141,7 +155,12 @@ class Lexicon:
 
     def features(self, folded_text: str) -> Features:
         """Each feature token found, sublinear in its count (``1 + log c``)."""
-        counts = Counter(t for _, _, tokens in self.hits(folded_text) for t in tokens)
+        return self.features_of(self.hits(folded_text))
+
+    @staticmethod
+    def features_of(hits: Iterable[Hit]) -> Features:
+        """:meth:`features` from the text's :meth:`hits`."""
+        counts = Counter(t for _, _, tokens in hits for t in tokens)
         if not counts:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64)
         ranked = sorted(counts.items())
@@ -194,12 +213,17 @@ class LexiconClassifier:
     def view_scores(self, text: Normalized) -> list[float]:
         """One score per view (canonical first), as :func:`bastion.guard.scanners.injection.
         best_view` reads them."""
-        return self.model.scores_of(
-            [
-                _joined(f, self.lexicon.features(b))
-                for f, b in zip(text.ngram_features, text.folded_views, strict=True)
-            ]
-        )
+        return self.scores_and_hits(text)[0]
+
+    def scores_and_hits(self, text: Normalized) -> tuple[list[float], list[Hit]]:
+        """:meth:`view_scores`, and the lexicon's hits in the canonical text (found on the way:
+        the scanner reports them as spans)."""
+        hits = [self.lexicon.hits(b) for b in text.folded_views]
+        featurized = [
+            _joined(f, self.lexicon.features_of(h))
+            for f, h in zip(text.ngram_features, hits, strict=True)
+        ]
+        return self.model.scores_of(featurized), hits[0]
 
 
 def _mean(scores: list[float]) -> float:

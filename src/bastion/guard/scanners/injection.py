@@ -36,8 +36,13 @@ def load_classifier(path: Path) -> NgramClassifier:
 
 def best_view(model: ViewScorer, text: Normalized) -> tuple[float, str]:
     """The highest score over the canonical text and every decoded view, and that view."""
+    # on n-gram features shared with every such scanner
+    return best_of(text, model.view_scores(text))
+
+
+def best_of(text: Normalized, scores: list[float]) -> tuple[float, str]:
+    """The highest of one score per view (canonical first), clipped to [0, 1], and its view."""
     views = text.all_views()
-    scores = model.view_scores(text)  # on n-gram features shared with every such scanner
     best = max(range(len(views)), key=scores.__getitem__)
     return min(max(scores[best], 0.0), 1.0), views[best].name
 

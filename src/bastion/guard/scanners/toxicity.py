@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, ClassVar
 from bastion.guard.normalize import Normalized
 from bastion.guard.result import ScanResult, Span
 from bastion.guard.scanners.base import Scanner, register
-from bastion.guard.scanners.injection import best_view, load_classifier
+from bastion.guard.scanners.injection import best_of, load_classifier
 
 if TYPE_CHECKING:
     from bastion.guard.toxicity import Lexicon
@@ -50,8 +50,8 @@ class ToxicityScanner(Scanner):
         super().__init__(threshold=self.model.threshold if threshold is None else threshold)
 
     def scan_normalized(self, text: Normalized) -> ScanResult:
-        score, view = best_view(self.model, text)
-        hits = self.model.lexicon.hits(text.folded.text)
+        scores, hits = self.model.scores_and_hits(text)
+        score, view = best_of(text, scores)
         spans = tuple(
             Span("offensive-term", *text.folded.span(start, end)) for start, end, _ in hits
         )

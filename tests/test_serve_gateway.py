@@ -4,6 +4,7 @@ port, a scripted model behind it, events in memory, spans in memory."""
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Iterator
 from types import SimpleNamespace
 from typing import Any
@@ -12,6 +13,7 @@ import httpx
 import openai
 import pytest
 import yaml
+from opentelemetry.context import Context
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -23,6 +25,7 @@ from bastion.models import ScriptedChatModel
 from bastion.serve import GatewayConfig, MemorySink, ModelUpstream, create_app
 from bastion.serve.exchange import Redactor
 from bastion.serve.fakes import serving
+from bastion.serve.schema import ChatRequest
 
 REFUSAL = "I can't help with that request."
 FILLER = "The weather is fine today and the sea is calm, so the boats are out early. " * 3
@@ -405,3 +408,64 @@ def test_a_failing_redaction_stops_the_upstream_call_and_surfaces() -> None:
         assert cancelled == [True]  # stopped before the error reached the caller
 
     asyncio.run(call())
+
+
+class ThreadSink(MemorySink):
+    """Notes the thread each event is recorded on."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.threads: list[str] = []
+
+    def record(self, event: Any) -> None:
+        self.threads.append(threading.current_thread().name)
+        super().record(event)
+
+
+def _exchanges(guard: Guard) -> tuple[Any, ThreadSink]:
+    from bastion.serve.auth import Principal
+
+    sink = ThreadSink()
+    config = GatewayConfig(keys={"sk-alice": {"user": "alice"}})
+    app = create_app(config, sink=sink, upstream=ModelUpstream(ScriptedChatModel({})), guard=guard)
+    gw = app.state.gateway
+    alice = Principal("alice", "user", None, "k")
+
+    def begin(prompt: str) -> Any:
+        request = ChatRequest.model_validate(
+            {"model": "tiny", "messages": [{"role": "user", "content": prompt}]}
+        )
+        return gw.begin(request, alice, None, Context())
+
+    return SimpleNamespace(gw=gw, begin=begin), sink
+
+
+def test_an_exchange_alone_is_recorded_on_the_event_loop_others_in_a_thread(guard: Guard) -> None:
+    """One exchange open: its record (and fsync) runs on the loop, which has nothing else to
+    do; with another open, or a text too long to redact in passing, in a worker thread."""
+    host, sink = _exchanges(guard)
+
+    async def run() -> str:
+        first, second = host.begin("hello"), host.begin("hi there")
+        await host.gw.record(first)  # the second is still open
+        await host.gw.record(second)  # alone now
+        await host.gw.record(host.begin("x" * (guard.inline_chars + 1)))  # alone, but long
+        return threading.current_thread().name
+
+    loop_thread = asyncio.run(run())
+    assert sink.threads[1] == loop_thread
+    assert sink.threads[0] != loop_thread and sink.threads[2] != loop_thread
+    assert [e.prompt for e in sink.events][:2] == ["hello", "hi there"]
+    assert len(host.gw._open) == 0
+
+
+def test_an_exchange_whose_record_fails_is_no_longer_open(guard: Guard) -> None:
+    host, _ = _exchanges(guard)
+
+    def broken(ex: Any) -> None:
+        raise RuntimeError("record failed")
+
+    host.gw.finish = broken
+    with pytest.raises(RuntimeError, match="record failed"):
+        asyncio.run(host.gw.record(host.begin("hello")))
+    assert len(host.gw._open) == 0  # later exchanges are not sent to a thread for it

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import weakref
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -46,7 +47,7 @@ T = TypeVar("T")
 STORAGE_SCANNERS = ("pii", "secrets")  # masked in every text the store keeps
 
 
-@dataclass
+@dataclass(eq=False)  # one exchange is itself only (and hashable, for Gateway._open)
 class Exchange:
     """What one request has been through so far."""
 
@@ -115,6 +116,9 @@ class Gateway:
         self.guard, self.upstream, self.sink = guard, upstream, sink
         self.config, self.metrics, self.tracer = config, metrics, tracer
         self.redactor = Redactor(guard.policy)
+        # exchanges begun and not yet recorded (one a client dropped before its stream began
+        # leaves when it is garbage)
+        self._open: weakref.WeakSet[Exchange] = weakref.WeakSet()
 
     # --- the request ----------------------------------------------------------------------
 
@@ -138,6 +142,7 @@ class Gateway:
             f"chat {request.model}", context=parent, kind=SpanKind.CLIENT, attributes=attributes
         )
         ex = Exchange(request, principal, span, session)
+        self._open.add(ex)
         span.set_attribute("bastion.event_id", ex.event_id)
         span.set_attribute("gen_ai.response.id", ex.id)
         return ex
@@ -294,6 +299,20 @@ class Gateway:
         if decision == "review" and not review:
             review = ["decision:review"]
         return Verdict(decision, flagged, review)
+
+    async def record(self, ex: Exchange) -> None:
+        """:meth:`finish` the exchange: on the event loop when it is the only one open and its
+        texts are short (the journal's fsync then delays no other request, and the hand-off
+        to a worker thread would cost more than the write), else in a worker thread, where
+        the records of concurrent exchanges share one fsync and long texts are redacted."""
+        try:
+            texts = len(self.prompt_of(ex)) + len(ex.answer) + len(ex.raw_answer)
+            if len(self._open) <= 1 and texts <= self.guard.inline_chars:
+                self.finish(ex)
+            else:
+                await asyncio.to_thread(self.finish, ex)
+        finally:
+            self._open.discard(ex)
 
     def finish(self, ex: Exchange) -> Event:
         """Record the exchange (redacted), count it, end its span."""

@@ -9,7 +9,6 @@ event is recorded just before ``data: [DONE]`` (or the error), or when the clien
 
 from __future__ import annotations
 
-import asyncio
 import json
 import math
 from collections.abc import AsyncGenerator, AsyncIterator
@@ -32,7 +31,7 @@ async def complete(gw: Gateway, ex: Exchange) -> Response:
     except Exception as exc:
         await _crashed(gw, ex, exc)
         raise
-    await asyncio.to_thread(gw.finish, ex)
+    await gw.record(ex)
     return response
 
 
@@ -69,7 +68,7 @@ async def stream(gw: Gateway, ex: Exchange) -> Response:
         await deltas.aclose()
         if isinstance(exc, UpstreamFailure):
             response = _failed(gw, ex, exc)
-            await asyncio.to_thread(gw.finish, ex)
+            await gw.record(ex)
             return response
         await _crashed(gw, ex, exc)
         raise
@@ -79,7 +78,7 @@ async def stream(gw: Gateway, ex: Exchange) -> Response:
 async def _crashed(gw: Gateway, ex: Exchange, exc: Exception) -> None:
     """A bug, not a user mistake: still recorded, then raised (the server logs it)."""
     ex.status, ex.error = 500, f"{type(exc).__name__}: {exc}"
-    await asyncio.to_thread(gw.finish, ex)
+    await gw.record(ex)
 
 
 def _sse(
@@ -117,7 +116,7 @@ async def _events(
         with anyio.CancelScope(shield=True):  # also when the client has gone
             if deltas is not None:
                 await deltas.aclose()  # stops the upstream: a cut stream, a client gone
-            await asyncio.to_thread(gw.finish, ex)
+            await gw.record(ex)
 
     try:
         yield chunk({"role": "assistant", "content": ""}, bastion={"event_id": ex.event_id})

@@ -126,7 +126,6 @@ def create_app(
             raise ApiError(401, "invalid API key", code="invalid_api_key")
         return principal
 
-    @app.post("/v1/chat/completions")
     async def chat_completions(request: Request) -> Response:
         principal = authenticate(request)
         wait = limiter.take(principal)
@@ -146,6 +145,10 @@ def create_app(
         session = session_of(request.headers, body)
         ex = gw.begin(body, principal, session, extract(request.headers))
         return await (flows.stream if body.stream else flows.complete)(gw, ex)
+
+    # a plain Starlette route: the endpoint reads the request itself, so FastAPI's dependency
+    # solving would only add its own time to the busiest path (0.2-0.4 ms of CPU a request)
+    app.add_route("/v1/chat/completions", chat_completions, methods=["POST"])
 
     @app.get("/v1/models")
     async def models(request: Request) -> dict[str, Any]:

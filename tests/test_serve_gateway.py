@@ -295,6 +295,26 @@ def test_storage_redaction_skips_only_what_the_rails_already_masked() -> None:
     assert redact.covered("other text", answer) == set()
 
 
+def test_storage_redaction_loads_its_scanners_before_the_first_request(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With a policy that has neither scanner, the first text to store still finds them
+    loaded (loading the PII scanner can take seconds: spaCy), whatever it needs."""
+    import bastion.serve.exchange as exchange
+
+    redact = Redactor(parse_policy({"input": []}))
+
+    def no_loading(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("a scanner was loaded while redacting")
+
+    monkeypatch.setattr(exchange, "Guard", no_loading)
+    masked = "I am <EMAIL_1>, key <AWS_ACCESS_KEY_1>"
+    assert redact(f"I am bob@corp.example, key {SECRET}") == masked
+    pii_masked = Guard(parse_policy({"output": [{"scanner": "pii", "action": "mask"}]}))
+    answer = pii_masked.check_output("Mail ann@corp.example")
+    assert redact(answer.text, answer) == "Mail <EMAIL_1>"  # only the secrets scan was left
+
+
 def test_storage_redaction_redoes_a_scan_the_decision_did_not_apply() -> None:
     rails: list[dict[str, Any]] = [{"scanner": "secrets", "action": "mask"}]
     blocked = Guard(parse_policy({"input": [*rails, {"scanner": "blocklist", "phrases": ["x y"]}]}))

@@ -19,6 +19,7 @@ text only with ``store_raw``. An exchange goes to human review when a rail's act
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
 import weakref
@@ -426,7 +427,18 @@ class Redactor:
 
     def __init__(self, policy: Policy) -> None:
         self._rails: dict[str, list[Rail]] = {s: run_order(policy.rails(s)) for s in STAGES}
-        self._guards: dict[frozenset[str], Guard] = {}
+        # a guard for every set of scans a text may still need, built now: loading a scanner
+        # (the PII scanner imports spaCy when it is installed) must not stall a request
+        self._guards: dict[frozenset[str], Guard] = {
+            needed: Guard(
+                parse_policy(
+                    {"input": [{"scanner": name, "action": "mask"} for name in sorted(needed)]},
+                    source="storage redaction",
+                )
+            )
+            for size in range(1, len(STORAGE_SCANNERS) + 1)
+            for needed in map(frozenset, itertools.combinations(STORAGE_SCANNERS, size))
+        }
 
     def __call__(self, text: str, decision: Decision | None = None) -> str:
         if not text:
@@ -434,10 +446,6 @@ class Redactor:
         needed = frozenset(STORAGE_SCANNERS) - self.covered(text, decision)
         if not needed:
             return text
-        if needed not in self._guards:
-            rails = [{"scanner": name, "action": "mask"} for name in sorted(needed)]
-            policy = parse_policy({"input": rails}, source="storage redaction")
-            self._guards[needed] = Guard(policy)
         return self._guards[needed].check(text, "input").text
 
     def covered(self, text: str, decision: Decision | None) -> frozenset[str]:

@@ -22,7 +22,13 @@ from bastion.align.losses import reward_loss
 from bastion.align.train import LoopTrainer, TrainConfig
 from bastion.errors import DataError
 from bastion.models.hf import end_of_turn_ids
-from bastion.models.scoring import left_pad
+from bastion.models.prefill import (
+    MIN_PREFIX,
+    common_prefix_length,
+    forward_after_prefix,
+    keeps_plain_cache,
+)
+from bastion.models.scoring import left_pad, right_pad
 from bastion.types import PreferencePair
 
 LENGTH_CORRELATION_WARNING = 0.5
@@ -48,10 +54,32 @@ class RewardModel(nn.Module):
         return rewards
 
     def score(self, encoded: Sequence[Encoded], pad_id: int) -> Tensor:
+        """The rewards of whole conversations. In eval mode, the tokens every row starts with
+        (the chat template's system turn, a shared prompt) run once for the batch, not once
+        per row (:func:`~bastion.models.prefill.forward_after_prefix`): the same rewards up
+        to rounding (in `benchmarks/ppo_step.py`, 24 of a row's ~93 tokens are shared)."""
         device = next(self.parameters()).device
-        ids, mask = left_pad([e.prompt + e.completion for e in encoded], pad_id, device)
-        rewards: Tensor = self(ids, mask)
-        return rewards
+        rows = [e.prompt + e.completion for e in encoded]
+        shared = self._shared_prefix(rows)
+        if not shared:
+            ids, mask = left_pad(rows, pad_id, device)
+            rewards: Tensor = self(ids, mask)
+            return rewards
+        ids, mask = right_pad(rows, pad_id, device)
+        hidden = forward_after_prefix(self.trunk, ids, mask, shared).last_hidden_state
+        last = mask.sum(1) - 1 - shared  # each row's last token, after the prefix
+        picked = hidden[torch.arange(len(rows), device=device), last]
+        shared_rewards: Tensor = self.head(picked.float()).squeeze(-1)
+        return shared_rewards
+
+    def _shared_prefix(self, rows: Sequence[Sequence[int]]) -> int:
+        """How many leading tokens to run once: 0 unless several rows share at least
+        :data:`~bastion.models.prefill.MIN_PREFIX`, the model is in eval mode (no dropout to
+        share) and keeps a plain cache; never a row's last token, which the head reads."""
+        if len(rows) < 2 or self.training:
+            return 0
+        shared = min(common_prefix_length(rows), min(len(r) for r in rows) - 1)
+        return shared if shared >= MIN_PREFIX and keeps_plain_cache(self.trunk) else 0
 
     def save(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)

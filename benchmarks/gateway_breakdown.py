@@ -5,9 +5,10 @@ default guard, the SQLite store, benign ~1 KB prompts, concurrency 1, direct and
 requests in turn), but the gateway process wraps the :class:`~bastion.serve.exchange.Gateway`
 steps in timers: the input rails, the upstream call (with the prompt's redaction for the
 record, done while the request is out), the output rails, and the record (event, redaction,
-journal append with its fsync, in a worker thread). Each step's mean wall and CPU time per
+journal append with its fsync; on the event loop when the exchange is the only one open, as
+here, else in a worker thread). Each step's mean wall and CPU time per
 request come out beside the added latency of the same run; what the steps do not cover is the
-HTTP server, FastAPI, parsing and the thread hand-offs.
+HTTP server, Starlette, parsing and the thread hand-offs.
 
     python benchmarks/gateway_breakdown.py [--requests 1000]
         [--out benchmarks/results/gateway_breakdown.json]
@@ -32,7 +33,7 @@ STEPS = {  # the step's name: (module, class or None, function)
     "input rails": ("bastion.serve.exchange", "Gateway", "check_input"),
     "upstream call (+ the prompt's redaction)": ("bastion.serve.exchange", "Gateway", "call"),
     "output rails": ("bastion.serve.exchange", "Gateway", "check_output"),
-    "record (in a worker thread)": ("bastion.serve.exchange", "Gateway", "finish"),
+    "record (event, journal append)": ("bastion.serve.exchange", "Gateway", "finish"),
     "  journal append (json, write, fsync)": ("bastion.monitor.store", "EventStore", "record"),
     "redaction for the record (both texts)": ("bastion.serve.exchange", "Redactor", "__call__"),
     "body parsing": ("bastion.serve.app", None, "parse"),

@@ -442,10 +442,16 @@ class ThreadSink(MemorySink):
         super().record(event)
 
 
-def _exchanges(guard: Guard) -> tuple[Any, ThreadSink]:
+class SlowSink(ThreadSink):
+    """A sink that does not say its record is quick (it could wait on a network)."""
+
+    quick_record = False
+
+
+def _exchanges(guard: Guard, sink: ThreadSink | None = None) -> tuple[Any, ThreadSink]:
     from bastion.serve.auth import Principal
 
-    sink = ThreadSink()
+    sink = sink if sink is not None else ThreadSink()
     config = GatewayConfig(keys={"sk-alice": {"user": "alice"}})
     app = create_app(config, sink=sink, upstream=ModelUpstream(ScriptedChatModel({})), guard=guard)
     gw = app.state.gateway
@@ -482,10 +488,92 @@ def test_an_exchange_alone_is_recorded_on_the_event_loop_others_in_a_thread(guar
 def test_an_exchange_whose_record_fails_is_no_longer_open(guard: Guard) -> None:
     host, _ = _exchanges(guard)
 
-    def broken(ex: Any) -> None:
+    def broken(*args: Any) -> None:
         raise RuntimeError("record failed")
 
     host.gw.finish = broken
     with pytest.raises(RuntimeError, match="record failed"):
         asyncio.run(host.gw.record(host.begin("hello")))
     assert len(host.gw._open) == 0  # later exchanges are not sent to a thread for it
+
+
+def test_only_a_quick_sink_unreviewed_boundedly_redacted_exchange_is_recorded_on_the_loop(
+    guard: Guard, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Alone and short is not enough: a sink that may wait (not ``quick_record``), an event
+    bound for the review queue (a database write) and a redaction that may take long (an
+    NER model) all keep the record off the event loop."""
+
+    async def threads(host: Any, prepare: Any = None) -> tuple[str, str]:
+        ex = host.begin("the quarterly numbers, please")
+        if prepare is not None:
+            prepare(ex)
+        await host.gw.record(ex)
+        return threading.current_thread().name, host.sink.threads[-1]
+
+    quick, _ = _exchanges(guard)
+    quick.sink = quick.gw.sink
+    loop, recorded = asyncio.run(threads(quick))
+    assert recorded == loop  # the control: quick sink, no review, bounded redaction
+    slow, _ = _exchanges(guard, SlowSink())
+    slow.sink = slow.gw.sink
+    loop, recorded = asyncio.run(threads(slow))
+    assert recorded != loop
+    review, _ = _exchanges(guard)
+    review.sink = review.gw.sink
+
+    def judged(ex: Any) -> None:  # the guard's review rail flags this prompt
+        ex.input = guard.check_input(ex.request.last_user)
+
+    loop, recorded = asyncio.run(threads(review, judged))
+    assert review.sink.events[-1].review and recorded != loop
+    assert review.sink.reviews == [(review.sink.events[-1].id, "review_band")]
+    monkeypatch.setattr(Redactor, "bounded", property(lambda self: False))
+    loop, recorded = asyncio.run(threads(quick))
+    assert recorded != loop
+
+
+def test_a_stream_whose_client_left_before_it_began_is_still_recorded(guard: Guard) -> None:
+    """The client is gone when the status line goes out (ASGI: ``send`` raises): the
+    events generator never starts, yet the exchange, which reached the model, is recorded
+    (as disconnected) and the upstream stream is closed."""
+    sink = MemorySink()
+    config = GatewayConfig(keys={"sk-alice": {"user": "alice"}})
+    model = ScriptedChatModel({}, default="Paris is the capital of France.")
+    app = create_app(config, sink=sink, upstream=ModelUpstream(model), guard=guard)
+    body = b'{"model": "tiny", "stream": true, "messages": [{"role": "user", "content": "hi"}]}'
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.4"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/v1/chat/completions",
+        "raw_path": b"/v1/chat/completions",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"authorization", b"Bearer sk-alice"), (b"content-type", b"application/json")],
+        "client": ("127.0.0.1", 1),
+        "server": ("test", 80),
+        "state": {},
+    }
+    sent: list[str] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message["type"])
+        if message["type"] == "http.response.start":
+            raise OSError("the client has gone")
+
+    async def call() -> None:
+        with pytest.raises(Exception):  # noqa: B017 - Starlette's ClientDisconnect
+            await app(scope, receive, send)
+
+    asyncio.run(call())
+    assert sent == ["http.response.start"]
+    assert len(sink.events) == 1 and sink.events[0].meta.get("disconnected") is True
+    gw = app.state.gateway
+    assert len(gw._open) == 0
+    assert gw.metrics.queue_depth._value.get() == 0  # the upstream stream was accounted for

@@ -153,6 +153,9 @@ class EventStore:
         self._engine = _create_engine(url)
         self._dialect = self._engine.dialect.name
         self._closed = False
+        # record() is a journal append (and an fsync) that never waits on the database: quick
+        # enough for a caller's event loop (EventSink), unless it may wait for queue room
+        self.quick_record = put_timeout == 0
         try:
             if migrate:
                 self.upgrade()

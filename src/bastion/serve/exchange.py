@@ -302,23 +302,35 @@ class Gateway:
         return Verdict(decision, flagged, review)
 
     async def record(self, ex: Exchange) -> None:
-        """:meth:`finish` the exchange: on the event loop when it is the only one open and its
-        texts are short (the journal's fsync then delays no other request, and the hand-off
-        to a worker thread would cost more than the write), else in a worker thread, where
-        the records of concurrent exchanges share one fsync and long texts are redacted."""
+        """:meth:`finish` the exchange, in a worker thread, where the records of concurrent
+        exchanges share one fsync; or on the event loop when that delays nothing and costs
+        less than the hand-off to a thread: the exchange is the only one open, the sink says
+        its ``record`` is quick (``quick_record``: the event store's journal append), the
+        event goes to no review queue (a database write) and its redaction is short and
+        bounded (no NER model)."""
         try:
-            texts = len(self.prompt_of(ex)) + len(ex.answer) + len(ex.raw_answer)
-            if len(self._open) <= 1 and texts <= self.guard.inline_chars:
-                self.finish(ex)
+            verdict = self.verdict(ex)
+            if self._records_inline(ex, verdict):
+                self.finish(ex, verdict)
             else:
-                await asyncio.to_thread(self.finish, ex)
+                await asyncio.to_thread(self.finish, ex, verdict)
         finally:
             self._open.discard(ex)
 
-    def finish(self, ex: Exchange) -> Event:
+    def _records_inline(self, ex: Exchange, verdict: Verdict) -> bool:
+        texts = len(self.prompt_of(ex)) + len(ex.answer) + len(ex.raw_answer)
+        return (
+            len(self._open) <= 1
+            and bool(getattr(self.sink, "quick_record", False))
+            and not verdict.review
+            and texts <= self.guard.inline_chars
+            and self.redactor.bounded
+        )
+
+    def finish(self, ex: Exchange, verdict: Verdict | None = None) -> Event:
         """Record the exchange (redacted), count it, end its span."""
         latency_ms = (time.perf_counter() - ex.start) * 1000
-        verdict = self.verdict(ex)
+        verdict = verdict or self.verdict(ex)
         event = self.event(ex, verdict, latency_ms)
         try:
             self.sink.record(event)
@@ -439,6 +451,11 @@ class Redactor:
             for size in range(1, len(STORAGE_SCANNERS) + 1)
             for needed in map(frozenset, itertools.combinations(STORAGE_SCANNERS, size))
         }
+
+    @property
+    def bounded(self) -> bool:
+        """Whether every scan it may run takes a bounded time (no NER model, say)."""
+        return all(guard.runs_inline("", "input") for guard in self._guards.values())
 
     def __call__(self, text: str, decision: Decision | None = None) -> str:
         if not text:

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import aclosing
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
@@ -88,11 +89,55 @@ def _sse(
     first: Delta | None,
     start: float,
 ) -> Response:
-    return StreamingResponse(
-        _events(gw, ex, deltas, first, start),
+    started = _Started()
+    return _Stream(
+        _events(gw, ex, deltas, first, start, started),
+        started,
+        unsent=lambda: _unsent(gw, ex, deltas, start),
         media_type="text/event-stream",
         headers={EVENT_ID_HEADER: ex.event_id, "cache-control": "no-cache"},
     )
+
+
+@dataclass
+class _Started:
+    value: bool = False  # set by the events generator's first step
+
+
+class _Stream(StreamingResponse):
+    """A stream whose events generator, if the response never got to start it (the client
+    left before the status line went out), is accounted for by ``unsent``: the exchange is
+    recorded and the upstream stream closed all the same (the generator records otherwise)."""
+
+    def __init__(
+        self,
+        events: AsyncGenerator[str, None],
+        started: _Started,
+        *,
+        unsent: Callable[[], Awaitable[None]],
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(events, **kwargs)
+        self._events, self._started, self._unsent = events, started, unsent
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            if not self._started.value:
+                with anyio.CancelScope(shield=True):  # also when the client has gone
+                    await self._events.aclose()
+                    await self._unsent()
+
+
+async def _unsent(
+    gw: Gateway, ex: Exchange, deltas: AsyncGenerator[Delta, None] | None, start: float
+) -> None:
+    ex.disconnected = True
+    if deltas is not None:
+        gw.upstream_done(ex, start)
+        await deltas.aclose()
+    await gw.record(ex)
 
 
 async def _events(
@@ -101,7 +146,10 @@ async def _events(
     deltas: AsyncGenerator[Delta, None] | None,
     first: Delta | None,
     start: float,
-) -> AsyncIterator[str]:
+    started: _Started,
+) -> AsyncGenerator[str, None]:
+    started.value = True
+
     def chunk(delta: dict[str, Any] | None = None, **fields: Any) -> str:
         body = chunk_body(
             id=ex.id, created=ex.created, model=ex.request.model, delta=delta, **fields

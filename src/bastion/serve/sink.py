@@ -2,9 +2,12 @@
 
 The real sink is the event store (:class:`bastion.monitor.store.EventStore`), which has this
 shape; :class:`MemorySink` is for tests and :class:`JsonlSink` is the fallback ``bastion
-serve`` uses when no store can be opened. The gateway calls a sink from worker threads, never
-on its event loop, so a sink may block briefly (the store waits on its journal's fsync) but
-should not queue work for long: the response waits for ``record``.
+serve`` uses when no store can be opened. The gateway calls a sink from worker threads, so a
+sink may block briefly (the store waits on its journal's fsync) but should not queue work for
+long: the response waits for ``record``. A sink whose ``record`` is quick and never waits on
+anything but its own disk write says so with ``quick_record = True``; the gateway then records
+an exchange that is the only one open on its event loop (a thread hand-off would cost more).
+Feedback and review requests always come from threads.
 """
 
 from __future__ import annotations
@@ -37,6 +40,8 @@ class ReviewQueue(Protocol):
 class MemorySink:
     """Keeps everything in lists, for tests and demos."""
 
+    quick_record = True
+
     def __init__(self) -> None:
         self.events: list[Event] = []
         self.feedback: list[Feedback] = []
@@ -65,6 +70,8 @@ class MemorySink:
 
 class JsonlSink:
     """One JSON line per event, feedback or review request, appended to a file."""
+
+    quick_record = True  # a write and a flush
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)

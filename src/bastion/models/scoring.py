@@ -123,23 +123,24 @@ def left_pad(
     batch: Sequence[Sequence[int]], pad_id: int, device: torch.device
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Token ids and attention mask, padded on the left so every row ends at the last column."""
-    width = max(len(s) for s in batch)
-    ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(batch), width), dtype=torch.long)
-    for row, seq in enumerate(batch):
-        ids[row, width - len(seq) :] = torch.tensor(seq, dtype=torch.long)
-        mask[row, width - len(seq) :] = 1
-    return ids.to(device), mask.to(device)
+    return _padded(batch, pad_id, device, left=True)
 
 
 def right_pad(
     batch: Sequence[Sequence[int]], pad_id: int, device: torch.device
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Token ids and attention mask, padded on the right so every row starts at column 0."""
+    return _padded(batch, pad_id, device, left=False)
+
+
+def _padded(
+    batch: Sequence[Sequence[int]], pad_id: int, device: torch.device, *, left: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
     width = max(len(s) for s in batch)
     ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(batch), width), dtype=torch.long)
     for row, seq in enumerate(batch):
-        ids[row, : len(seq)] = torch.tensor(seq, dtype=torch.long)
-        mask[row, : len(seq)] = 1
+        columns = slice(width - len(seq), width) if left else slice(0, len(seq))
+        ids[row, columns] = torch.tensor(seq, dtype=torch.long)
+        mask[row, columns] = 1
     return ids.to(device), mask.to(device)

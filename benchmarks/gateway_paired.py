@@ -93,13 +93,17 @@ def main() -> None:
         check=True,
         capture_output=True,
     )
-    baseline_commit = subprocess.run(
-        ["git", "-C", str(tree), "rev-parse", "HEAD"], check=True, capture_output=True, text=True
-    ).stdout.strip()
-    benign = [t for k, t in enumerate(texts(400)) if k % 10 != 0]
-    upstream = Upstream(CLEAN, seed=1)
     gateways: dict[str, GatewayProcess] = {}
-    try:
+    upstream: Upstream | None = None
+    try:  # the worktree goes whatever fails from here on
+        baseline_commit = subprocess.run(
+            ["git", "-C", str(tree), "rev-parse", "HEAD"],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+        benign = [t for k, t in enumerate(texts(400)) if k % 10 != 0]
+        upstream = Upstream(CLEAN, seed=1)
         gateways["baseline"] = gateway("baseline", tree, upstream.url)
         gateways["this_checkout"] = gateway("this", ROOT, upstream.url)
         urls = {"direct": upstream.url, **{k: g.url for k, g in gateways.items()}}
@@ -110,7 +114,8 @@ def main() -> None:
     finally:
         for process in gateways.values():
             process.stop()
-        upstream.close()
+        if upstream is not None:
+            upstream.close()
         subprocess.run(
             ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)],
             check=False,

@@ -117,7 +117,7 @@ class Gateway:
         self.guard, self.upstream, self.sink = guard, upstream, sink
         self.config, self.metrics, self.tracer = config, metrics, tracer
         self.redactor = Redactor(guard.policy)
-        # exchanges begun and not yet recorded (one a client dropped before its stream began
+        # exchanges begun and not yet recorded (one whose record never comes, after a bug,
         # leaves when it is garbage)
         self._open: weakref.WeakSet[Exchange] = weakref.WeakSet()
 
@@ -330,7 +330,7 @@ class Gateway:
     def finish(self, ex: Exchange, verdict: Verdict | None = None) -> Event:
         """Record the exchange (redacted), count it, end its span."""
         latency_ms = (time.perf_counter() - ex.start) * 1000
-        verdict = verdict or self.verdict(ex)
+        verdict = self.verdict(ex) if verdict is None else verdict
         event = self.event(ex, verdict, latency_ms)
         try:
             self.sink.record(event)

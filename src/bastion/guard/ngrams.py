@@ -69,8 +69,8 @@ def features(text: str, *, is_folded: bool = False) -> Features:
     """
     bare = (text if is_folded else folded(text[: MAX_CHARS * 2]).text)[:MAX_CHARS]
     data = f" {bare} ".encode()
-    # folded text separates its words by single spaces, so its bytes split into the UTF-8 of
-    # its words: one encoding for the whole text, not one per word and word pair
+    # folded text has no whitespace but spaces, so its bytes split into the UTF-8 of its words:
+    # one encoding for the whole text, not one per word and word pair
     words = data.split()
     # CRC-32 of b"w:" + word, continued from the prefix's CRC: map() keeps the loop in C
     crc = zlib.crc32

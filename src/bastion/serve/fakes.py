@@ -7,6 +7,7 @@ OpenAI-compatible server, and a helper that serves any ASGI app on a loopback po
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import time
@@ -20,6 +21,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response, Strea
 
 from bastion.serve.local import _word_chunks
 from bastion.serve.schema import chunk_body, completion_body, completion_id, now, usage
+from bastion.serve.wire import CoalescingHttpProtocol
 
 Failure = int | str  # an HTTP status to answer with, or "garbage" (200 with a non-JSON body)
 
@@ -83,12 +85,18 @@ def _sse(body: dict[str, Any]) -> str:
 
 
 @contextmanager
-def serving(app: Any, *, host: str = "127.0.0.1", timeout: float = 30.0) -> Iterator[str]:
-    """Serve an ASGI app with uvicorn in a background thread on a free port; yields its base
-    URL (``http://127.0.0.1:PORT``) and stops the server on exit."""
-    server = uvicorn.Server(
-        uvicorn.Config(app, host=host, port=0, log_level="warning", lifespan="on")
-    )
+def serving(
+    app: Any,
+    *,
+    host: str = "127.0.0.1",
+    timeout: float = 30.0,
+    http: type[asyncio.Protocol] = CoalescingHttpProtocol,
+) -> Iterator[str]:
+    """Serve an ASGI app with uvicorn in a background thread on a free port, by default over
+    the HTTP protocol ``bastion serve`` uses; yields its base URL (``http://127.0.0.1:PORT``)
+    and stops the server on exit."""
+    config = uvicorn.Config(app, host=host, port=0, log_level="warning", lifespan="on", http=http)
+    server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
     thread.start()
     deadline = time.monotonic() + timeout

@@ -45,6 +45,8 @@ def run(
 ) -> None:
     import uvicorn
 
+    from bastion.serve.wire import CoalescingHttpProtocol
+
     config = load_config(config_path)
     if host is not None:
         config.host = host
@@ -76,6 +78,7 @@ def run(
             port=config.port,
             log_level="info",
             access_log=config.access_log,
+            http=CoalescingHttpProtocol,
         )
     finally:
         close = getattr(sink, "close", None)

@@ -296,6 +296,30 @@ def test_eight_threads_record_1600_events_exactly_once(store: EventStore, databa
     assert count_rows(database) == 1600
 
 
+def test_a_full_batch_does_not_sit_out_the_linger(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "j")
+    journal.open()
+    applied = threading.Event()
+    batches: list[list[bytes]] = []
+
+    def apply(items: list[bytes], lsn: int) -> None:
+        batches.append(items)
+        applied.set()
+
+    writer = Replicator(
+        journal, decode=lambda line: line.data, apply=apply, checkpoint=0, linger=60, batch_size=3
+    )
+    writer.start()
+    try:
+        for i in range(3):
+            writer.offer(*journal.append(b"line %d" % i), b"line %d" % i)
+        assert applied.wait(10)  # not 60 s: the third line filled the batch
+        assert batches == [[b"line 0", b"line 1", b"line 2"]]
+    finally:
+        writer.stop(5)
+        journal.close()
+
+
 def test_the_writer_lingers_for_company_and_a_flush_cuts_the_wait(tmp_path: Path) -> None:
     journal = Journal(tmp_path / "j")
     journal.open()

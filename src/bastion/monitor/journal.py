@@ -291,9 +291,12 @@ class Replicator(Generic[T]):
     queue turns away, or that arrives out of order, is read back from the journal instead (at
     the latest after one ``poll`` without news). A failing ``apply`` is retried with backoff
     (0.1 s doubling to 5 s), everything still in the journal. After the first line of a batch
-    the thread waits up to ``linger`` seconds for more (Kafka's ``linger.ms``): under light
-    load each line would otherwise cost a transaction of its own, and that work competes with
-    the requests for the CPU (and the GIL); :meth:`wait` cuts the wait short.
+    the thread sleeps ``linger`` seconds, then takes what has come meanwhile (Kafka's
+    ``linger.ms``): under light load each line would otherwise cost a transaction of its own,
+    and that work competes with the requests for the CPU (and the GIL). It sleeps rather than
+    waiting on the queue, so lines offered meanwhile do not wake it one by one (each wake-up
+    would take the GIL from a request in flight); :meth:`wait`, :meth:`stop` and a full batch
+    cut the sleep short.
     """
 
     def __init__(
@@ -324,6 +327,7 @@ class Replicator(Generic[T]):
         self._error: BaseException | None = None
         self._dropped = 0
         self._stopping = threading.Event()
+        self._hurry = threading.Event()  # cuts the linger short
         self._thread = threading.Thread(target=self._run, name="bastion-replicator", daemon=True)
 
     @property
@@ -346,6 +350,8 @@ class Replicator(Generic[T]):
         except queue.Full:
             with self._progress:
                 self._dropped += 1
+        if self._queue.qsize() + 1 >= self._batch_size:  # + the line the sleeper holds
+            self._hurry.set()  # a batch is waiting: no reason to linger
 
     def catch_up(self, end: int) -> None:
         """Apply the journal from the checkpoint up to ``end`` (the thread's fallback; also
@@ -401,23 +407,23 @@ class Replicator(Generic[T]):
                 backoff = 0.0
 
     def _take(self) -> list[_Entry[T]]:
-        """What the queue holds (waiting up to ``poll`` for the first, then up to ``linger`` for
-        more), at most a batch."""
-        taken: list[_Entry[T]] = []
+        """What the queue holds (waiting up to ``poll`` for the first, then sleeping up to
+        ``linger`` before taking the rest), at most a batch."""
         try:
             entry = self._queue.get(timeout=self._poll)
-            deadline = time.monotonic() + self._linger
-            while True:
-                if entry is None:  # woken (a flush, a stop): take what is there, no waiting
-                    deadline = 0.0
-                else:
-                    taken.append(entry)
-                if len(taken) >= self._batch_size:
-                    break
-                left = deadline - time.monotonic()
-                entry = self._queue.get(timeout=left) if left > 0 else self._queue.get_nowait()
         except queue.Empty:
-            pass
+            return []
+        if entry is not None and self._linger > 0:  # None: woken (a flush, a stop): no sleep
+            self._hurry.wait(self._linger)
+        self._hurry.clear()
+        taken = [] if entry is None else [entry]
+        while len(taken) < self._batch_size:
+            try:
+                entry = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if entry is not None:
+                taken.append(entry)
         return taken
 
     def _advance(self, fresh: list[_Entry[T]]) -> None:
@@ -458,5 +464,6 @@ class Replicator(Generic[T]):
             self._progress.notify_all()
 
     def _wake(self) -> None:
+        self._hurry.set()  # out of the linger's sleep
         with contextlib.suppress(queue.Full):  # when full, work is queued: the thread is awake
             self._queue.put_nowait(None)

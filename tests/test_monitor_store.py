@@ -20,7 +20,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import Engine, create_engine, func, select, text
 
-from bastion.monitor.events import Alert, Event, Feedback
+from bastion.monitor.events import Alert, Event, Feedback, UnknownEventError
 from bastion.monitor.journal import Journal, JournalLockedError, Line, Replicator
 from bastion.monitor.migrations.schema import events as events_table
 from bastion.monitor.migrations.schema import metadata
@@ -178,6 +178,18 @@ def test_feedback_opens_a_report_item_and_an_alert_an_anomaly_item(store: EventS
     assert items["report"].event == event(1)
     with pytest.raises(StoreError, match="feedback kind"):
         store.add_feedback(Feedback("ev0001", "alice", "meh"))
+
+
+def test_feedback_is_only_about_the_users_own_events(database: str, tmp_path: Path) -> None:
+    with EventStore(database, journal=tmp_path / "j", linger=60) as store:
+        store.record(event(1))  # still in the journal: the writer lingers for a minute
+        assert store.add_feedback(Feedback("ev0001", "alice", "thumbs_up")) is None
+        assert [e.id for e in store.events()] == ["ev0001"]  # feedback flushed it first
+        with pytest.raises(UnknownEventError, match="ev0001"):
+            store.add_feedback(Feedback("ev0001", "bob", "harmful"))
+        with pytest.raises(UnknownEventError, match="ev9999"):
+            store.add_feedback(Feedback("ev9999", "alice", "harmful"))
+        assert store.review_items() == []  # the refused reports opened nothing
 
 
 def test_erase_user_leaves_others_and_no_replay_brings_it_back(

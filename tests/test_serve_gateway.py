@@ -219,6 +219,15 @@ def test_feedback_reaches_the_sink(gateway: Gateway) -> None:
         f"{gateway.base_url}/v1/feedback", json={**body, "kind": "meh"}, headers=headers
     )
     assert bad.status_code == 400 and "kind" in bad.json()["error"]["message"]
+    count = len(gateway.sink.feedback)
+    for key, event in (("sk-bob", event_id), ("sk-alice", "no-such-event")):  # not alice's own
+        other = {"Authorization": f"Bearer {key}"}
+        response = httpx.post(
+            f"{gateway.base_url}/v1/feedback", json={**body, "event_id": event}, headers=other
+        )
+        assert response.status_code == 404
+        assert response.json()["error"]["code"] == "event_not_found"
+    assert len(gateway.sink.feedback) == count
 
 
 def test_metrics_count_requests_by_decision(gateway: Gateway) -> None:

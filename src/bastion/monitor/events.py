@@ -14,10 +14,17 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from bastion.errors import BastionError
+
 DECISIONS = ("allow", "log", "mask", "review", "block")
 FEEDBACK_KINDS = ("thumbs_down", "thumbs_up", "harmful", "over_refusal")
 LABELS = ("safe", "unsafe", "over_refusal")
 REVIEW_REASONS = ("review_band", "anomaly", "report")
+
+
+class UnknownEventError(BastionError):
+    """Feedback about an event its user has no record of: no event has that id, or it is
+    another user's (the two look the same, so an id tells nobody whose it is)."""
 
 
 def new_id() -> str:

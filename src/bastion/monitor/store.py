@@ -67,6 +67,7 @@ from bastion.monitor.events import (
     Alert,
     Event,
     Feedback,
+    UnknownEventError,
     new_id,
     utcnow,
 )
@@ -244,14 +245,25 @@ class EventStore:
         self._writer.offer(start, end, row)
 
     def add_feedback(self, item: Feedback) -> str | None:
-        """Store a user's report; a harmful, over-refusal or thumbs-down report opens a review
-        item (reason ``report``), whose id is returned."""
+        """Store a user's report on one of their own events; a harmful, over-refusal or
+        thumbs-down report opens a review item (reason ``report``), whose id is returned.
+        :class:`UnknownEventError` when the event is not the user's (or does not exist)."""
         _check(item.kind, FEEDBACK_KINDS, "feedback kind")
+        owner = self._owner(item.event_id)
+        if owner is None:  # it may still be on its way from the journal
+            self.flush()
+            owner = self._owner(item.event_id)
+        if owner != item.user:
+            raise UnknownEventError(f"no event {item.event_id!r} of user {item.user!r}")
         with self._engine.begin() as conn:
             conn.execute(self._insert(feedback).on_conflict_do_nothing(), asdict(item))
             if item.kind in REPORT_KINDS:
                 return self._open_item(conn, item.event_id, "report")
         return None
+
+    def _owner(self, event_id: str) -> str | None:
+        with self._engine.connect() as conn:
+            return conn.scalar(select(events.c.user).where(events.c.id == event_id))
 
     def add_alert(self, alert: Alert, *, review: bool = True) -> str | None:
         """Store a detector's alert; with an ``event_id`` (and ``review``), open an ``anomaly``

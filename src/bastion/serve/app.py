@@ -27,7 +27,7 @@ from starlette.responses import JSONResponse, Response
 from bastion import __version__
 from bastion.errors import ConfigError
 from bastion.guard.pipeline import Guard
-from bastion.monitor.events import Feedback
+from bastion.monitor.events import Feedback, UnknownEventError
 from bastion.monitor.web import Reviewer, Sessions, review_router
 from bastion.serve import flows
 from bastion.serve.auth import KeyRing, Principal, RateLimiter
@@ -168,7 +168,12 @@ def create_app(
         principal = authenticate(request)
         body = await parse(request, FeedbackRequest)
         item = Feedback(body.event_id, principal.user, body.kind, body.comment)
-        await asyncio.to_thread(sink.add_feedback, item)
+        try:
+            await asyncio.to_thread(sink.add_feedback, item)
+        except UnknownEventError:
+            raise ApiError(
+                404, f"event_id: no event {body.event_id!r} of yours", code="event_not_found"
+            ) from None
         metrics.feedback.labels(body.kind).inc()
         return {"id": item.id, "object": "feedback", "event_id": item.event_id, "kind": item.kind}
 

@@ -18,12 +18,14 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from bastion.monitor.events import Event, Feedback
+from bastion.monitor.events import Event, Feedback, UnknownEventError
 
 
 @runtime_checkable
 class EventSink(Protocol):
-    """Takes events and feedback (return values, such as a row id, are ignored)."""
+    """Takes events and feedback (return values, such as a row id, are ignored).
+    ``add_feedback`` may raise :class:`~bastion.monitor.events.UnknownEventError` for
+    feedback about an event that is not the user's (the gateway answers 404)."""
 
     def record(self, event: Event, /) -> object: ...
 
@@ -53,7 +55,10 @@ class MemorySink:
             self.events.append(event)
 
     def add_feedback(self, feedback: Feedback) -> None:
+        """As the event store: only about one of the user's own events."""
         with self._lock:
+            if not any(e.id == feedback.event_id and e.user == feedback.user for e in self.events):
+                raise UnknownEventError(f"no event {feedback.event_id!r} of user {feedback.user!r}")
             self.feedback.append(feedback)
 
     def enqueue_review(self, event_id: str, reason: str) -> None:
@@ -69,7 +74,8 @@ class MemorySink:
 
 
 class JsonlSink:
-    """One JSON line per event, feedback or review request, appended to a file."""
+    """One JSON line per event, feedback or review request, appended to a file (feedback is
+    written as it comes: the file cannot say whose an event is)."""
 
     quick_record = True  # a write and a flush
 

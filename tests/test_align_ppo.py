@@ -207,7 +207,8 @@ def _percent_reward(prompts: list[str], responses: list[str]) -> list[float]:
 
 
 def _trainer(tmp_path: Path, beta: float, *, iterations: int = 40, lora: bool = False,
-             prompts: list[CaiPrompt] = PROMPTS, **overrides: object) -> PpoTrainer:  # fmt: skip
+             prompts: list[CaiPrompt] = PROMPTS, mixed_precision: str = "auto",
+             **overrides: object) -> PpoTrainer:  # fmt: skip
     model = tiny_lm(0)
     if lora:
         model = add_lora(model, LoraSettings(r=4, alpha=8))
@@ -216,7 +217,9 @@ def _trainer(tmp_path: Path, beta: float, *, iterations: int = 40, lora: bool = 
         max_new_tokens=12, temperature=1.0, kl_coef=beta, missing_eos_penalty=None,
     )  # fmt: skip
     settings.update(overrides)
-    train = PpoTrainSettings(output_dir=tmp_path / f"ppo-{beta}", lr=1e-3, seed=0)
+    train = PpoTrainSettings(
+        output_dir=tmp_path / f"ppo-{beta}", lr=1e-3, seed=0, mixed_precision=mixed_precision
+    )
     rewards = CallableReward(_percent_reward, "percent")
     return PpoTrainer(model, TOKENIZER, prompts, rewards, PpoConfig(**settings), train)  # type: ignore[arg-type]
 
@@ -284,6 +287,22 @@ def test_lora_reference_is_the_adapter_free_model(tmp_path: Path) -> None:
     trainer.save(tmp_path / "final")
     assert (tmp_path / "final" / "adapter_config.json").is_file()
     assert (tmp_path / "final" / "value_head.pt").is_file()
+
+
+@pytest.mark.parametrize("lora", [True, False])
+def test_under_mixed_precision_the_reference_runs_in_it_too(tmp_path: Path, lora: bool) -> None:
+    # the policy's log-probs come from the prepared (autocast) module; the reference's must
+    # come from the same precision, or the KL of a policy equal to its reference is bf16
+    # rounding instead of 0
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state()  # accelerate keeps one precision per process
+    try:
+        trainer = _trainer(tmp_path, 0.05, iterations=1, lora=lora, mixed_precision="bf16")
+        assert trainer.accelerator.mixed_precision == "bf16"
+        assert trainer.fit(progress=False).history[0]["objective/kl"] == 0.0
+    finally:
+        AcceleratorState._reset_state()
 
 
 def test_resume_continues_to_the_same_result(tmp_path: Path) -> None:

@@ -731,13 +731,16 @@ class PpoTrainer:
         return rollout, kept
 
     def _reference_logps(self, part: Batch) -> Tensor:
+        """In the precision the policy's pass ran in (the prepared module's autocast): else,
+        under mixed precision, the KL would measure rounding, not the policy's drift."""
         args = (part.input_ids, part.attention_mask, part.index)
         share = self.share_prefix
-        if self.reference is not None:
-            logits = picked_logits(self.reference, *args, share_prefix=share)[0]
-        else:
-            with self.model.disable_adapter():
-                logits = picked_logits(self.model, *args, share_prefix=share)[0]
+        with self.accelerator.autocast():
+            if self.reference is not None:
+                logits = picked_logits(self.reference, *args, share_prefix=share)[0]
+            else:
+                with self.model.disable_adapter():
+                    logits = picked_logits(self.model, *args, share_prefix=share)[0]
         return response_logps(logits, part.responses, self.config.temperature)[0]
 
     def _chunks(self, n: int) -> list[Tensor]:

@@ -4,8 +4,17 @@ Same machine, same run, same settings on both sides, one after the other, each i
 process: the packaged SmolLM2-135M-Instruct with a LoRA adapter (r 16, alpha 32, q/k/v/o), the
 prompts of ``examples/ppo/prompts.jsonl``, 8 rollouts per iteration, mini-batches of 4, 2 PPO
 epochs, at most 48 new tokens sampled at temperature 0.7, β 0.05, missing-EOS penalty 1,
-learning rate 3e-6, fp32. The reward on both sides is a reward model of the same size: the
-packaged model's trunk with a seeded, untrained scalar head (timing, not quality, is measured).
+learning rate 3e-6, fp32 weights. The reward on both sides is a reward model of the same size:
+the packaged model's trunk with a seeded, untrained scalar head, in fp32 (timing, not quality,
+is measured).
+
+``--precision bf16`` runs both trainers with bf16 mixed precision instead of plain fp32
+(Bastion: ``mixed_precision: bf16``; TRL: ``PPOConfig(bf16=True)``), for CPUs with native
+bf16 arithmetic (AVX512-BF16 or AMX) and for GPUs. On both sides the prepared policy-and-value
+module runs under autocast, so the update and the rollout's policy pass do; sampling runs the
+unwrapped policy in fp32 on both; the reward model stays fp32 on both. Bastion also runs its
+reference pass (the adapter-free policy) under the same autocast, as the KL needs; TRL 1.12
+runs its reference in fp32.
 
 The designs differ where they differ on purpose: Bastion's value head sits on the policy's
 trunk (one forward pass gives log-probs and values; the critic trains through the LoRA
@@ -23,7 +32,7 @@ tokens, which every rollout starts with, run once per pass instead of once per r
 effect is measured on the same machine state; ``--skip-ablation`` leaves that run out.
 
     python benchmarks/ppo_step.py [--iterations 4] [--ppo-epochs 2] [--threads N] [--skip-trl]
-                                  [--skip-ablation]
+                                  [--skip-ablation] [--precision fp32|bf16]
 """
 
 from __future__ import annotations
@@ -87,7 +96,9 @@ class ModelReward:
         return scores
 
 
-def run_ours(iterations: int, threads: int, out: Path, *, share_prefix: bool = True) -> None:
+def run_ours(
+    iterations: int, threads: int, out: Path, *, share_prefix: bool = True, precision: str = "fp32"
+) -> None:
     import torch
 
     from bastion.align.cai import read_prompts
@@ -101,7 +112,8 @@ def run_ours(iterations: int, threads: int, out: Path, *, share_prefix: bool = T
     model = add_lora(chat.model.train(), LoraSettings(r=LORA_R, alpha=2 * LORA_R))
     config = PpoConfig(iterations=iterations, **SETTINGS)  # type: ignore[arg-type]
     with tempfile.TemporaryDirectory() as folder:
-        train = PpoTrainSettings(output_dir=Path(folder), lr=LR, seed=SEED)
+        mixed = "bf16" if precision == "bf16" else "no"
+        train = PpoTrainSettings(output_dir=Path(folder), lr=LR, seed=SEED, mixed_precision=mixed)
         trainer = PpoTrainer(
             model, chat.tokenizer, read_prompts(PROMPTS), ModelReward(), config, train,
             eos_ids=chat.eos_ids,
@@ -123,6 +135,7 @@ def run_ours(iterations: int, threads: int, out: Path, *, share_prefix: bool = T
             "lora_r": LORA_R,
             "torch_threads": torch.get_num_threads(),
             "share_prefix": share_prefix,
+            "mixed_precision": "bf16" if precision == "bf16" else "no",
         },
         "iterations": rows,
         "mean_after_warmup": _mean(rows[1:] or rows),
@@ -147,13 +160,20 @@ def main() -> None:
         "--skip-ablation", action="store_true",
         help="do not also time Bastion with the shared-prefix pass turned off",
     )  # fmt: skip
+    parser.add_argument(
+        "--precision", choices=("fp32", "bf16"), default="fp32",
+        help="fp32, or bf16 mixed precision on both sides (see above)",
+    )  # fmt: skip
     parser.add_argument("--no-share-prefix", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/ppo_step.json")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     SETTINGS["ppo_epochs"] = args.ppo_epochs
     if args.worker:
-        run_ours(args.iterations, args.threads, args.out, share_prefix=not args.no_share_prefix)
+        run_ours(
+            args.iterations, args.threads, args.out,
+            share_prefix=not args.no_share_prefix, precision=args.precision,
+        )  # fmt: skip
         return
     from bastion.models.packaged import converted_dir, load
 
@@ -170,7 +190,8 @@ def main() -> None:
             subprocess.run(
                 [sys.executable, __file__, "--worker", "--iterations", str(args.iterations),
                  "--ppo-epochs", str(args.ppo_epochs),
-                 "--threads", str(args.threads), "--out", str(ours_json), *extra],
+                 "--threads", str(args.threads), "--out", str(ours_json),
+                 "--precision", args.precision, *extra],
                 check=True,
             )  # fmt: skip
             results[name] = json.loads(ours_json.read_text())
@@ -189,7 +210,8 @@ def main() -> None:
                  "--mini-batch-size", str(SETTINGS["mini_batch_size"]),
                  "--ppo-epochs", str(SETTINGS["ppo_epochs"]),
                  "--max-new-tokens", str(SETTINGS["max_new_tokens"]),
-                 "--temperature", str(SETTINGS["temperature"])],
+                 "--temperature", str(SETTINGS["temperature"]),
+                 *(["--bf16"] if args.precision == "bf16" else [])],
                 check=True,
             )  # fmt: skip
             results["trl"] = json.loads(peer_json.read_text())

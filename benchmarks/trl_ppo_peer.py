@@ -326,6 +326,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--prompts", type=Path, help='JSONL rows with a "prompt" field')
+    parser.add_argument(
+        "--bf16", action="store_true", help="bf16 mixed precision (PPOConfig(bf16=True))"
+    )
     args = parser.parse_args()
     if args.batch_size % args.mini_batch_size:
         parser.error("--batch-size must be a multiple of --mini-batch-size")
@@ -401,7 +404,7 @@ def main() -> None:
             logging_steps=1,
             report_to="none",
             disable_tqdm=True,
-            bf16=False,
+            bf16=args.bf16,
             fp16=False,
             use_cpu=True,
             gradient_checkpointing=False,
@@ -449,6 +452,7 @@ def main() -> None:
             "kl_coef": config.kl_coef,
             "missing_eos_penalty": config.missing_eos_penalty,
             "dtype": "float32",
+            "mixed_precision": "bf16" if args.bf16 else "no",
             "device": str(trainer.accelerator.device),
             "torch_threads": torch.get_num_threads(),
             "pad_token_replaced": pad_replaced,

@@ -192,6 +192,25 @@ def test_feedback_is_only_about_the_users_own_events(database: str, tmp_path: Pa
         assert store.review_items() == []  # the refused reports opened nothing
 
 
+def test_feedback_waits_briefly_for_an_event_another_gateway_is_storing(
+    database: str, tmp_path: Path
+) -> None:
+    with (
+        EventStore(database, journal=tmp_path / "here") as here,
+        EventStore(database, journal=tmp_path / "there") as there,
+    ):
+        # the exchange ended on the other gateway a moment ago: its event is on the way
+        later = threading.Timer(0.3, there.record, args=(event(5),))
+        later.start()
+        item_id = here.add_feedback(Feedback("ev0005", "alice", "harmful"), wait=10)
+        later.join()
+        assert [i.id for i in here.review_items(reason="report")] == [item_id]
+        start = time.monotonic()
+        with pytest.raises(UnknownEventError):
+            here.add_feedback(Feedback("ev0404", "alice", "harmful"), wait=0.3)
+        assert time.monotonic() - start >= 0.3  # waited, then gave up
+
+
 def test_erase_user_leaves_others_and_no_replay_brings_it_back(
     store: EventStore, database: str, tmp_path: Path
 ) -> None:
@@ -327,6 +346,30 @@ def test_a_full_batch_does_not_sit_out_the_linger(tmp_path: Path) -> None:
             writer.offer(*journal.append(b"line %d" % i), b"line %d" % i)
         assert applied.wait(10)  # not 60 s: the third line filled the batch
         assert batches == [[b"line 0", b"line 1", b"line 2"]]
+    finally:
+        writer.stop(5)
+        journal.close()
+
+
+def test_a_backlog_of_several_batches_is_drained_without_lingering(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "j")
+    journal.open()
+    batches: list[list[bytes]] = []
+
+    def apply(items: list[bytes], lsn: int) -> None:
+        batches.append(items)
+
+    writer = Replicator(
+        journal, decode=lambda line: line.data, apply=apply, checkpoint=0, linger=60, batch_size=5
+    )
+    for i in range(23):  # queued before the writer starts: four full batches and three lines
+        writer.offer(*journal.append(b"line %d" % i), b"line %d" % i)
+    writer.start()
+    try:
+        start = time.monotonic()
+        writer.wait(journal.end, timeout=30)  # neither a full batch nor a flush sits out 60 s
+        assert time.monotonic() - start < 10
+        assert [len(b) for b in batches] == [5, 5, 5, 5, 3]
     finally:
         writer.stop(5)
         journal.close()

@@ -230,6 +230,24 @@ def test_feedback_reaches_the_sink(gateway: Gateway) -> None:
     assert len(gateway.sink.feedback) == count
 
 
+def test_feedback_the_store_cannot_check_in_time_is_a_503(guard: Guard) -> None:
+    class Stalled(MemorySink):
+        def add_feedback(self, feedback: Any) -> None:
+            raise TimeoutError("not yet written after 1.0s")
+
+    config = GatewayConfig(keys={"sk-alice": {"user": "alice"}})
+    model = ScriptedChatModel({}, default="Hello.")
+    app = create_app(config, sink=Stalled(), upstream=ModelUpstream(model), guard=guard)
+    with serving(app) as base_url:
+        response = httpx.post(
+            f"{base_url}/v1/feedback",
+            json={"event_id": "e1", "kind": "harmful"},
+            headers={"Authorization": "Bearer sk-alice"},
+        )
+    assert response.status_code == 503 and response.headers["retry-after"] == "5"
+    assert response.json()["error"]["code"] == "store_unavailable"
+
+
 def test_metrics_count_requests_by_decision(gateway: Gateway) -> None:
     labels = {"decision": "block", "status": "200", "stream": "false"}
     before = gateway.metric("bastion_requests_total", **labels)

@@ -16,7 +16,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from bastion.serve.fakes import serving
-from bastion.serve.wire import CoalescingHttpProtocol, CoalescingTransport
+from bastion.serve.wire import HOLD_LIMIT, CoalescingHttpProtocol, CoalescingTransport
 
 
 class Recording(asyncio.Transport):
@@ -87,6 +87,15 @@ def test_at_most_two_writes_are_joined_and_the_third_waits_for_the_next_turn() -
         return inner.log
 
     assert asyncio.run(scenario()) == [b"ab", b"c"]
+
+
+def test_a_large_write_is_not_held() -> None:
+    async def scenario() -> list[Any]:
+        transport, inner = coalescing()
+        transport.write(b"x" * HOLD_LIMIT)
+        return list(inner.log)
+
+    assert asyncio.run(scenario()) == [b"x" * HOLD_LIMIT]
 
 
 def test_close_sends_what_is_held_first_and_abort_drops_it() -> None:

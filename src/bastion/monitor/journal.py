@@ -23,7 +23,6 @@ dropped the dirty pages, and retrying the fsync would report a success that is n
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import logging
 import os
@@ -328,6 +327,7 @@ class Replicator(Generic[T]):
         self._dropped = 0
         self._stopping = threading.Event()
         self._hurry = threading.Event()  # cuts the linger short
+        self._wakes = 0  # flush and stop requests whose marker is still queued (under _progress)
         self._thread = threading.Thread(target=self._run, name="bastion-replicator", daemon=True)
 
     @property
@@ -408,22 +408,35 @@ class Replicator(Generic[T]):
 
     def _take(self) -> list[_Entry[T]]:
         """What the queue holds (waiting up to ``poll`` for the first, then sleeping up to
-        ``linger`` before taking the rest), at most a batch."""
+        ``linger`` before taking the rest), at most a batch. No sleep while a batch is already
+        queued or a flush or stop waits (its marker may sit behind a backlog)."""
         try:
             entry = self._queue.get(timeout=self._poll)
         except queue.Empty:
             return []
-        if entry is not None and self._linger > 0:  # None: woken (a flush, a stop): no sleep
-            self._hurry.wait(self._linger)
-        self._hurry.clear()
-        taken = [] if entry is None else [entry]
+        taken: list[_Entry[T]] = []
+        woken = 0
+        if entry is None:
+            woken += 1
+        else:
+            taken.append(entry)
+            with self._progress:
+                hurried = self._wakes > 0
+            if self._linger > 0 and not hurried and self._queue.qsize() + 1 < self._batch_size:
+                self._hurry.wait(self._linger)
+        self._hurry.clear()  # a request that sets it from now on is also counted in _wakes
         while len(taken) < self._batch_size:
             try:
                 entry = self._queue.get_nowait()
             except queue.Empty:
                 break
-            if entry is not None:
+            if entry is None:
+                woken += 1
+            else:
                 taken.append(entry)
+        if woken:
+            with self._progress:
+                self._wakes -= woken
         return taken
 
     def _advance(self, fresh: list[_Entry[T]]) -> None:
@@ -464,6 +477,11 @@ class Replicator(Generic[T]):
             self._progress.notify_all()
 
     def _wake(self) -> None:
-        self._hurry.set()  # out of the linger's sleep
-        with contextlib.suppress(queue.Full):  # when full, work is queued: the thread is awake
+        try:
             self._queue.put_nowait(None)
+        except queue.Full:  # when full, work is queued: the thread is awake and will not linger
+            pass
+        else:
+            with self._progress:
+                self._wakes += 1
+        self._hurry.set()  # out of the linger's sleep

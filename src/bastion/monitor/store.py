@@ -28,6 +28,7 @@ import json
 import logging
 import math
 import os
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, fields, is_dataclass
 from datetime import UTC, datetime, timedelta
@@ -244,18 +245,27 @@ class EventStore:
         start, end = self._journal.append(line)
         self._writer.offer(start, end, row)
 
-    def add_feedback(self, item: Feedback) -> str | None:
+    def add_feedback(self, item: Feedback, *, wait: float = 1.0) -> str | None:
         """Store a user's report on one of their own events; a harmful, over-refusal or
         thumbs-down report opens a review item (reason ``report``), whose id is returned.
-        :class:`UnknownEventError` when the event is not the user's (or does not exist)."""
+
+        An event not in the database yet (its exchange has just ended, here or on another
+        gateway sharing the database) is waited for up to ``wait`` seconds: this store's
+        journal is flushed, then the database is read again until the deadline.
+        :class:`UnknownEventError` if the event is then not the user's (or does not exist);
+        ``TimeoutError`` or ``JournalError`` if this store's own journal could not be flushed
+        (the database is slow or away: whether the event exists is not known)."""
         _check(item.kind, FEEDBACK_KINDS, "feedback kind")
-        owner = self._owner(item.event_id)
-        if owner is None:  # it may still be on its way from the journal
-            self.flush()
-            owner = self._owner(item.event_id)
-        if owner != item.user:
-            raise UnknownEventError(f"no event {item.event_id!r} of user {item.user!r}")
+        deadline = time.monotonic() + wait
+        if self._owner(item.event_id) is None:
+            self.flush(timeout=wait)
+            while self._owner(item.event_id) is None and time.monotonic() < deadline:
+                time.sleep(0.05)
         with self._engine.begin() as conn:
+            # checked again in the insert's transaction: an erasure may have come meanwhile
+            owner = conn.scalar(select(events.c.user).where(events.c.id == item.event_id))
+            if owner != item.user:
+                raise UnknownEventError(f"no event {item.event_id!r} of user {item.user!r}")
             conn.execute(self._insert(feedback).on_conflict_do_nothing(), asdict(item))
             if item.kind in REPORT_KINDS:
                 return self._open_item(conn, item.event_id, "report")

@@ -28,6 +28,7 @@ from bastion import __version__
 from bastion.errors import ConfigError
 from bastion.guard.pipeline import Guard
 from bastion.monitor.events import Feedback, UnknownEventError
+from bastion.monitor.journal import JournalError
 from bastion.monitor.web import Reviewer, Sessions, review_router
 from bastion.serve import flows
 from bastion.serve.auth import KeyRing, Principal, RateLimiter
@@ -173,6 +174,14 @@ def create_app(
         except UnknownEventError:
             raise ApiError(
                 404, f"event_id: no event {body.event_id!r} of yours", code="event_not_found"
+            ) from None
+        except (TimeoutError, JournalError):  # the store could not tell whether it exists
+            raise ApiError(
+                503,
+                "the event store is not keeping up; send the feedback again later",
+                type="server_error",
+                code="store_unavailable",
+                headers={"retry-after": "5"},
             ) from None
         metrics.feedback.labels(body.kind).inc()
         return {"id": item.id, "object": "feedback", "event_id": item.event_id, "kind": item.kind}

@@ -18,6 +18,8 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+HOLD_LIMIT = 64 * 1024  # writes this long go out at once
+
 
 class CoalescingTransport(asyncio.Transport):
     """Delegates to ``transport``; a write waits for the next write or the loop's next turn."""
@@ -32,6 +34,9 @@ class CoalescingTransport(asyncio.Transport):
         if not data:
             return
         if self._held is None:
+            if len(data) >= HOLD_LIMIT:  # a large write gains nothing from company
+                self._transport.write(data)
+                return
             self._held = bytes(data)
             self._loop.call_soon(self.flush)
             return
@@ -39,7 +44,9 @@ class CoalescingTransport(asyncio.Transport):
         self._transport.write(held + data)
 
     def flush(self) -> None:
-        """Write what is held, if anything (runs at the end of the iteration that held it)."""
+        """Write what is held, if anything (runs at the end of the iteration that held it).
+        Held bytes are dropped only if the transport closed itself meanwhile (the peer shut
+        its side down), when the socket would have refused them too."""
         if self._held is not None:
             held, self._held = self._held, None
             if not self._transport.is_closing():

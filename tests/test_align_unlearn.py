@@ -71,6 +71,27 @@ def test_the_forgotten_half_drops_and_the_kept_half_stays(memorized, tmp_path: P
     assert ascent["retain"]["mean_token_logp"] < after["retain"]["mean_token_logp"] - 0.3
 
 
+def test_under_mixed_precision_the_retain_kl_starts_at_zero(memorized, tmp_path: Path) -> None:
+    # the policy's pass runs under the accelerator's autocast, and so must the reference's:
+    # before any update the two are the same model, and their KL must be 0, not rounding.
+    # The model was trained in this process already (the fixture's SFT run): a trainer must
+    # prepare it again, with its own precision, rather than take accelerate's mark for done
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state()  # accelerate keeps one precision per process
+    try:
+        trainer = UnlearnTrainer(
+            copy.deepcopy(memorized.model), memorized.tokenizer, FORGET, RETAIN,
+            TrainConfig(output_dir=tmp_path, max_steps=1, batch_size=4, lr=1e-3,
+                        mixed_precision="bf16"),
+            method="gd", kl_coef=1.0,
+        )  # fmt: skip
+        history = trainer.fit(progress=False).history
+    finally:
+        AcceleratorState._reset_state()
+    assert history[0]["retain_kl"] == 0.0
+
+
 def test_bad_settings_are_clear_errors(memorized, tmp_path: Path) -> None:
     config = TrainConfig(output_dir=tmp_path, max_steps=1)
     with pytest.raises(BastionError, match="method: expected one of ga, gd, npo"):

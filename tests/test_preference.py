@@ -166,6 +166,20 @@ def test_reference_logps_are_cached_on_disk(tmp_path: Path, monkeypatch) -> None
         )
 
 
+def test_the_reference_runs_in_the_training_precision(tmp_path: Path) -> None:
+    # under bf16 mixed precision the policy's log-probs are autocast: the reference's must be
+    # too, or a policy still equal to its reference shows a margin made of rounding
+    model = tiny_lm(5)
+    mixed = trainer(tmp_path / "bf16", model=model, mixed_precision="bf16")
+    plain = trainer(tmp_path / "fp32", model=model)
+    both = [e for pair in zip(mixed.chosen, mixed.rejected, strict=True) for e in pair]
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        expected = reference_module.sequence_logps(model, both, TOKENIZER.pad_token_id, "sum")
+    assert torch.equal(mixed.ref_chosen, expected.float()[0::2])
+    assert torch.equal(mixed.ref_rejected, expected.float()[1::2])
+    assert not torch.equal(plain.ref_chosen, mixed.ref_chosen)  # each precision its own cache
+
+
 def test_lora_reference_is_the_model_with_adapters_off(tmp_path: Path) -> None:
     from peft import LoraConfig, get_peft_model
 

@@ -46,6 +46,7 @@ from bastion.align.train import (
     _progress,
     _tensorboard,
     load_checkpoint,
+    resolve_precision,
     save_checkpoint,
 )
 from bastion.errors import BastionError
@@ -470,10 +471,7 @@ class PpoTrainer:
 
         if not prompts:
             raise TrainingError("PPO needs at least one prompt")
-        precision = train.mixed_precision
-        if precision == "auto":
-            bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-            precision = "bf16" if bf16 else "no"
+        precision = resolve_precision(train.mixed_precision)
         self.accelerator = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=precision)
         self.config, self.train_settings, self.rewards = config, train, rewards
         self.tokenizer, self.prompts = tokenizer, list(prompts)

@@ -19,7 +19,7 @@ from torch import Tensor
 from bastion.align.logprobs import Encoded, concatenated_logps, encode, sequence_logps
 from bastion.align.losses import LOSSES, LossOutput, PreferenceLoss
 from bastion.align.reference import reference_logps
-from bastion.align.train import LoopTrainer, TrainConfig
+from bastion.align.train import LoopTrainer, TrainConfig, resolve_precision
 from bastion.errors import ConfigError, DataError
 from bastion.models.hf import end_of_turn_ids
 from bastion.types import PreferencePair, UnpairedExample
@@ -99,6 +99,7 @@ class PreferenceTrainer(LoopTrainer):
             self.pad_id,
             self.spec.aggregation,
             use_cache=self.config.cache_reference,
+            precision=resolve_precision(self.train_config.mixed_precision),
         )
         return values[0::2].contiguous(), values[1::2].contiguous()
 

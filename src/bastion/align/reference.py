@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 
 from bastion.align.logprobs import Aggregation, Encoded, sequence_logps
+from bastion.align.train import autocast_for
 from bastion.cache import cache_dir
 
 
@@ -60,12 +61,16 @@ def reference_logps(
     *,
     batch_size: int = 16,
     use_cache: bool = True,
+    precision: str = "no",
 ) -> Tensor:
-    """Sequence log-probs of every encoded completion under the reference, cached on disk."""
+    """Sequence log-probs of every encoded completion under the reference, cached on disk;
+    ``precision`` (``no``, ``bf16``, ``fp16``): the mixed precision training will run the
+    policy in, so that policy and reference are computed alike."""
     with as_reference(model) as reference:
-        key = hashlib.sha256(
-            f"{weights_fingerprint(reference)}|{data_fingerprint(encoded)}|{aggregation}".encode()
-        ).hexdigest()[:32]
+        fingerprint = f"{weights_fingerprint(reference)}|{data_fingerprint(encoded)}|{aggregation}"
+        if precision != "no":  # fp32 keys stay as they were: earlier caches remain valid
+            fingerprint += f"|{precision}"
+        key = hashlib.sha256(fingerprint.encode()).hexdigest()[:32]
         path = cache_dir() / "reference-logps" / f"{key}.pt"
         if use_cache and path.is_file():
             cached: Tensor = torch.load(path)
@@ -73,7 +78,7 @@ def reference_logps(
         was_training = reference.training
         reference.eval()
         values = []
-        with torch.no_grad():
+        with torch.no_grad(), autocast_for(reference, precision):
             for start in range(0, len(encoded), batch_size):
                 chunk = encoded[start : start + batch_size]
                 values.append(sequence_logps(reference, chunk, pad_id, aggregation).float().cpu())

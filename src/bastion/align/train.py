@@ -41,6 +41,26 @@ def shutdown_distributed() -> None:
         torch.distributed.destroy_process_group()
 
 
+def resolve_precision(setting: str) -> str:
+    """``mixed_precision`` as the accelerator gets it: ``auto`` is bf16 on a GPU that has it,
+    else ``no`` (most CPUs lack fast bf16 matmuls)."""
+    if setting != "auto":
+        return setting
+    bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    return "bf16" if bf16 else "no"
+
+
+def autocast_for(model: Any, precision: str) -> Any:
+    """The autocast the accelerator runs a prepared model's forward in, for passes made
+    outside it (a reference model, log-probs computed before training): under mixed
+    precision, a comparison of the policy with its reference must not measure rounding."""
+    if precision not in ("bf16", "fp16"):
+        return nullcontext()
+    device = next(model.parameters()).device.type
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast(device_type=device, dtype=dtype)
+
+
 class TrainingError(BastionError):
     """Training cannot go on (a non-finite loss, a checkpoint that does not match)."""
 
@@ -100,10 +120,7 @@ class Loop(Generic[T]):
     ) -> None:
         from accelerate import Accelerator
 
-        precision = config.mixed_precision
-        if precision == "auto":
-            bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-            precision = "bf16" if bf16 else "no"
+        precision = resolve_precision(config.mixed_precision)
         self.accelerator = Accelerator(
             cpu=not torch.cuda.is_available(),
             gradient_accumulation_steps=config.grad_accum,
@@ -288,6 +305,9 @@ class LoopTrainer(abc.ABC):
         )
         result = loop.run(resume=resume)
         self.model = loop.accelerator.unwrap_model(loop.model)
+        # accelerate marks a model it prepared and never prepares it again: a later trainer on
+        # this model (or a copy of it) would silently run without its own mixed precision
+        self.model.__dict__.pop("_is_accelerate_prepared", None)
         self.is_main_process = loop.accelerator.is_main_process
         return result
 

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from bastion.align.sft import SftExample, encode_conversation, padded_forward
-from bastion.align.train import LoopTrainer, TrainConfig
+from bastion.align.train import LoopTrainer, TrainConfig, autocast_for, resolve_precision
 from bastion.errors import BastionError, DataError
 from bastion.models.hf import end_of_turn_ids
 from bastion.types import Conversation
@@ -100,9 +100,11 @@ class UnlearnTrainer(LoopTrainer):
             self.reference = copy.deepcopy(model).eval()  # the original, frozen
             for p in self.reference.parameters():
                 p.requires_grad_(False)
+        # reference passes in the precision the policy's passes will run in (see autocast_for)
+        self.precision = resolve_precision(train.mixed_precision)
         self.forget_reference: Tensor | None = None
         if method == "npo":
-            with torch.no_grad():
+            with torch.no_grad(), autocast_for(self.reference, self.precision):
                 self.forget_reference = torch.cat(
                     [sequence_logps(self.reference, [e], self.pad_id) for e in self.forget]
                 )
@@ -129,19 +131,22 @@ class UnlearnTrainer(LoopTrainer):
             loss = loss + retain_nll
             metrics["retain_nll"] = float(retain_nll.detach())
         if self.kl_coef > 0 and retain:
-            kl = retain_kl(model, self.reference, retain, self.pad_id)
+            kl = retain_kl(model, self.reference, retain, self.pad_id, self.precision)
             loss = loss + self.kl_coef * kl
             metrics["retain_kl"] = float(kl.detach())
         return loss, metrics
 
 
-def retain_kl(model: Any, reference: Any, examples: Sequence[SftExample], pad_id: int) -> Tensor:
-    """Mean over retain target tokens of KL(π_ref ‖ π_θ) of the next-token distributions."""
+def retain_kl(
+    model: Any, reference: Any, examples: Sequence[SftExample], pad_id: int, precision: str = "no"
+) -> Tensor:
+    """Mean over retain target tokens of KL(π_ref ‖ π_θ) of the next-token distributions;
+    the reference runs under the autocast of ``precision``, as the prepared policy does."""
     _, mask, logits = _token_logps(model, examples, pad_id)
-    with torch.no_grad():
+    with torch.no_grad(), autocast_for(reference, precision):
         _, _, ref_logits = _token_logps(reference, examples, pad_id)
-    logp = torch.log_softmax(logits, -1)[mask]
-    ref_logp = torch.log_softmax(ref_logits, -1)[mask]
+    logp = torch.log_softmax(logits.float(), -1)[mask]  # float: as the prepared model returns
+    ref_logp = torch.log_softmax(ref_logits.float(), -1)[mask]
     return (ref_logp.exp() * (ref_logp - logp)).sum(-1).mean()
 
 

@@ -86,9 +86,13 @@ def test_under_mixed_precision_the_retain_kl_starts_at_zero(memorized, tmp_path:
                         mixed_precision="bf16"),
             method="gd", kl_coef=1.0,
         )  # fmt: skip
+        seen: list[bool] = []  # whether the policy's passes (not the reference's) were autocast
+        layer = trainer.model.model.layers[0]
+        layer.register_forward_hook(lambda *_: seen.append(torch.is_autocast_enabled("cpu")))
         history = trainer.fit(progress=False).history
     finally:
         AcceleratorState._reset_state()
+    assert seen and all(seen)
     assert history[0]["retain_kl"] == 0.0
 
 

@@ -9,7 +9,7 @@ import torch
 from bastion import Conversation, DataError, PreferencePair, UnpairedExample
 from bastion.align import reference as reference_module
 from bastion.align.preference import PreferenceConfig, PreferenceTrainer, kl_partners
-from bastion.align.train import Loop, TrainConfig, TrainingError
+from bastion.align.train import Loop, TrainConfig, TrainingError, released
 from helpers import TOKENIZER, tiny_lm
 
 
@@ -178,6 +178,28 @@ def test_the_reference_runs_in_the_training_precision(tmp_path: Path) -> None:
     assert torch.equal(mixed.ref_chosen, expected.float()[0::2])
     assert torch.equal(mixed.ref_rejected, expected.float()[1::2])
     assert not torch.equal(plain.ref_chosen, mixed.ref_chosen)  # each precision its own cache
+
+
+def test_a_trained_model_comes_back_without_accelerates_marks() -> None:
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
+
+    model, ids = tiny_lm(6), torch.randint(0, 100, (2, 12))
+    with torch.no_grad():
+        plain = model(input_ids=ids).logits
+    AcceleratorState._reset_state()  # accelerate keeps one precision per process
+    try:
+        accelerator = Accelerator(cpu=True, mixed_precision="bf16")
+        prepared = accelerator.prepare(model)
+        with torch.no_grad():
+            mixed = prepared(input_ids=ids).logits
+        back = released(accelerator.unwrap_model(prepared))
+    finally:
+        AcceleratorState._reset_state()
+    assert not torch.equal(mixed, plain)  # prepared, it ran in bf16
+    with torch.no_grad():
+        assert torch.equal(back(input_ids=ids).logits, plain)  # and now in fp32 again
+    assert "_is_accelerate_prepared" not in vars(back)  # a later trainer prepares it anew
 
 
 def test_lora_reference_is_the_model_with_adapters_off(tmp_path: Path) -> None:

@@ -19,7 +19,7 @@ from torch import Tensor
 from bastion.align.logprobs import Encoded, concatenated_logps, encode, sequence_logps
 from bastion.align.losses import LOSSES, LossOutput, PreferenceLoss
 from bastion.align.reference import reference_logps
-from bastion.align.train import LoopTrainer, TrainConfig, resolve_precision
+from bastion.align.train import LoopTrainer, TrainConfig, autocast_for, resolve_precision
 from bastion.errors import ConfigError, DataError
 from bastion.models.hf import end_of_turn_ids
 from bastion.types import PreferencePair, UnpairedExample
@@ -186,7 +186,8 @@ class PreferenceTrainer(LoopTrainer):
         agg, model = self.spec.aggregation, self.model
         was_training = model.training
         model.eval()
-        with torch.no_grad():
+        precision = resolve_precision(self.train_config.mixed_precision)
+        with torch.no_grad(), autocast_for(model, precision):  # as the reference margin was
             margin = sequence_logps(model, self.eval_chosen, self.pad_id, agg) - sequence_logps(
                 model, self.eval_rejected, self.pad_id, agg
             )

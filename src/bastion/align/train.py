@@ -53,12 +53,30 @@ def resolve_precision(setting: str) -> str:
 def autocast_for(model: Any, precision: str) -> Any:
     """The autocast the accelerator runs a prepared model's forward in, for passes made
     outside it (a reference model, log-probs computed before training): under mixed
-    precision, a comparison of the policy with its reference must not measure rounding."""
-    if precision not in ("bf16", "fp16"):
-        return nullcontext()
+    precision, a comparison of the policy with its reference must not measure rounding.
+    Like accelerate, no fp16 autocast on a CPU."""
     device = next(model.parameters()).device.type
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-    return torch.autocast(device_type=device, dtype=dtype)
+    if precision == "bf16":
+        return torch.autocast(device_type=device, dtype=torch.bfloat16)
+    if precision == "fp16" and device != "cpu":
+        return torch.autocast(device_type=device, dtype=torch.float16)
+    return nullcontext()
+
+
+def released(model: Any) -> Any:
+    """``model`` (unwrapped after training) without what accelerate left on it: its mark
+    as prepared, with which a later trainer on it (or a copy) would skip preparing it and so
+    run without its own precision, and the autocast around its ``forward``, with which every
+    later call (generation included) would still run in the training's precision."""
+    state = model.__dict__
+    state.pop("_is_accelerate_prepared", None)
+    original = state.pop("_original_forward", None)
+    if original is not None:
+        if getattr(original, "__func__", None) is getattr(type(model), "forward", None):
+            state.pop("forward", None)  # the class's own forward again
+        else:
+            model.forward = original
+    return model
 
 
 class TrainingError(BastionError):
@@ -304,10 +322,7 @@ class LoopTrainer(abc.ABC):
             progress=progress,
         )
         result = loop.run(resume=resume)
-        self.model = loop.accelerator.unwrap_model(loop.model)
-        # accelerate marks a model it prepared and never prepares it again: a later trainer on
-        # this model (or a copy of it) would silently run without its own mixed precision
-        self.model.__dict__.pop("_is_accelerate_prepared", None)
+        self.model = released(loop.accelerator.unwrap_model(loop.model))
         self.is_main_process = loop.accelerator.is_main_process
         return result
 

@@ -145,8 +145,8 @@ def retain_kl(
     _, mask, logits = _token_logps(model, examples, pad_id)
     with torch.no_grad(), autocast_for(reference, precision):
         _, _, ref_logits = _token_logps(reference, examples, pad_id)
-    logp = torch.log_softmax(logits.float(), -1)[mask]  # float: as the prepared model returns
-    ref_logp = torch.log_softmax(ref_logits.float(), -1)[mask]
+    logp = torch.log_softmax(logits, -1)[mask]
+    ref_logp = torch.log_softmax(ref_logits, -1)[mask]
     return (ref_logp.exp() * (ref_logp - logp)).sum(-1).mean()
 
 

@@ -12,6 +12,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -327,52 +328,50 @@ def test_eight_threads_record_1600_events_exactly_once(store: EventStore, databa
     assert count_rows(database) == 1600
 
 
-def test_a_full_batch_does_not_sit_out_the_linger(tmp_path: Path) -> None:
+@contextmanager
+def lingering_writer(
+    tmp_path: Path, batch_size: int
+) -> Iterator[tuple[Journal, Replicator[bytes], list[list[bytes]], threading.Event]]:
+    """A writer that lingers a minute for company; the batches it applied, and an event set
+    at each."""
     journal = Journal(tmp_path / "j")
     journal.open()
-    applied = threading.Event()
     batches: list[list[bytes]] = []
+    applied = threading.Event()
 
     def apply(items: list[bytes], lsn: int) -> None:
         batches.append(items)
         applied.set()
 
     writer = Replicator(
-        journal, decode=lambda line: line.data, apply=apply, checkpoint=0, linger=60, batch_size=3
-    )
-    writer.start()
+        journal, decode=lambda line: line.data, apply=apply, checkpoint=0, linger=60,
+        batch_size=batch_size,
+    )  # fmt: skip
     try:
+        yield journal, writer, batches, applied
+    finally:
+        writer.stop(5)
+        journal.close()
+
+
+def test_a_full_batch_does_not_sit_out_the_linger(tmp_path: Path) -> None:
+    with lingering_writer(tmp_path, batch_size=3) as (journal, writer, batches, applied):
+        writer.start()
         for i in range(3):
             writer.offer(*journal.append(b"line %d" % i), b"line %d" % i)
         assert applied.wait(10)  # not 60 s: the third line filled the batch
         assert batches == [[b"line 0", b"line 1", b"line 2"]]
-    finally:
-        writer.stop(5)
-        journal.close()
 
 
 def test_a_backlog_of_several_batches_is_drained_without_lingering(tmp_path: Path) -> None:
-    journal = Journal(tmp_path / "j")
-    journal.open()
-    batches: list[list[bytes]] = []
-
-    def apply(items: list[bytes], lsn: int) -> None:
-        batches.append(items)
-
-    writer = Replicator(
-        journal, decode=lambda line: line.data, apply=apply, checkpoint=0, linger=60, batch_size=5
-    )
-    for i in range(23):  # queued before the writer starts: four full batches and three lines
-        writer.offer(*journal.append(b"line %d" % i), b"line %d" % i)
-    writer.start()
-    try:
+    with lingering_writer(tmp_path, batch_size=5) as (journal, writer, batches, _):
+        for i in range(23):  # queued before the writer starts: four full batches and three lines
+            writer.offer(*journal.append(b"line %d" % i), b"line %d" % i)
+        writer.start()
         start = time.monotonic()
         writer.wait(journal.end, timeout=30)  # neither a full batch nor a flush sits out 60 s
         assert time.monotonic() - start < 10
         assert [len(b) for b in batches] == [5, 5, 5, 5, 3]
-    finally:
-        writer.stop(5)
-        journal.close()
 
 
 def test_the_writer_lingers_for_company_and_a_flush_cuts_the_wait(tmp_path: Path) -> None:

@@ -70,6 +70,8 @@ class PreferenceTrainer(LoopTrainer):
     ) -> None:
         self.spec = config.spec
         self.model, self.tokenizer, self.config, self.train_config = model, tokenizer, config, train
+        # reference passes in the precision the policy's passes will run in (see autocast_for)
+        self.precision = resolve_precision(train.mixed_precision)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         self.eos_ids = end_of_turn_ids(model, tokenizer)
         if self.spec.paired:
@@ -99,7 +101,7 @@ class PreferenceTrainer(LoopTrainer):
             self.pad_id,
             self.spec.aggregation,
             use_cache=self.config.cache_reference,
-            precision=resolve_precision(self.train_config.mixed_precision),
+            precision=self.precision,
         )
         return values[0::2].contiguous(), values[1::2].contiguous()
 
@@ -186,8 +188,7 @@ class PreferenceTrainer(LoopTrainer):
         agg, model = self.spec.aggregation, self.model
         was_training = model.training
         model.eval()
-        precision = resolve_precision(self.train_config.mixed_precision)
-        with torch.no_grad(), autocast_for(model, precision):  # as the reference margin was
+        with torch.no_grad(), autocast_for(model, self.precision):  # as the reference margin
             margin = sequence_logps(model, self.eval_chosen, self.pad_id, agg) - sequence_logps(
                 model, self.eval_rejected, self.pad_id, agg
             )

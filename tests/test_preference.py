@@ -8,8 +8,9 @@ import torch
 
 from bastion import Conversation, DataError, PreferencePair, UnpairedExample
 from bastion.align import reference as reference_module
+from bastion.align.precision import released
 from bastion.align.preference import PreferenceConfig, PreferenceTrainer, kl_partners
-from bastion.align.train import Loop, TrainConfig, TrainingError, released
+from bastion.align.train import Loop, TrainConfig, TrainingError
 from helpers import TOKENIZER, tiny_lm
 
 

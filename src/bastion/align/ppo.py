@@ -40,17 +40,18 @@ import torch
 from torch import Tensor, nn
 
 from bastion.align.cai import CaiPrompt
+from bastion.align.precision import lean_passes, resolve_precision
+from bastion.align.sampled import sampled_logps
 from bastion.align.train import (
     TrainingError,
     _mean_over_processes,
     _progress,
     _tensorboard,
     load_checkpoint,
-    resolve_precision,
     save_checkpoint,
 )
 from bastion.errors import BastionError
-from bastion.models.packing import base_model
+from bastion.models.packing import base_model, final_hidden, hidden_pass
 from bastion.models.prefill import (
     MIN_PREFIX,
     forward_after_prefix,
@@ -304,13 +305,13 @@ def picked_logits(
     once per row (:func:`~bastion.models.prefill.forward_after_prefix`); the results are the
     same up to rounding, gradients included."""
     shared = shared_prefix(model, input_ids, attention_mask, index) if share_prefix else 0
-    kwargs = {"output_hidden_states": True, "logits_to_keep": 1}
+    body, extra = hidden_pass(model)  # the trunk: no output layer on positions not picked
     if shared:
-        out = forward_after_prefix(model, input_ids, attention_mask, shared, **kwargs)
+        out = forward_after_prefix(body, input_ids, attention_mask, shared, **extra)
         index = index - shared
     else:
-        out = model(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
-    hidden = out.hidden_states[-1]
+        out = body(input_ids=input_ids, attention_mask=attention_mask, **extra)
+    hidden = final_hidden(out)
     picked = hidden.gather(1, index[..., None].expand(-1, -1, hidden.shape[-1]))
     logits: Tensor = base_model(model).get_output_embeddings()(picked)
     return logits, picked
@@ -387,13 +388,9 @@ def build_batch(
 
 
 def response_logps(logits: Tensor, tokens: Tensor, temperature: float) -> tuple[Tensor, Tensor]:
-    """Log-probs of the sampled tokens and the entropy of each step's distribution."""
-    logps_all = torch.log_softmax(logits.float() / temperature, dim=-1)
-    logps = logps_all.gather(-1, tokens[..., None]).squeeze(-1)
-    with torch.no_grad():  # a metric only: no loss term uses it, so no graph for it
-        detached = logps_all.detach()
-        entropy = -(detached.exp() * detached).sum(-1)
-    return logps, entropy
+    """Log-probs of the sampled tokens and the entropy of each step's distribution (a metric:
+    no gradient), at the sampling temperature (:mod:`bastion.align.sampled`)."""
+    return sampled_logps(logits, tokens, temperature)
 
 
 # --- the trainer -----------------------------------------------------------------------------
@@ -624,11 +621,13 @@ class PpoTrainer:
         )
         orders = self._orders(batch.input_ids.shape[0])
         first = orders[0][: cfg.mini_batch_size] if self.reuse_first_pass and orders else None
-        # old log-probs, values, reference; and, for ``first``, the pass the update starts from
-        rollout, kept = self._rollout(batch, scores.to(acc.device), first)
-        scoring_s += time.perf_counter() - started
-        started = time.perf_counter()
-        stats = self._update(batch, rollout, orders, kept)
+        models = [self.module] if self.reference is None else [self.module, self.reference]
+        with lean_passes(models, str(acc.mixed_precision)):  # every pass here is autocast
+            # old log-probs, values, reference; for ``first``, the pass the update starts from
+            rollout, kept = self._rollout(batch, scores.to(acc.device), first)
+            scoring_s += time.perf_counter() - started
+            started = time.perf_counter()
+            stats = self._update(batch, rollout, orders, kept)
         update_s = time.perf_counter() - started
         beta = self.kl_control.value
         kl_seq = rollout["kl"].sum(-1).mean().item()

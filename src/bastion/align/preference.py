@@ -18,8 +18,9 @@ from torch import Tensor
 
 from bastion.align.logprobs import Encoded, concatenated_logps, encode, sequence_logps
 from bastion.align.losses import LOSSES, LossOutput, PreferenceLoss
+from bastion.align.precision import autocast_for, resolve_precision
 from bastion.align.reference import reference_logps
-from bastion.align.train import LoopTrainer, TrainConfig, autocast_for, resolve_precision
+from bastion.align.train import LoopTrainer, TrainConfig
 from bastion.errors import ConfigError, DataError
 from bastion.models.hf import end_of_turn_ids
 from bastion.types import PreferencePair, UnpairedExample

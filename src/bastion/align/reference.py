@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from bastion.align.logprobs import Aggregation, Encoded, sequence_logps
-from bastion.align.train import autocast_for
+from bastion.align.precision import autocast_for
 from bastion.cache import cache_dir
 
 

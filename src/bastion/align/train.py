@@ -25,6 +25,7 @@ from typing import Any, Generic, TypeVar
 import torch
 from torch import Tensor
 
+from bastion.align.precision import released, resolve_precision
 from bastion.errors import BastionError
 from bastion.models.packing import base_model, can_pack, packed_attention_on
 
@@ -39,44 +40,6 @@ def shutdown_distributed() -> None:
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.barrier()
         torch.distributed.destroy_process_group()
-
-
-def resolve_precision(setting: str) -> str:
-    """``mixed_precision`` as the accelerator gets it: ``auto`` is bf16 on a GPU that has it,
-    else ``no`` (most CPUs lack fast bf16 matmuls)."""
-    if setting != "auto":
-        return setting
-    bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-    return "bf16" if bf16 else "no"
-
-
-def autocast_for(model: Any, precision: str) -> Any:
-    """The autocast the accelerator runs a prepared model's forward in, for passes made
-    outside it (a reference model, log-probs computed before training): under mixed
-    precision, a comparison of the policy with its reference must not measure rounding.
-    Like accelerate, no fp16 autocast on a CPU."""
-    device = next(model.parameters()).device.type
-    if precision == "bf16":
-        return torch.autocast(device_type=device, dtype=torch.bfloat16)
-    if precision == "fp16" and device != "cpu":
-        return torch.autocast(device_type=device, dtype=torch.float16)
-    return nullcontext()
-
-
-def released(model: Any) -> Any:
-    """``model`` (unwrapped after training) without what accelerate left on it: its mark
-    as prepared, with which a later trainer on it (or a copy) would skip preparing it and so
-    run without its own precision, and the autocast around its ``forward``, with which every
-    later call (generation included) would still run in the training's precision."""
-    state = model.__dict__
-    state.pop("_is_accelerate_prepared", None)
-    original = state.pop("_original_forward", None)
-    if original is not None:
-        if getattr(original, "__func__", None) is getattr(type(model), "forward", None):
-            state.pop("forward", None)  # the class's own forward again
-        else:
-            model.forward = original
-    return model
 
 
 class TrainingError(BastionError):

@@ -29,8 +29,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from bastion.align.precision import autocast_for, resolve_precision
 from bastion.align.sft import SftExample, encode_conversation, padded_forward
-from bastion.align.train import LoopTrainer, TrainConfig, autocast_for, resolve_precision
+from bastion.align.train import LoopTrainer, TrainConfig
 from bastion.errors import BastionError, DataError
 from bastion.models.hf import end_of_turn_ids
 from bastion.types import Conversation

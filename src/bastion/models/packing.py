@@ -166,6 +166,35 @@ def base_model(model: Any) -> Any:
     return model
 
 
+def hidden_pass(model: Any) -> tuple[Any, dict[str, Any]]:
+    """What to call for a causal LM's last hidden states, and with which keywords: its
+    decoder stack, adapters included (peft's LoRA layers sit inside it), so the output layer
+    does not run at all; the whole model, asked for its hidden states, when it has no decoder
+    to reach or a peft prompt-learning adapter (which adds tokens in the outer forward).
+    :func:`final_hidden` reads the result.
+
+    Asking the whole model with ``logits_to_keep=1`` still runs the output layer on each row's
+    last position, from a strided slice, which PyTorch computes as a batched matmul over a
+    fresh copy of the (vocabulary × hidden) weight: about 20 ms on two CPU cores for
+    SmolLM2's 49k × 576, per pass, for logits nobody reads."""
+    prompt_learning = getattr(getattr(model, "active_peft_config", None), "is_prompt_learning", 0)
+    get = getattr(base_model(model), "get_decoder", None)
+    decoder = get() if callable(get) and not prompt_learning else None
+    if decoder is not None and decoder is not base_model(model):
+        return decoder, {}
+    check = getattr(model, "_supports_logits_to_keep", None)
+    keep = {"logits_to_keep": 1} if callable(check) and check() else {}
+    return model, {"output_hidden_states": True, **keep}
+
+
+def final_hidden(output: Any) -> Tensor:
+    """The last hidden states from a :func:`hidden_pass` call's output."""
+    hidden: Tensor | None = getattr(output, "last_hidden_state", None)
+    if hidden is None:
+        hidden = output.hidden_states[-1]
+    return hidden
+
+
 def can_pack(model: Any) -> bool:
     config = getattr(base_model(model), "config", None)
     return (
@@ -219,16 +248,15 @@ def token_logps(head: Any, hidden: Tensor, targets: Tensor, chunk: int = 512) ->
 def packed_hidden(model: Any, row: PackedRow | PackedSequences) -> Tensor:
     """The last hidden state of every position of a packed row, ``(T, hidden)``."""
     with packed_attention_on(model):
-        output = model(
+        body, extra = hidden_pass(model)
+        output = body(
             input_ids=row.ids,
             position_ids=row.positions,
-            output_hidden_states=True,
-            logits_to_keep=1,
             use_cache=False,
             bastion_pieces=row.pieces,
+            **extra,
         )
-    hidden: Tensor = output.hidden_states[-1][0]
-    return hidden
+    return final_hidden(output)[0]
 
 
 def packed_completion_logps(

@@ -176,8 +176,8 @@ def forward_after_prefix(
     keyword = cache_keyword(model)
     prefix = DynamicCache(config=model.config)
     positions = torch.arange(width, device=input_ids.device)[None]
-    extra = {"logits_to_keep": 1} if _takes_logits_to_keep(model) else {}
-    model(
+    body, extra = _cache_filler(model)
+    body(
         input_ids=input_ids[:1, :shared],
         attention_mask=attention_mask[:1, :shared],
         position_ids=positions[:, :shared],
@@ -234,8 +234,8 @@ def _forward(
         mask = torch.cat([mask.new_ones(len(rows), shared), mask], dim=1)
     else:
         cache = DynamicCache(config=model.config)
-    extra = {"logits_to_keep": 1} if _takes_logits_to_keep(model) else {}
-    model(
+    body, extra = _cache_filler(model)
+    body(
         input_ids=ids,
         attention_mask=mask,
         position_ids=positions,
@@ -244,6 +244,16 @@ def _forward(
         **extra,
     )
     return [(layer.keys, layer.values) for layer in cache.layers]
+
+
+def _cache_filler(model: Any) -> tuple[Any, dict[str, Any]]:
+    """What to run for a pass whose only product is the cache: the trunk, without the output
+    layer (:func:`~bastion.models.packing.hidden_pass`)."""
+    from bastion.models.packing import hidden_pass
+
+    body, extra = hidden_pass(model)
+    extra.pop("output_hidden_states", None)
+    return body, extra
 
 
 def cache_keyword(model: Any) -> str:
@@ -255,12 +265,6 @@ def cache_keyword(model: Any) -> str:
         if "cache" in inspect.signature(type(base).forward).parameters
         else "past_key_values"
     )
-
-
-def _takes_logits_to_keep(model: Any) -> bool:
-    """Whether the forward pass can skip the output layer for all but the last position."""
-    check = getattr(model, "_supports_logits_to_keep", None)
-    return bool(check()) if callable(check) else False
 
 
 def _right_align(

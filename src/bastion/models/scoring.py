@@ -17,7 +17,14 @@ import torch
 from torch import Tensor
 
 from bastion.errors import ModelError
-from bastion.models.packing import base_model, can_pack, packed_completion_logps, token_logps
+from bastion.models.packing import (
+    base_model,
+    can_pack,
+    final_hidden,
+    hidden_pass,
+    packed_completion_logps,
+    token_logps,
+)
 from bastion.types import Conversation
 
 
@@ -104,14 +111,9 @@ def completion_logps(
     # The trunk runs on every token; the LM head only on the hidden states that predict a
     # completion token (not on prompt or padding positions), so the (tokens × vocabulary)
     # logits exist for completion tokens alone.
-    output = model(
-        input_ids=ids,
-        attention_mask=attention,
-        position_ids=positions,
-        output_hidden_states=True,
-        logits_to_keep=1,
-    )
-    hidden = output.hidden_states[-1][:, -(span + 1) : -1][mask]
+    body, extra = hidden_pass(model)
+    output = body(input_ids=ids, attention_mask=attention, position_ids=positions, **extra)
+    hidden = final_hidden(output)[:, -(span + 1) : -1][mask]
     head = base_model(model).get_output_embeddings()
     picked = token_logps(head, hidden, ids[:, -span:][mask])
     logps = torch.zeros((len(rows), span), dtype=picked.dtype, device=device)

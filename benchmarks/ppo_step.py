@@ -14,7 +14,10 @@ bf16 arithmetic (AVX512-BF16 or AMX) and for GPUs. On both sides the prepared po
 module runs under autocast, so the update and the rollout's policy pass do; sampling runs the
 unwrapped policy in fp32 on both; the reward model stays fp32 on both. Bastion also runs its
 reference pass (the adapter-free policy) under the same autocast, as the KL needs; TRL 1.12
-runs its reference in fp32.
+runs its reference in fp32. Bastion runs the rollout and update as lean passes
+(``bastion.align.precision.lean_passes``: frozen weights cast to bf16 once an iteration
+instead of by autocast on every call, and on a CPU attention in fp32, whose backward is
+faster there than bf16's).
 
 The designs differ where they differ on purpose: Bastion's value head sits on the policy's
 trunk (one forward pass gives log-probs and values; the critic trains through the LoRA
@@ -27,9 +30,10 @@ values, reference log-probs) and update (the PPO epochs).
 
 The first iteration is a warm-up; figures are means over the rest. Ratios are TRL's seconds
 over Bastion's (above 1: Bastion is faster). Bastion also runs a second time in the same run
-with its shared-prefix pass turned off (``PpoTrainer.share_prefix``: the chat template's opening
-tokens, which every rollout starts with, run once per pass instead of once per row), so its
-effect is measured on the same machine state; ``--skip-ablation`` leaves that run out.
+with one speed-up turned off, so its effect is measured on the same machine state: in fp32,
+the shared-prefix pass (``PpoTrainer.share_prefix``: the chat template's opening tokens, which
+every rollout starts with, run once per pass instead of once per row); in bf16, the lean
+passes (``PpoTrainer.lean``). ``--skip-ablation`` leaves that run out.
 
     python benchmarks/ppo_step.py [--iterations 4] [--ppo-epochs 2] [--threads N] [--skip-trl]
                                   [--skip-ablation] [--precision fp32|bf16]
@@ -61,6 +65,11 @@ SETTINGS = {
 }
 LR, LORA_R, SEED = 3e-6, 16, 0
 PHASES = ("generation_s", "scoring_s", "update_s", "total_s")
+# the second Bastion run of a benchmark, with one speed-up turned off (see the docstring)
+ABLATION = {
+    "fp32": ("bastion_unshared_prefix", ["--no-share-prefix"]),
+    "bf16": ("bastion_plain_autocast", ["--no-lean"]),
+}
 
 
 class ModelReward:
@@ -97,7 +106,13 @@ class ModelReward:
 
 
 def run_ours(
-    iterations: int, threads: int, out: Path, *, share_prefix: bool = True, precision: str = "fp32"
+    iterations: int,
+    threads: int,
+    out: Path,
+    *,
+    share_prefix: bool = True,
+    precision: str = "fp32",
+    lean: bool = True,
 ) -> None:
     import torch
 
@@ -118,7 +133,7 @@ def run_ours(
             model, chat.tokenizer, read_prompts(PROMPTS), ModelReward(), config, train,
             eos_ids=chat.eos_ids,
         )  # fmt: skip
-        trainer.share_prefix = share_prefix
+        trainer.share_prefix, trainer.lean = share_prefix, lean
         history = trainer.fit(progress=False).history
     rows = []
     for row in history:
@@ -135,6 +150,7 @@ def run_ours(
             "lora_r": LORA_R,
             "torch_threads": torch.get_num_threads(),
             "share_prefix": share_prefix,
+            "lean_passes": lean,
             "mixed_precision": "bf16" if precision == "bf16" else "no",
         },
         "iterations": rows,
@@ -165,6 +181,7 @@ def main() -> None:
         help="fp32, or bf16 mixed precision on both sides (see above)",
     )  # fmt: skip
     parser.add_argument("--no-share-prefix", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--no-lean", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/ppo_step.json")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -173,6 +190,7 @@ def main() -> None:
         run_ours(
             args.iterations, args.threads, args.out,
             share_prefix=not args.no_share_prefix, precision=args.precision,
+            lean=not args.no_lean,
         )  # fmt: skip
         return
     from bastion.models.packaged import converted_dir, load
@@ -184,7 +202,7 @@ def main() -> None:
         ours_json, peer_json = Path(folder) / "ours.json", Path(folder) / "trl.json"
         variants = [("bastion", [])]
         if not args.skip_ablation:
-            variants.append(("bastion_unshared_prefix", ["--no-share-prefix"]))
+            variants.append(ABLATION[args.precision])
         for name, extra in variants:
             started = time.perf_counter()
             subprocess.run(
@@ -229,13 +247,17 @@ def main() -> None:
         print(line)
     share = ours["generation_s"] / ours["total_s"]
     print(f"bastion: generation is {share:.0%} of an iteration")
-    if "bastion_unshared_prefix" in results:
-        plain = results["bastion_unshared_prefix"]["mean_after_warmup"]
-        print(
-            f"bastion without the shared-prefix pass: scoring {plain['scoring_s']:.2f} s, "
-            f"update {plain['update_s']:.2f} s "
-            f"({plain['update_s'] / ours['update_s']:.2f}× the update with it)"
-        )
+    for name, without in (
+        ("bastion_unshared_prefix", "the shared-prefix pass"),
+        ("bastion_plain_autocast", "lean passes"),
+    ):
+        if name in results:
+            plain = results[name]["mean_after_warmup"]
+            print(
+                f"bastion without {without}: scoring {plain['scoring_s']:.2f} s, "
+                f"update {plain['update_s']:.2f} s "
+                f"({plain['update_s'] / ours['update_s']:.2f}× the update with it)"
+            )
     results["ratios_trl_over_bastion"] = ratios
     results["bastion_generation_share"] = share
     args.out.write_text(json.dumps(results, indent=2) + "\n")

@@ -507,6 +507,9 @@ class PpoTrainer:
         # The tokens every rollout of a mini-batch starts with run once for all of its rows
         # (see ``picked_logits``); a switch, for comparing with and without.
         self.share_prefix = True
+        # Under mixed precision, the rollout and update run as :func:`lean_passes` (frozen
+        # weights cast once, attention in fp32 on a CPU); a switch, likewise.
+        self.lean = True
         self._prompt_ids = [self._render(p) for p in self.prompts]
 
     @property
@@ -622,7 +625,8 @@ class PpoTrainer:
         orders = self._orders(batch.input_ids.shape[0])
         first = orders[0][: cfg.mini_batch_size] if self.reuse_first_pass and orders else None
         models = [self.module] if self.reference is None else [self.module, self.reference]
-        with lean_passes(models, str(acc.mixed_precision)):  # every pass here is autocast
+        precision = str(acc.mixed_precision) if self.lean else "no"
+        with lean_passes(models, precision):  # every pass in here runs under autocast
             # old log-probs, values, reference; for ``first``, the pass the update starts from
             rollout, kept = self._rollout(batch, scores.to(acc.device), first)
             scoring_s += time.perf_counter() - started

@@ -14,10 +14,10 @@ bf16 arithmetic (AVX512-BF16 or AMX) and for GPUs. On both sides the prepared po
 module runs under autocast, so the update and the rollout's policy pass do; sampling runs the
 unwrapped policy in fp32 on both; the reward model stays fp32 on both. Bastion also runs its
 reference pass (the adapter-free policy) under the same autocast, as the KL needs; TRL 1.12
-runs its reference in fp32. Bastion runs the rollout and update as lean passes
+runs its reference in fp32. On a CPU, Bastion runs the rollout and update as lean passes
 (``bastion.align.precision.lean_passes``: frozen weights cast to bf16 once an iteration
-instead of by autocast on every call, and on a CPU attention in fp32, whose backward is
-faster there than bf16's).
+instead of by autocast on every call, and attention in fp32, whose backward is faster there
+than bf16's).
 
 The designs differ where they differ on purpose: Bastion's value head sits on the policy's
 trunk (one forward pass gives log-probs and values; the critic trains through the LoRA

@@ -145,6 +145,19 @@ def test_fp32_sdpa_hands_back_the_low_precision_result_of_fp32_attention() -> No
     )
     assert out.dtype == torch.bfloat16
     assert torch.equal(out, want.transpose(1, 2).to(torch.bfloat16))
+    additive = torch.zeros(2, 1, 6, 6).masked_fill(torch.ones(6, 6).triu(1).bool(), -1e4)
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # a float mask in bf16 comes up too
+        masked, _ = fp32_sdpa(module, q, k, v.bfloat16(), additive.bfloat16(), scaling=0.5)
+    assert torch.allclose(masked.float(), out.float(), atol=1e-2)
+
+
+def test_only_llama_family_attention_is_switched() -> None:
+    # other models test for the literal "sdpa" (Falcon would drop its causal mask)
+    model = _lora_lm("sdpa")
+    config = model.get_base_model().config
+    config.model_type = "falcon"
+    with lean_passes([model], "bf16"):
+        assert config._attn_implementation == "sdpa"
 
 
 # --- hidden states without the output layer -----------------------------------------------
@@ -175,3 +188,15 @@ def test_the_trunk_gives_the_models_own_hidden_states_and_picked_logits() -> Non
 def test_a_prompt_learning_adapter_keeps_the_whole_model() -> None:
     model = SimpleNamespace(active_peft_config=SimpleNamespace(is_prompt_learning=True))
     assert hidden_pass(model) == (model, {"output_hidden_states": True})
+
+
+def test_a_prepared_or_ddp_model_runs_its_own_forward() -> None:
+    # accelerate's autocast lives in a prepared model's forward, DDP's gradient sync in its
+    # wrapper's: going straight to the decoder would skip both (tests/test_ddp.py catches
+    # the second across two processes)
+    model = tiny_lm(0)
+    model._original_forward = model.forward  # what accelerate's prepare leaves
+    body, extra = hidden_pass(model)
+    assert body is model and extra == {"output_hidden_states": True, "logits_to_keep": 1}
+    wrapper = SimpleNamespace(module=tiny_lm(0))
+    assert hidden_pass(wrapper)[0] is wrapper

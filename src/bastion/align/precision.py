@@ -18,7 +18,6 @@ import torch
 from torch import Tensor, nn
 
 ATTENTION_NAME = "bastion_sdpa_fp32_cpu"
-LOW_PRECISION = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def resolve_precision(setting: str) -> str:
@@ -61,34 +60,34 @@ def released(model: Any) -> Any:
 
 @contextmanager
 def lean_passes(models: Sequence[nn.Module], precision: str) -> Iterator[None]:
-    """A stretch of passes that all run under ``precision``'s autocast (a PPO iteration's
+    """A stretch of passes on a CPU that all run under bf16 autocast (a PPO iteration's
     rollout and update), made cheaper in two ways; outside it the models are as they were
     (fp32 weights for sampling and saving, their own attention).
 
     - **Frozen weights cast once.** Autocast caches only the casts of weights that require
       grad, so a frozen ``nn.Linear`` weight (every base layer under LoRA, a frozen reference
-      model) is cast to the low precision again on every call: seven times per iteration of
+      model) is cast to bf16 again on every call: seven times per iteration of
       ``benchmarks/ppo_step.py``, each a pass over the weights in memory. Here each is cast
-      once for the stretch, and autocast passes the cast weight through: the same bits.
-    - **Attention in fp32 on a CPU.** PyTorch's CPU flash-attention backward is about twice
-      as slow in bf16 as in fp32 at these shapes (PPO's rows of ~100 tokens), so a model on
-      SDPA attention computes it in fp32 and hands the result back in the low precision. This
-      changes the rounding of attention (towards the more precise), identically for every
-      pass in the stretch, so a policy still equal to its reference has a KL of exactly 0.
+      once for the stretch, and autocast passes the cast weight through: the same bits. The
+      fp32 weights stay for after, so the stretch holds half their size again.
+    - **Attention in fp32.** PyTorch's CPU flash-attention backward is about twice as slow in
+      bf16 as in fp32 at these shapes (PPO's rows of ~100 tokens), so a Llama-family model
+      (:data:`~bastion.models.packing.PACKABLE_MODEL_TYPES`) on SDPA attention computes it in
+      fp32 and hands the result back in bf16. This changes the rounding of attention (towards
+      the more precise), identically for every pass in the stretch, so a policy still equal
+      to its reference has a KL of exactly 0.
 
-    Nothing is done without autocast (``no``, or fp16 on a CPU, where accelerate runs none)
-    or for weights that are not fp32 (already low precision, quantized)."""
-    dtype = LOW_PRECISION.get(precision)
+    Nothing is done off a CPU (a GPU's casts are cheap beside the memory copies would hold,
+    and its bf16 attention is fast), without bf16 autocast, or for weights that are not fp32
+    (already low precision, quantized)."""
     params = [p for model in models for p in model.parameters()]
-    device = params[0].device.type if params else "cpu"
-    if dtype is None or (dtype is torch.float16 and device == "cpu"):
+    if precision != "bf16" or not params or params[0].device.type != "cpu":
         yield
         return
     with ExitStack() as stack:
         for model in models:
-            stack.enter_context(_frozen_weights_cast(model, dtype))
-            if device == "cpu":
-                stack.enter_context(_fp32_attention(model))
+            stack.enter_context(_frozen_weights_cast(model, torch.bfloat16))
+            stack.enter_context(_fp32_attention(model))
         yield
 
 
@@ -110,22 +109,27 @@ def _frozen_weights_cast(model: nn.Module, dtype: torch.dtype) -> Iterator[None]
 
 @contextmanager
 def _fp32_attention(model: nn.Module) -> Iterator[None]:
+    """Each Llama-family config on SDPA switched to :func:`fp32_sdpa`, and back. The stored
+    value is set directly: transformers' setter would also rewrite every sub-config's."""
+    from bastion.models.packing import PACKABLE_MODEL_TYPES
+
     configs: dict[int, Any] = {}
     for module in model.modules():
         config = getattr(module, "config", None)
-        if getattr(config, "_attn_implementation", None) == "sdpa":
+        if (
+            getattr(config, "_attn_implementation_internal", None) == "sdpa"
+            and getattr(config, "model_type", None) in PACKABLE_MODEL_TYPES
+        ):
             configs[id(config)] = config
-    if not configs:
-        yield
-        return
-    _register()
+    if configs:
+        _register()
     try:
         for config in configs.values():
-            config._attn_implementation = ATTENTION_NAME
+            config._attn_implementation_internal = ATTENTION_NAME
         yield
     finally:
         for config in configs.values():
-            config._attn_implementation = "sdpa"
+            config._attn_implementation_internal = "sdpa"
 
 
 def fp32_sdpa(
@@ -142,11 +146,20 @@ def fp32_sdpa(
     if query.device.type != "cpu" or low == torch.float32:
         out: tuple[Tensor, Any] = sdpa_attention_forward(module, query, key, value, *args, **kwargs)
         return out
+    args = tuple(_fp32(a) for a in args)  # a float mask, if any, with the query's dtype
+    kwargs = {k: _fp32(v) for k, v in kwargs.items()}
     with torch.autocast("cpu", enabled=False):
         output, weights = sdpa_attention_forward(
             module, query.float(), key.float(), value.float(), *args, **kwargs
         )
     return output.to(low), weights
+
+
+def _fp32(value: Any) -> Any:
+    """A floating tensor (an additive mask, a position bias) in fp32; anything else as is."""
+    if isinstance(value, Tensor) and value.is_floating_point():
+        return value.float()
+    return value
 
 
 def _register() -> None:

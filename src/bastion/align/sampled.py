@@ -35,7 +35,7 @@ def sampled_logps(logits: Tensor, tokens: Tensor, temperature: float) -> tuple[T
 
 def _rows(logits: Tensor) -> int:
     vocabulary = logits.shape[-1]
-    return max(1, SCRATCH // vocabulary) if logits.device.type == "cpu" else logits.shape[0]
+    return max(1, SCRATCH // vocabulary if logits.device.type == "cpu" else logits.shape[0])
 
 
 def _working(logits: Tensor) -> torch.dtype:

@@ -170,8 +170,10 @@ def hidden_pass(model: Any) -> tuple[Any, dict[str, Any]]:
     """What to call for a causal LM's last hidden states, and with which keywords: its
     decoder stack, adapters included (peft's LoRA layers sit inside it), so the output layer
     does not run at all; the whole model, asked for its hidden states, when it has no decoder
-    to reach or a peft prompt-learning adapter (which adds tokens in the outer forward).
-    :func:`final_hidden` reads the result.
+    to reach, a peft prompt-learning adapter (which adds tokens in the outer forward) or a
+    wrapper whose forward must run (DDP, accelerate's autocast: a trainer's prepared model;
+    PPO calls this inside its prepared module, on the bare policy). :func:`final_hidden`
+    reads the result.
 
     Asking the whole model with ``logits_to_keep=1`` still runs the output layer on each row's
     last position, from a strided slice, which PyTorch computes as a batched matmul over a
@@ -179,12 +181,20 @@ def hidden_pass(model: Any) -> tuple[Any, dict[str, Any]]:
     SmolLM2's 49k × 576, per pass, for logits nobody reads."""
     prompt_learning = getattr(getattr(model, "active_peft_config", None), "is_prompt_learning", 0)
     get = getattr(base_model(model), "get_decoder", None)
-    decoder = get() if callable(get) and not prompt_learning else None
+    reachable = not prompt_learning and not _wrapped(model)
+    decoder = get() if callable(get) and reachable else None
     if decoder is not None and decoder is not base_model(model):
         return decoder, {}
     check = getattr(model, "_supports_logits_to_keep", None)
     keep = {"logits_to_keep": 1} if callable(check) and check() else {}
     return model, {"output_hidden_states": True, **keep}
+
+
+def _wrapped(model: Any) -> bool:
+    """Whether ``model``'s own forward does work its decoder's would skip: DDP's gradient
+    synchronisation (a ``.module`` wrapper), accelerate's autocast (a prepared model keeps its
+    ``_original_forward``)."""
+    return getattr(model, "module", None) is not None or "_original_forward" in vars(model)
 
 
 def final_hidden(output: Any) -> Tensor:

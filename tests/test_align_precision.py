@@ -9,7 +9,7 @@ from torch import nn
 
 from bastion.align import sampled
 from bastion.align.lora import LoraSettings, add_lora
-from bastion.align.ppo import picked_logits
+from bastion.align.ppo import PolicyWithValue, picked_logits
 from bastion.align.precision import ATTENTION_NAME, fp32_sdpa, lean_passes
 from bastion.align.sampled import sampled_logps
 from bastion.models.packing import final_hidden, hidden_pass
@@ -200,3 +200,15 @@ def test_a_prepared_or_ddp_model_runs_its_own_forward() -> None:
     assert body is model and extra == {"output_hidden_states": True, "logits_to_keep": 1}
     wrapper = SimpleNamespace(module=tiny_lm(0))
     assert hidden_pass(wrapper)[0] is wrapper
+
+
+def test_the_value_head_computes_in_fp32_under_autocast() -> None:
+    module = PolicyWithValue(tiny_lm(0)).eval()
+    index = torch.tensor([[2, 3, 4], [1, 2, 5]])
+    mask = torch.ones_like(IDS)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        _, values = module(IDS, mask, index, share_prefix=False)
+        _, hidden = picked_logits(module.policy, IDS, mask, index, share_prefix=False)
+    assert values.dtype == torch.float32
+    want = hidden.float() @ module.value_head.weight[0] + module.value_head.bias
+    assert torch.allclose(values, want, atol=1e-6)

@@ -284,7 +284,8 @@ class PolicyWithValue(nn.Module):
         logits, hidden = picked_logits(
             self.policy, input_ids, attention_mask, index, share_prefix=share_prefix
         )
-        values: Tensor = self.value_head(hidden.float()).squeeze(-1)
+        with torch.autocast(hidden.device.type, enabled=False):  # the critic in fp32
+            values: Tensor = self.value_head(hidden.float()).squeeze(-1)
         return logits, values
 
 

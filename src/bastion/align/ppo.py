@@ -508,8 +508,8 @@ class PpoTrainer:
         # The tokens every rollout of a mini-batch starts with run once for all of its rows
         # (see ``picked_logits``); a switch, for comparing with and without.
         self.share_prefix = True
-        # Under mixed precision, the rollout and update run as :func:`lean_passes` (frozen
-        # weights cast once, attention in fp32 on a CPU); a switch, likewise.
+        # Under bf16 on a CPU, the rollout and update run as :func:`lean_passes` (frozen
+        # weights cast once, attention in fp32); a switch, likewise.
         self.lean = True
         self._prompt_ids = [self._render(p) for p in self.prompts]
 

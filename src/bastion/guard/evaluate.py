@@ -2,10 +2,11 @@
 
 Input: JSONL rows ``{"text": ..., "label": 1 | 0 | true | false, "source": ...}`` (label 1:
 the guard should stop it; ``source`` optional, for the per-source breakdown). Each text goes
-through the chosen stage of the guard as a user's would. A text counts as *stopped* when the
-decision is ``block`` or ``review``; its *score* is the highest score among the scanners whose
-action would stop it, which gives the ROC-AUC and the TPR at 1% FPR a threshold-free view.
-Latency is the decision's own wall time.
+through the chosen stage of the guard as a user's would. A text counts as *blocked* when the
+decision is ``block`` (the user gets no answer: TPR and FPR count these) and as *reviewed* when
+it is ``review`` (answered, and queued for a person); its *score* is the highest score among
+the scanners whose action is block or review, which gives the ROC-AUC and the TPR at 1% FPR a
+threshold-free view. Latency is the decision's own wall time.
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def evaluate_policy(guard: Guard, rows: list[Labelled], stage: Stage) -> dict[str, Any]:
-    scores, stopped, latencies = [], [], []
+    scores, blocked, reviewed, latencies = [], [], [], []
     rails = guard.policy.rails(stage)
     for row in rows:
         decision = guard.check(row.text, stage)
@@ -65,23 +66,34 @@ def evaluate_policy(guard: Guard, rows: list[Labelled], stage: Stage) -> dict[st
             default=0.0,
         )  # fmt: skip
         scores.append(score)
-        stopped.append(decision.action in STOPPING)
+        blocked.append(decision.action == "block")
+        reviewed.append(decision.action == "review")
         latencies.append(decision.elapsed_ms)
     labels = [r.label for r in rows]
-    counted = rates(stopped, labels)
+    counted = rates(blocked, labels)
+    negatives = len(labels) - sum(labels)
     sources: dict[str, dict[str, Any]] = {}
-    for row, hit in zip(rows, stopped, strict=True):
-        entry = sources.setdefault(row.source, {"n": 0, "positives": 0, "stopped": 0})
+    for row, hit, held in zip(rows, blocked, reviewed, strict=True):
+        entry = sources.setdefault(
+            row.source, {"n": 0, "positives": 0, "blocked": 0, "reviewed": 0}
+        )
         entry["n"] += 1
         entry["positives"] += row.label
-        entry["stopped"] += hit
+        entry["blocked"] += hit
+        entry["reviewed"] += held
     for entry in sources.values():
-        entry["stop_rate"] = entry["stopped"] / entry["n"]
+        entry["block_rate"] = entry["blocked"] / entry["n"]
+        entry["review_rate"] = entry["reviewed"] / entry["n"]
     return {
         "stage": stage,
         "rows": len(rows),
         **counted,
         "recall": counted["tpr"],
+        "review_rate": (
+            sum(r and not y for r, y in zip(reviewed, labels, strict=True)) / negatives
+            if negatives
+            else float("nan")
+        ),
         "roc_auc": roc_auc(scores, labels),
         "tpr_at_1pct_fpr": tpr_at_fpr(scores, labels, 0.01),
         "latency_ms": {

@@ -11,8 +11,9 @@ one that took longer than its budget keeps its answer and is marked ``over_budge
 enforced while it runs). A scanner that raises or is abandoned counts as flagged when it fails
 closed and as clean when it fails open; its result says which. The decision is the strictest
 action among flagged scanners: ``block`` > ``review`` > ``mask`` > ``log`` (logged only) >
-``allow``. When masking, every masking scanner's spans are applied to the original text at
-once.
+``allow``; a rail with a review threshold (``review`` in the policy) that did not flag asks
+for ``review`` when its score reaches that threshold. When masking, every masking scanner's
+spans are applied to the original text at once.
 
 Retrieved documents and tool outputs go through :meth:`Guard.check_context`: each passage
 (paragraph) is scanned with the context rails, and a flagged passage is stripped, replaced by
@@ -35,6 +36,7 @@ from bastion.guard.normalize import Normalized, normalize
 from bastion.guard.policy import Policy, Rail, Stage, load_policy
 from bastion.guard.result import ScanResult, Span
 from bastion.guard.vault import Vault, mask
+from bastion.types import Conversation, as_conversation
 
 SEVERITY = {"allow": 0, "log": 1, "mask": 2, "review": 3, "block": 4}
 QUARANTINE = "[passage removed by the guard: it looked like instructions to the model]"
@@ -51,6 +53,9 @@ class Decision:
     elapsed_ms: float
     # the masked values behind the text's placeholders; never in to_dict() (see vault.py)
     vault: Vault = field(default_factory=Vault, repr=False, compare=False)
+    # for a conversation (Guard.check_input on messages): every message as it is to be passed
+    # on, masked and cleaned; ``text`` is its last user message
+    messages: Conversation | None = None
 
     @property
     def blocked(self) -> bool:
@@ -61,7 +66,9 @@ class Decision:
         return tuple(r for r in self.results if r.flagged)
 
     def to_dict(self) -> dict[str, Any]:
+        messages = {} if self.messages is None else {"messages": self.messages.to_dicts()}
         return {
+            **messages,
             "stage": self.stage,
             "action": self.action,
             "blocked": self.blocked,
@@ -75,6 +82,7 @@ class Decision:
                     "reason": r.reason,
                     "view": r.view,
                     "elapsed_ms": round(r.elapsed_ms, 3),
+                    **{k: r.meta[k] for k in ("message", "role", "review") if k in r.meta},
                     "spans": [
                         {"label": s.label, "start": s.start, "end": s.end, "view": s.view}
                         for s in r.spans
@@ -119,12 +127,23 @@ class Guard:
         return cls(load_policy(None))
 
     def check_input(
-        self, text: str, ctx: Mapping[str, str] | None = None, *, vault: Vault | None = None
+        self,
+        text: str | Conversation | Sequence[Mapping[str, Any]],
+        ctx: Mapping[str, str] | None = None,
+        *,
+        vault: Vault | None = None,
     ) -> Decision:
-        """Input rails on a request. ``ctx``: what the application knows about the request
-        (user, session, route …), passed to every scanner as ``Normalized.context``; masked
-        values go to ``vault`` (a new one by default)."""
-        return self.check(text, "input", context=dict(ctx or {}), vault=vault)
+        """Input rails on a request: one text, or a whole conversation (a
+        :class:`~bastion.types.Conversation` or a list of ``{"role", "content"}`` dicts), whose
+        every message goes through the rails of its role (see
+        :mod:`bastion.guard.conversation`). ``ctx``: what the application knows about the
+        request (user, session, route …), passed to every scanner as ``Normalized.context``;
+        masked values go to ``vault`` (a new one by default)."""
+        if isinstance(text, str):
+            return self.check(text, "input", context=dict(ctx or {}), vault=vault)
+        from bastion.guard.conversation import check_conversation
+
+        return check_conversation(self, as_conversation(text), ctx, vault=vault)
 
     def check_output(
         self,
@@ -162,9 +181,13 @@ class Guard:
         return self._bounded[stage]
 
     async def acheck_input(
-        self, text: str, ctx: Mapping[str, str] | None = None, *, vault: Vault | None = None
+        self,
+        text: str | Conversation | Sequence[Mapping[str, Any]],
+        ctx: Mapping[str, str] | None = None,
+        *,
+        vault: Vault | None = None,
     ) -> Decision:
-        if self.runs_inline(text, "input"):
+        if isinstance(text, str) and self.runs_inline(text, "input"):
             return self.check_input(text, ctx, vault=vault)
         return await asyncio.to_thread(self.check_input, text, ctx, vault=vault)
 
@@ -209,9 +232,12 @@ class Guard:
         results += self._run(rest, normalize(text, context)) if rest else []
         rails = [*cheap, *rest]
         action = "allow"
-        for rail, result in zip(rails, results, strict=True):
-            if result.flagged and SEVERITY[rail.action] > SEVERITY[action]:
-                action = rail.action
+        for index, (rail, result) in enumerate(zip(rails, results, strict=True)):
+            wanted = rail.action if result.flagged else _review(rail, result)
+            if wanted is not None and SEVERITY[wanted] > SEVERITY[action]:
+                action = wanted
+            if wanted == "review" and not result.flagged:
+                results[index] = replace(result, meta={**result.meta, "review": True})
         passed = text
         if action == "mask":
             spans = _union(
@@ -333,6 +359,15 @@ class Guard:
             except Exception as exc:  # a broken scanner is a finding, never a crash
                 results[i] = _failed(rail, f"error: {type(exc).__name__}: {exc}")
         return [r for r in results if r is not None]
+
+
+def _review(rail: Rail, result: ScanResult) -> str | None:
+    """ "review" for a score in a rail's review band (at or above its review threshold, below
+    the scanner's), else None."""
+    threshold = rail.review_threshold
+    if threshold is None or result.failed or result.score < threshold:
+        return None
+    return "review"
 
 
 def run_order(rails: Sequence[Rail]) -> list[Rail]:

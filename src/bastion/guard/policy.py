@@ -17,13 +17,19 @@ context:                    # retrieved documents, web pages, tool outputs
   - scanner: blocklist
     phrases: ["ignore previous instructions"]
 context_action: quarantine  # strip | quarantine | drop, for a flagged passage
+roles:                      # a conversation's messages: which stage's rails each role gets
+  system: input             # (the defaults: system and user input, tool context,
+  tool: context             #  assistant none)
 ```
 
 Each entry names a registered scanner; ``threshold``, ``action`` (block, mask, review, log),
-``timeout_ms`` and ``fail`` (closed: a scanner that errs or overruns its budget counts as
-flagged; open: as clean) and ``isolate`` (true: run even a bounded scanner in a worker thread,
-so that its budget is enforced while it runs; see :mod:`bastion.guard.pipeline`) are common to
-all; every other key is an option of that scanner and
+``timeout_ms``, ``fail`` (closed: a scanner that errs or overruns its budget counts as
+flagged; open: as clean), ``review`` (true: a score between the scanner's calibrated review
+threshold and its threshold sends the text to review instead of letting it pass unseen; a
+number: that score instead of the calibrated one) and ``isolate`` (true: run even a bounded
+scanner in a worker thread, so that its budget is enforced while it runs; see
+:mod:`bastion.guard.pipeline`) are common to all; every other key is an option of that scanner
+and
 is checked against its constructor. Errors name the file and the key, e.g.
 ``policy.yaml: input[1].treshold: unknown option for scanner 'blocklist' (known: files,
 phrases, threshold)``.
@@ -32,7 +38,8 @@ phrases, threshold)``.
 from __future__ import annotations
 
 import inspect
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -42,8 +49,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from bastion.config import read_yaml
 from bastion.errors import ConfigError
 from bastion.guard.scanners import SCANNERS, Scanner
+from bastion.types import Role
 
 Action = Literal["block", "mask", "review", "log"]
+# which stage's rails each role of a conversation goes through (Guard.check_input on messages)
+DEFAULT_ROLES = {"system": "input", "user": "input", "tool": "context", "assistant": "none"}
 Stage = Literal["input", "output", "context"]
 STAGES: tuple[Stage, ...] = ("input", "output", "context")
 
@@ -57,6 +67,7 @@ class _Entry(BaseModel):
     timeout_ms: float = Field(1000.0, gt=0)
     fail: Literal["closed", "open"] = "closed"
     isolate: bool = False
+    review: bool | float = False
 
 
 class _Policy(BaseModel):
@@ -66,6 +77,7 @@ class _Policy(BaseModel):
     output: list[_Entry] = []
     context: list[_Entry] = []
     context_action: Literal["strip", "quarantine", "drop"] = "quarantine"
+    roles: dict[Role, Literal["input", "context", "none"]] = {}
 
 
 @dataclass(frozen=True)
@@ -78,6 +90,9 @@ class Rail:
     fail_closed: bool
     inline: bool = False  # run in the caller's thread (a bounded scanner not isolated)
     options: tuple[tuple[str, str], ...] = ()  # the scanner's settings in the policy, if any
+    # a score at or above this (and below the scanner's threshold) makes the decision at least
+    # "review": the text passes and a person looks at it
+    review_threshold: float | None = None
 
     @property
     def default_settings(self) -> bool:
@@ -92,6 +107,7 @@ class Policy:
     context: tuple[Rail, ...]
     context_action: str
     source: str
+    roles: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_ROLES))
 
     def rails(self, stage: Stage) -> tuple[Rail, ...]:
         rails: tuple[Rail, ...] = getattr(self, stage)
@@ -133,6 +149,7 @@ def parse_policy(raw: Any, *, source: str = "policy", base: Path | None = None) 
         context=built["context"],
         context_action=policy.context_action,
         source=source,
+        roles={**DEFAULT_ROLES, **{str(k): str(v) for k, v in policy.roles.items()}},
     )
 
 
@@ -163,4 +180,29 @@ def _rail(entry: _Entry, where: str, base: Path | None) -> Rail:
         raise ConfigError(f"{where}: {exc}") from None
     inline = scanner.is_bounded() and not entry.isolate
     settings = tuple(sorted((key, repr(value)) for key, value in options.items()))
-    return Rail(scanner, entry.action, entry.timeout_ms, entry.fail == "closed", inline, settings)
+    return Rail(
+        scanner,
+        entry.action,
+        entry.timeout_ms,
+        entry.fail == "closed",
+        inline,
+        settings,
+        _review_threshold(entry, scanner, where),
+    )
+
+
+def _review_threshold(entry: _Entry, scanner: Scanner, where: str) -> float | None:
+    """``review: true``: the scanner's calibrated review threshold; a number: that score."""
+    if entry.review is False:
+        return None
+    if entry.review is True:
+        calibrated = scanner.review_threshold
+        if calibrated is None:
+            raise ConfigError(
+                f"{where}.review: scanner {entry.scanner!r} has no calibrated review "
+                "threshold; give a score in [0, 1]"
+            )
+        return min(calibrated, scanner.threshold)
+    if not 0.0 <= entry.review <= 1.0:
+        raise ConfigError(f"{where}.review: must be true, false or in [0, 1], got {entry.review}")
+    return float(entry.review)

@@ -38,6 +38,9 @@ class Scanner(abc.ABC):
     # False (the default, for any scanner that calls a model, a server or a file): it runs in a
     # worker thread, concurrently with the others, and is abandoned at its time budget.
     bounded: ClassVar[bool] = False
+    # the calibrated score from which a text deserves a person's look (``review: true`` in a
+    # policy), for classifiers that ship one
+    review_threshold: float | None = None
 
     def is_bounded(self) -> bool:
         """``bounded``, for this instance (a scanner may wait only in some settings)."""

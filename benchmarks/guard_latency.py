@@ -1,8 +1,10 @@
 """Guard latency: the default input + output stack on 1 KB texts, one call at a time.
 
-Texts: 200 deterministic 1 KB texts built from the pinned corpora (benign chats and agent
-tasks, jailbreak templates filled with goals, PII sentences), so the stack meets what it meets
-in production: mostly clean text, some attacks, some personal data. Reported: p50/p95/p99 of
+Texts: 200 deterministic 1 KB texts built from the pinned corpora (benign chats, instructions
+and agent tasks, jailbreak templates filled with goals, PII sentences), so the stack meets what
+it meets in production: mostly clean text, some attacks, some personal data. The default stack
+(the harmful rail's encoder stage on the texts its n-grams do not clear) runs beside the
+n-gram stages alone. Reported: p50/p95/p99 of
 ``check_input`` + ``check_output`` per text on one thread (``torch`` limited to one thread),
 and throughput of ``Guard.check_many`` on two worker processes (input then output stage, on
 2,000 texts). Peers (Presidio's pattern recognizers, LLM Guard's
@@ -30,8 +32,8 @@ def texts(n: int) -> list[str]:
 
     rng = random.Random(0)
     pools = {
-        "benign": [i.text for name in ("langkit-chats", "asb-agent-tasks", "chatterbot")
-                   for i in load_corpus(name)],
+        "benign": [i.text for name in ("langkit-chats", "asb-agent-tasks", "chatterbot",
+                                       "alpacaeval", "ifeval") for i in load_corpus(name)],
         "pii": [i.text for i in load_corpus("presidio-templates")],
     }  # fmt: skip
     templates = [i for i in load_corpus("gptfuzzer-templates") if i.meta.get("slot")]
@@ -55,10 +57,24 @@ def percentiles(ms: list[float]) -> dict[str, float]:
     return {"p50": statistics.median(ranked), "p95": at(0.95), "p99": at(0.99)}
 
 
-def bastion_stack(items: list[str]) -> dict[str, Any]:
+def ngram_only_guard() -> Any:
+    """The default policy with the harmful rail's encoder stage switched off."""
+    import yaml
+
+    from bastion.guard.pipeline import Guard
+    from bastion.guard.policy import default_policy_path, parse_policy
+
+    raw = yaml.safe_load(default_policy_path().read_text())
+    for entry in raw["input"]:
+        if entry["scanner"] == "harmful":
+            entry["encoder"] = False
+    return Guard(parse_policy(raw, base=default_policy_path().parent))
+
+
+def bastion_stack(items: list[str], guard: Any = None) -> dict[str, Any]:
     from bastion.guard.pipeline import Guard
 
-    guard = Guard.default()
+    guard = guard or Guard.default()
     for text in items[:5]:  # warm-up: weights loaded, caches filled
         guard.check_input(text)
         guard.check_output(text)
@@ -75,7 +91,15 @@ def bastion_stack(items: list[str]) -> dict[str, Any]:
     guard.check_many(batch, "output", processes=2)
     throughput = len(batch) / (time.perf_counter() - start)
     guard.close()
-    return {**percentiles(latencies), "texts_per_s_2_processes": throughput}
+    escalated = sum(
+        any(r.scanner == "harmful" and r.score >= 0.05 for r in guard.check_input(t).results)
+        for t in items
+    )  # fmt: skip
+    return {
+        **percentiles(latencies),
+        "texts_per_s_2_processes": throughput,
+        "harmful_encoder_share": escalated / len(items),
+    }
 
 
 def bastion_pii(items: list[str]) -> dict[str, Any]:
@@ -153,6 +177,7 @@ def main() -> None:
         "texts": len(items),
         "text_chars": 1024,
         "bastion_default_input_plus_output_ms": bastion_stack(items),
+        "bastion_ngram_only_input_plus_output_ms": bastion_stack(items, ngram_only_guard()),
         "bastion_pii_only_ms": bastion_pii(items),
         "presidio_pattern_recognizers_ms": presidio(items),
         "llm_guard_offline_input_scanners_ms": llm_guard(items, args.llm_guard_python),
@@ -162,6 +187,12 @@ def main() -> None:
         f"bastion input+output on 1 KB: p50 {ours['p50']:.2f} ms  p95 {ours['p95']:.2f} ms  "
         f"p99 {ours['p99']:.2f} ms  ·  {ours['texts_per_s_2_processes']:.0f} texts/s (input and "
         "output) on 2 processes"
+    )
+    grams = report["bastion_ngram_only_input_plus_output_ms"]
+    print(
+        f"bastion n-gram stages only: p50 {grams['p50']:.2f} ms  p99 {grams['p99']:.2f} ms  ·  "
+        f"{grams['texts_per_s_2_processes']:.0f} texts/s; the default sends "
+        f"{ours['harmful_encoder_share']:.0%} of these texts to the encoder"
     )
     pii = report["bastion_pii_only_ms"]
     print(f"bastion PII scanner alone: p50 {pii['p50']:.2f} ms  p99 {pii['p99']:.2f} ms")

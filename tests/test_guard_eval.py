@@ -40,7 +40,9 @@ def test_metrics_are_exact_on_a_hand_checked_set(tmp_path: Path) -> None:
     # scores 1, 1, 0 (positives) against 0, 1, 0 (negatives): each positive scoring 1 beats
     # two negatives and ties one (2.5), the one scoring 0 ties two (1.0): 6 of 9 pairs
     assert report["roc_auc"] == pytest.approx((2 * (2 + 0.5) + 1.0) / 9)
-    assert report["by_source"]["a"]["block_rate"] == 1.0 and report["by_source"]["b"]["blocked"] == 0
+    assert (
+        report["by_source"]["a"]["block_rate"] == 1.0 and report["by_source"]["b"]["blocked"] == 0
+    )
 
 
 @pytest.mark.parametrize(

@@ -1,30 +1,47 @@
-"""The shipped harmful-request classifier: held-out requests flagged with a category, benign
-look-alikes passed, the calibrated threshold, and exact retraining (slow)."""
+"""The shipped harmful-request rail: two stages, held-back requests flagged with a category,
+benign twins and everyday requests passed, the calibrated thresholds, and exact retraining
+(slow)."""
+
+import json
 
 import pytest
 import torch
 
 from bastion.guard.harmful import (
     CATEGORIES,
-    _contrast_category,
+    contrast_category,
     harmful_examples,
+    shipped_encoder,
     shipped_weights,
 )
-from bastion.guard.injection import split_examples
 from bastion.guard.ngrams import NgramClassifier
 from bastion.guard.scanners import HarmfulRequestScanner
+from bastion.guard.training.loso import calibration_split
 
 SCANNER = HarmfulRequestScanner()
+NGRAMS_ONLY = HarmfulRequestScanner(encoder=False)
 
 
-def test_dev_requests_are_flagged_and_dev_benign_prompts_pass() -> None:
-    dev = split_examples(harmful_examples())["dev"]  # never seen in training
-    positives = [e.text for e in dev if e.label][:60]
-    negatives = [e.text for e in dev if not e.label][:120]
-    flagged = [SCANNER.scan(t) for t in positives]
-    assert sum(r.flagged for r in flagged) / len(positives) >= 0.8
-    assert all(r.meta["category"] in (*CATEGORIES, "other") for r in flagged if r.flagged)
-    assert sum(SCANNER.scan(t).flagged for t in negatives) / len(negatives) <= 0.03
+def held_back() -> list:
+    """The calibration part: groups the shipped models never trained on."""
+    return calibration_split(harmful_examples(), salt="guard-harmful")[1]
+
+
+def test_the_scanner_reproduces_the_reported_calibration_figures() -> None:
+    report = json.loads(shipped_weights().with_suffix(".encoder.report.json").read_text())
+    rows = {r["source"]: r for r in report["calib"]}
+    calib = held_back()
+    for source in ("written-harmful-b", "strongreject", "alpacaeval", "rho-overrefusal"):
+        texts = [e for e in calib if e.source == source]
+        flagged = [(SCANNER.scan(e.text).flagged, e.label) for e in texts]
+        assert sum(f for f, y in flagged if y) == rows[source]["caught"]
+        assert sum(f for f, y in flagged if not y) == rows[source]["blocked"]
+
+
+def test_flagged_requests_name_a_category() -> None:
+    positives = [e.text for e in held_back() if e.label and e.source.startswith("written")][:40]
+    flagged = [r for r in map(SCANNER.scan, positives) if r.flagged]
+    assert flagged and all(r.meta["category"] in (*CATEGORIES, "other") for r in flagged)
 
 
 @pytest.mark.parametrize(
@@ -34,32 +51,45 @@ def test_dev_requests_are_flagged_and_dev_benign_prompts_pass() -> None:
         "What household chemicals should never be mixed when cleaning?",
         "Explain how vaccines train the immune system.",
         "Write a thriller scene where the detective finds the stolen painting.",
+        "Give me a recipe for a vegetable soup that serves four.",
     ],
 )
-def test_sensitive_sounding_benign_requests_pass(text: str) -> None:
+def test_sensitive_sounding_and_everyday_requests_pass(text: str) -> None:
     assert not SCANNER.scan(text).flagged
 
 
-def test_default_threshold_is_calibrated_and_flips_exactly() -> None:
-    model = NgramClassifier.load(shipped_weights())
-    assert SCANNER.threshold == model.threshold
-    text = next(e.text for e in split_examples(harmful_examples())["dev"] if e.label)
+def test_thresholds_are_the_calibrated_ones_and_flip_exactly() -> None:
+    from safetensors import safe_open
+
+    with safe_open(str(shipped_encoder()), framework="pt") as handle:
+        meta = handle.metadata()
+    assert SCANNER.threshold == float(meta["threshold"])
+    assert SCANNER.review_threshold == float(meta["review_threshold"]) < SCANNER.threshold
+    assert NGRAMS_ONLY.threshold == NgramClassifier.load(shipped_weights()).threshold
+    text = next(e.text for e in held_back() if e.label and SCANNER.scan(e.text).flagged)
     score = SCANNER.scan(text).score
     assert HarmfulRequestScanner(threshold=score).scan(text).flagged
     assert not HarmfulRequestScanner(threshold=min(score + 1e-6, 1.0)).scan(text).flagged
 
 
+def test_a_text_the_ngrams_clear_never_reaches_the_encoder() -> None:
+    text = "What is the capital of Australia?"
+    first = NGRAMS_ONLY.scan(text).score
+    assert SCANNER.encoder is not None and first < SCANNER.encoder.gate
+    assert SCANNER.scan(text).score == pytest.approx(0.05 * first)
+
+
 def test_contrast_pair_categories_map_onto_the_short_list() -> None:
-    assert _contrast_category("cooking_vs_weapons") == "weapons"
-    assert _contrast_category("networking_vs_hacking") == "cyber"
-    assert _contrast_category("gardening_vs_knitting") is None
+    assert contrast_category("cooking_vs_weapons") == "weapons"
+    assert contrast_category("networking_vs_hacking") == "cyber"
+    assert contrast_category("pharmacy_vs_drugs") == "drugs"
+    assert contrast_category("gardening_vs_knitting") is None
 
 
 @pytest.mark.slow
-def test_training_reproduces_the_shipped_weights_exactly() -> None:
-    import json
-
+def test_training_reproduces_the_shipped_weights() -> None:
     from bastion.guard.harmful import train_harmful
+    from bastion.guard.training.fit import train_second_stage
 
     model, centroids, _ = train_harmful()
     shipped = NgramClassifier.load(shipped_weights())
@@ -70,3 +100,11 @@ def test_training_reproduces_the_shipped_weights_exactly() -> None:
     assert model.threshold == pytest.approx(shipped.threshold, abs=2e-4)
     saved = json.loads(shipped_weights().with_suffix(".categories.json").read_text())
     assert json.loads(json.dumps(centroids, sort_keys=True)) == saved
+    second, _ = train_second_stage("harmful", model)
+    from safetensors.torch import load_file
+
+    stored = load_file(str(shipped_encoder()))
+    assert second.tensors is not None and set(second.tensors) == set(stored)
+    for name, tensor in stored.items():
+        assert torch.allclose(second.tensors[name], tensor, rtol=0, atol=1e-4), name
+    assert second.threshold == pytest.approx(SCANNER.threshold, abs=1e-4)

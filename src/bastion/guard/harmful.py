@@ -1,15 +1,12 @@
 """The harmful-request classifier: is this a request for harm, and of which kind?
 
-Same machinery as the injection classifier (:mod:`bastion.guard.injection`): hashed n-grams,
-logistic regression, seeded single-threaded training, group-wise splits, a threshold set for
-1% false positives on the calibration split, scored over all decoded views.
-
-Positives: the harmful requests of the pinned corpora (AdvBench, HarmBench's standard and
-contextual behaviours — not its copyright ones, which ask for lyrics and book passages —,
-StrongREJECT, the harmful half of the contrast pairs). Negatives: benign prompts, agent tasks,
-the over-refusal prompts (benign requests that *sound* sensitive) and the benign half of the
-contrast pairs (a cooking question beside a weapons one) — the hard negatives that keep
-"mentions a knife" from being "asks for harm".
+Two stages (:mod:`bastion.guard.scanners.harmful`): hashed n-grams with logistic regression,
+then, on the texts those do not clear, the packaged MiniLM with trained adapters
+(:mod:`bastion.guard.encoder`). What they learn from is
+:mod:`bastion.guard.training.data`'s ``task_examples("harmful")`` — the pinned harmful
+behaviours and the written requests in eleven risk areas, beside everyday requests, the
+over-refusal prompts and the written benign twins (same topic, another intent) —, how they are
+trained and calibrated :mod:`bastion.guard.training.fit`.
 
 Categories map each source's own labels onto one short list (:data:`CATEGORIES`); a request's
 category is the nearest category centroid of the n-gram features (cosine), computed from the
@@ -18,7 +15,6 @@ training positives that carry a label.
 
 from __future__ import annotations
 
-import functools
 import json
 import math
 from collections import defaultdict
@@ -28,87 +24,45 @@ from typing import Any
 
 import numpy as np
 
-from bastion.data.registry import CORPORA, load_corpus
-from bastion.guard.injection import Example, fit_calibrated, split_examples, text_digest
+from bastion.guard.injection import Example
 from bastion.guard.ngrams import DIM, Features, NgramClassifier, features
 
 CATEGORIES = (
     "weapons",
     "cyber",
+    "drugs",
+    "fraud",
     "crime",
     "violence",
+    "privacy",
     "hate",
     "sexual",
     "self-harm",
     "misinformation",
 )
-CATEGORY_OF = {
-    # HarmBench
-    "chemical_biological": "weapons",
-    "cybercrime_intrusion": "cyber",
-    "illegal": "crime",
-    "misinformation_disinformation": "misinformation",
-    "harassment_bullying": "hate",
-    "harmful": "violence",
-    # StrongREJECT
-    "Non-violent crimes": "crime",
-    "Violence": "violence",
-    "Disinformation and deception": "misinformation",
-    "Hate, harassment and discrimination": "hate",
-    "Illegal goods and services": "crime",
-    "Sexual content": "sexual",
-}
-POSITIVE_CORPORA = ("advbench", "harmbench-val", "harmbench-test", "strongreject")
-NEGATIVE_KINDS = ("benign-prompt", "over-refusal")
-HARD_NEGATIVES = ("rho-overrefusal", "rho-contrast")
 
 
-def _contrast_category(pair_category: str) -> str | None:
+def contrast_category(pair_category: str) -> str | None:
     """'cooking_vs_weapons' → the harmful side's category, when it maps."""
     side = pair_category.split("_vs_")[-1]
     for key, category in (
         ("weapon", "weapons"), ("hack", "cyber"), ("phish", "cyber"), ("malware", "cyber"),
-        ("drug", "crime"), ("theft", "crime"), ("forg", "crime"), ("counterfeit", "crime"),
-        ("fraud", "crime"), ("poison", "violence"), ("violence", "violence"),
+        ("drug", "drugs"), ("theft", "crime"), ("forg", "fraud"), ("counterfeit", "fraud"),
+        ("fraud", "fraud"), ("poison", "violence"), ("violence", "violence"),
         ("incitement", "hate"), ("hate", "hate"), ("harass", "hate"), ("abuse", "violence"),
         ("exploitation", "sexual"), ("self_harm", "self-harm"), ("suicide", "self-harm"),
         ("misinformation", "misinformation"), ("disinformation", "misinformation"),
+        ("privacy", "privacy"), ("stalk", "privacy"), ("dox", "privacy"),
     ):  # fmt: skip
         if key in side:
             return category
     return None
 
 
-@functools.lru_cache(maxsize=1)
-def _examples() -> tuple[tuple[Example, str | None], ...]:
-    rows: list[tuple[Example, str | None]] = []
-    for name in POSITIVE_CORPORA:
-        for item in load_corpus(name):
-            if item.label == "copyright" or item.category == "copyright":
-                continue
-            example = Example(item.text, 1, name, "text:" + text_digest(item.text))
-            rows.append((example, CATEGORY_OF.get(item.category or "")))
-    for item in load_corpus("rho-contrast"):
-        pair = "pair:" + str(item.meta.get("pair", item.id))  # both halves in one split
-        harmful = item.label == "harmful"
-        category = _contrast_category(item.category or "") if harmful else None
-        rows.append((Example(item.text, int(harmful), "rho-contrast", pair), category))
-    for name, corpus in CORPORA.items():
-        if corpus.kind in NEGATIVE_KINDS:
-            for item in load_corpus(name):
-                rows.append((Example(item.text, 0, name, "text:" + text_digest(item.text)), None))
-    seen: set[str] = set()
-    unique = []
-    for example, category in rows:
-        key = text_digest(example.text)
-        if key not in seen and example.text.strip():
-            seen.add(key)
-            unique.append((example, category))
-    return tuple(unique)
-
-
 def harmful_examples() -> list[Example]:
-    return [example for example, _ in _examples()]
+    from bastion.guard.training.data import task_examples
+
+    return task_examples("harmful")
 
 
 def category_centroids(
@@ -150,21 +104,13 @@ class Categories:
 
 
 def train_harmful(
-    target_fpr: float = 0.01,
+    target_fpr: float = 0.005, review_fpr: float | None = 0.03
 ) -> tuple[NgramClassifier, dict[str, Any], dict[str, Any]]:
     """Train, calibrate, evaluate; returns the model, the category centroids and the report."""
-    rows = _examples()
-    category_of = dict(rows)  # example -> category, where its source gives one
-    splits = split_examples([e for e, _ in rows])
-    model, report = fit_calibrated(splits, "harmful", target_fpr, HARD_NEGATIVES)
-    centroids = category_centroids(
-        [(e.text, c) for e in splits["train"] if (c := category_of[e]) is not None]
-    )
-    labelled_dev = [(e, c) for e in splits["dev"] if (c := category_of[e]) is not None]
-    categories = Categories(centroids)
-    correct = sum(categories.nearest(features(e.text))[0] == c for e, c in labelled_dev)
-    report["dev_category_accuracy"] = correct / len(labelled_dev) if labelled_dev else float("nan")
-    report["dev_categorized"] = len(labelled_dev)
+    from bastion.guard.training.fit import train_task
+
+    model, fit, report = train_task("harmful", target_fpr, review_fpr)
+    centroids = category_centroids([(e.text, e.category) for e in fit if e.label and e.category])
     return (
         model,
         {"categories": {c: {str(i): v for i, v in d.items()} for c, d in centroids.items()}},
@@ -174,6 +120,11 @@ def train_harmful(
 
 def shipped_weights() -> Path:
     return Path(str(resources.files("bastion.guard") / "weights" / "harmful.safetensors"))
+
+
+def shipped_encoder() -> Path:
+    """The second stage's adapters, head, gate and thresholds (see bastion.guard.encoder)."""
+    return Path(str(resources.files("bastion.guard") / "weights" / "harmful.encoder.safetensors"))
 
 
 def save_centroids(path: Path, centroids: dict[str, Any]) -> None:

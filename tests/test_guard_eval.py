@@ -68,3 +68,8 @@ def test_cli_writes_the_report(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     report = json.loads(out.read_text())
     assert report["rows"] == 6 and "p99" in report["latency_ms"]
+
+
+def test_by_source_and_data_mistakes_are_one_line_errors() -> None:
+    assert_user_error(run("guard", "eval"), "give --data FILE")
+    assert_user_error(run("guard", "eval", "--by-source", "--task", "nope"), "--task must be one of")

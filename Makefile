@@ -8,7 +8,7 @@ STAMP := $(VENV)/.bastion-installed
 
 BENCH := .venv-bench/bin
 
-.PHONY: setup demo test lint browser bench-generate bench-align bench-ppo bench-guard bench-redteam
+.PHONY: setup demo test lint browser bench-generate bench-align bench-ppo bench-guard bench-guard-sources bench-redteam
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -69,6 +69,10 @@ bench-guard:
 	.venv-llmguard/bin/python -m pip install --quiet --disable-pip-version-check llm-guard==0.3.16
 	$(BENCH)/python benchmarks/pii_f1.py
 	$(BENCH)/python benchmarks/guard_latency.py
+
+# The guard's classifiers out of source (about 75 minutes on 2 cores; --tasks picks some).
+bench-guard-sources: setup
+	$(BIN)/python benchmarks/guard_by_source.py
 
 # garak is installed only for this benchmark, in an environment of its own.
 bench-redteam: setup

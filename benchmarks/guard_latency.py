@@ -51,6 +51,18 @@ def texts(n: int) -> list[str]:
     return out
 
 
+def requests(n: int) -> list[str]:
+    """Single requests as users send them (not 1 KB blocks): everyday instructions and chats,
+    one in ten a plain harmful request — the texts the harmful rail's encoder stage reads."""
+    from bastion.data.registry import load_corpus
+
+    rng = random.Random(1)
+    benign = [i.text for name in ("alpacaeval", "ifeval", "chatterbot", "healthsearchqa")
+              for i in load_corpus(name)]  # fmt: skip
+    harmful = [i.text for i in load_corpus("advbench")]
+    return [rng.choice(harmful if k % 10 == 0 else benign)[:1024] for k in range(n)]
+
+
 def percentiles(ms: list[float]) -> dict[str, float]:
     ranked = sorted(ms)
     at = lambda q: ranked[min(int(q * len(ranked)), len(ranked) - 1)]  # noqa: E731
@@ -91,8 +103,13 @@ def bastion_stack(items: list[str], guard: Any = None) -> dict[str, Any]:
     guard.check_many(batch, "output", processes=2)
     throughput = len(batch) / (time.perf_counter() - start)
     guard.close()
-    escalated = sum(
-        any(r.scanner == "harmful" and r.score >= 0.05 for r in guard.check_input(t).results)
+    from bastion.guard.encoder import CLEARED
+
+    has_encoder = any(
+        getattr(rail.scanner, "encoder", None) is not None for rail in guard.policy.input
+    )
+    escalated = has_encoder and sum(
+        any(r.scanner == "harmful" and r.score >= CLEARED for r in guard.check_input(t).results)
         for t in items
     )  # fmt: skip
     return {
@@ -178,6 +195,10 @@ def main() -> None:
         "text_chars": 1024,
         "bastion_default_input_plus_output_ms": bastion_stack(items),
         "bastion_ngram_only_input_plus_output_ms": bastion_stack(items, ngram_only_guard()),
+        "bastion_default_on_requests_ms": bastion_stack(requests(args.texts)),
+        "bastion_ngram_only_on_requests_ms": bastion_stack(
+            requests(args.texts), ngram_only_guard()
+        ),
         "bastion_pii_only_ms": bastion_pii(items),
         "presidio_pattern_recognizers_ms": presidio(items),
         "llm_guard_offline_input_scanners_ms": llm_guard(items, args.llm_guard_python),
@@ -194,6 +215,13 @@ def main() -> None:
         f"{grams['texts_per_s_2_processes']:.0f} texts/s; the default sends "
         f"{ours['harmful_encoder_share']:.0%} of these texts to the encoder"
     )
+    for kind in ("default", "ngram_only"):
+        row = report[f"bastion_{kind}_on_requests_ms"]
+        print(
+            f"bastion {kind} on single requests: p50 {row['p50']:.2f} ms  p99 {row['p99']:.2f} "
+            f"ms  ·  {row['texts_per_s_2_processes']:.0f} texts/s; encoder on "
+            f"{row['harmful_encoder_share']:.0%}"
+        )
     pii = report["bastion_pii_only_ms"]
     print(f"bastion PII scanner alone: p50 {pii['p50']:.2f} ms  p99 {pii['p99']:.2f} ms")
     peer = report["presidio_pattern_recognizers_ms"]

@@ -1005,7 +1005,7 @@ def guard_train(
         float, typer.Option(help="False-positive rate the block threshold is set for.")
     ] = 0.005,
     encoder: Annotated[
-        bool, typer.Option(help="harmful: also train the encoder stage (about 10 min on 2 cores).")
+        bool, typer.Option(help="harmful: also train the encoder stage (5-20 min on 2 cores).")
     ] = True,
 ) -> None:
     """Train a guard classifier on the pinned corpora and the written sets; weights + report.

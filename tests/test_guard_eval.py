@@ -72,4 +72,6 @@ def test_cli_writes_the_report(tmp_path: Path) -> None:
 
 def test_by_source_and_data_mistakes_are_one_line_errors() -> None:
     assert_user_error(run("guard", "eval"), "give --data FILE")
-    assert_user_error(run("guard", "eval", "--by-source", "--task", "nope"), "--task must be one of")
+    assert_user_error(
+        run("guard", "eval", "--by-source", "--task", "nope"), "--task must be one of"
+    )

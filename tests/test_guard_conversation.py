@@ -137,3 +137,10 @@ def test_the_default_guard_catches_a_jailbreak_in_an_earlier_turn_or_a_tool_mess
     ]
     decision = guard.check_input(tool)
     assert decision.messages is not None and QUARANTINE in decision.messages[1].content
+
+
+def test_review_is_strict_about_its_value_and_its_rail() -> None:
+    with pytest.raises(ConfigError, match=r"input\[0\]\.review"):
+        parse_policy({"input": [{"scanner": "_scored", "review": 1}]})  # an int: ambiguous
+    with pytest.raises(ConfigError, match="this rail's action is 'log'"):
+        parse_policy({"input": [{"scanner": "_scored", "action": "log", "review": True}]})

@@ -160,3 +160,10 @@ def test_cascade_score_ranks_every_cleared_text_below_every_escalated_one() -> N
     assert cascade_score(0.6, 0.5, 0.5) == pytest.approx(CLEARED + (1 - CLEARED) * 0.5)
     with pytest.raises(ValueError, match="needs the encoder"):
         cascade_score(0.6, 0.5, None)
+
+
+def test_more_folds_than_sources_trains_no_empty_fold() -> None:
+    examples, table = fixture()
+    learner = TableLearner(table)
+    summary = leave_one_source_out(examples, learner, target_fpr=0.0, sources=["A"], folds=5)
+    assert len(learner.fits) == 1 and summary.meta == {"folds": 1}

@@ -883,7 +883,9 @@ def guard_eval(
             "set its thresholds on the others, measure it on the held-out one.",
         ),
     ] = False,
-    task: Annotated[str, typer.Option(help="With --by-source: injection or harmful.")] = "harmful",
+    task: Annotated[
+        str, typer.Option(help="With --by-source: injection, harmful or toxicity.")
+    ] = "harmful",
     sources: Annotated[
         str | None, typer.Option(help="With --by-source: only these sources, comma-separated.")
     ] = None,

@@ -13,8 +13,9 @@ through the context rails, the assistant's own turns through none):
   on with the cleaned text — the decision is at least ``mask`` (the text changed), never a
   block: the user did not write it.
 
-The decision is the strictest of the messages' actions; its results are every scanner's result
-on every message, each marked with the message's index and role in its ``meta``; ``messages``
+The decision is the strictest of the messages' actions; its results are every input rail's
+result on every input-railed message and the context rails' findings on the passages they
+removed, each marked with the message's index and role in its ``meta``; ``messages``
 is the conversation to pass on (masked and cleaned), and ``text`` the last user message of it.
 """
 

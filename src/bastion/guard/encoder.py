@@ -51,6 +51,8 @@ class EncoderClassifier:
 
     @torch.inference_mode()
     def scores(self, texts: Sequence[str], batch_size: int = 64) -> list[float]:
+        """Each text's probability, read in its first ``max_length`` tokens (the n-gram stage
+        reads 4,000 characters; see the docs' blind spots)."""
         out: list[float] = []
         for start in range(0, len(texts), batch_size):
             logits = logits_of(
@@ -104,7 +106,7 @@ def _load(path: Path) -> EncoderClassifier:
     from transformers.utils import logging as transformers_logging
 
     transformers_logging.disable_progress_bar()  # a guard loads quietly (CLI, gateway)
-    embedder = load_embedder()
+    embedder = load_embedder(device="cpu")  # calibrated on a CPU, in float32
     model = embedder.model
     scale = float(meta["alpha"]) / float(meta["rank"])
     with torch.no_grad():

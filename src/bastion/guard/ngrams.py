@@ -145,7 +145,7 @@ class NgramClassifier:
 
     def scores_of(self, featurized: Sequence[Features]) -> list[float]:
         """Probabilities of texts already turned into features."""
-        return [_sigmoid(self.logit_of(f)) for f in featurized]
+        return [sigmoid(self.logit_of(f)) for f in featurized]
 
     def view_scores(self, text: Normalized) -> list[float]:
         """One score per view of a normalized text (canonical first)."""
@@ -167,7 +167,7 @@ class NgramClassifier:
         return cls(tensors["weight"], bias, threshold, meta)
 
 
-def _sigmoid(x: float) -> float:
+def sigmoid(x: float) -> float:
     return 1.0 / (1.0 + math.exp(-x)) if x >= 0 else math.exp(x) / (1.0 + math.exp(x))
 
 

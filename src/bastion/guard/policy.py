@@ -44,7 +44,15 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    ValidationError,
+    field_validator,
+)
 
 from bastion.config import read_yaml
 from bastion.errors import ConfigError
@@ -67,7 +75,14 @@ class _Entry(BaseModel):
     timeout_ms: float = Field(1000.0, gt=0)
     fail: Literal["closed", "open"] = "closed"
     isolate: bool = False
-    review: bool | float = False
+    review: StrictBool | StrictFloat = False
+
+    @field_validator("review", mode="before")
+    @classmethod
+    def _not_an_int(cls, value: Any) -> Any:
+        if isinstance(value, int) and not isinstance(value, bool):  # `review: 1`: true, or 1.0?
+            raise ValueError("must be true, false or a score such as 0.6")
+        return value
 
 
 class _Policy(BaseModel):
@@ -195,6 +210,11 @@ def _review_threshold(entry: _Entry, scanner: Scanner, where: str) -> float | No
     """``review: true``: the scanner's calibrated review threshold; a number: that score."""
     if entry.review is False:
         return None
+    if entry.action not in ("block", "review"):
+        raise ConfigError(
+            f"{where}.review: a review band sits below a block or review rail's threshold; "
+            f"this rail's action is {entry.action!r}"
+        )
     if entry.review is True:
         calibrated = scanner.review_threshold
         if calibrated is None:

@@ -4,10 +4,12 @@ Stage one is the n-gram classifier (:class:`~bastion.guard.training.learners.Ngr
 stage two the encoder (:class:`~bastion.guard.training.encoder.EncoderLearner`), both trained
 on the same examples. The gate — the n-gram score from which a text goes on to the encoder —
 is set for ``gate_fpr`` of the training negatives (each source's weight capped, as every
-threshold here): about that share of everyday traffic pays for the encoder, the rest is
-cleared in a millisecond. Scores combine as the scanner combines them
-(:func:`~bastion.guard.encoder.cascade_score`); the encoder reads the view the first stage
-found most harmful (the original text, or a decoded one).
+threshold here). Those are scores of texts the first stage trained on, which run low, so more
+than that share of unseen everyday traffic reaches the encoder (28% of single everyday
+requests in ``benchmarks/guard_latency.py``); the rest is cleared in a millisecond. Scores
+combine as the scanner combines them (:func:`~bastion.guard.encoder.cascade_score`); the
+encoder reads the view the first stage found most harmful (the original text, or a decoded
+one).
 """
 
 from __future__ import annotations

@@ -63,8 +63,9 @@ class EncoderScorer:
     _cache: dict[str, float] = field(default_factory=dict)
 
     def scores(self, examples: Sequence[Example]) -> list[float]:
-        missing = sorted({e.text for e in examples} - self._cache.keys(), key=len)
-        for text, score in zip(missing, self.classifier.scores(missing), strict=True):
+        missing = sorted({e.text for e in examples} - self._cache.keys(), key=lambda t: (len(t), t))
+        found = self.classifier.scores(missing) if missing else []
+        for text, score in zip(missing, found, strict=True):
             self._cache[text] = score
         return [self._cache[e.text] for e in examples]
 

@@ -12,10 +12,8 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-import numpy as np
-
 from bastion.guard.injection import Example
-from bastion.guard.ngrams import Features, NgramClassifier, train_classifier
+from bastion.guard.ngrams import Features, NgramClassifier, sigmoid, train_classifier
 from bastion.guard.normalize import normalize
 from bastion.guard.toxicity import Lexicon, joined
 
@@ -46,7 +44,7 @@ class NgramScorer:
         for example in examples:
             logits = [float(weight[i] @ v) for i, v in self.views.of(example.text)]
             best = max(range(len(logits)), key=logits.__getitem__)
-            out.append((float(1.0 / (1.0 + np.exp(-(logits[best] + self.model.bias)))), best))
+            out.append((sigmoid(logits[best] + self.model.bias), best))
         return out
 
 

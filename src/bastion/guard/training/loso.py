@@ -236,9 +236,10 @@ def leave_one_source_out(
     if unknown:
         raise BastionError(f"no examples from source(s) {', '.join(unknown)}")
     held_out = [s for s in held_out if counts[s] >= min_examples]
-    groups = (
-        [[s] for s in held_out] if folds is None else [held_out[i::folds] for i in range(folds)]
-    )
+    if folds is None:
+        groups = [[s] for s in held_out]
+    else:
+        groups = [held_out[i::folds] for i in range(min(folds, len(held_out)))]
     results = []
     for group in groups:
         if progress is not None:

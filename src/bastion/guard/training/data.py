@@ -179,9 +179,7 @@ def raw_examples(task: Task) -> list[Example]:
     if task == "injection":
         rows += _templates()
         for name in _kinds(INJECTION_POSITIVE_KINDS, skip=PLAIN_REQUESTS):
-            for example in _corpus_examples(name, 1):
-                label = 0 if load_label(name, example.text) == "benign" else 1
-                rows.append(Example(example.text, label, name, example.group))
+            rows += (Example(e.text, 1, name, e.group) for e in _corpus_examples(name, 1))
         rows += written(WRITTEN_INJECTIONS)
         rows += [Example(e.text, 0, e.source, e.group) for e in written(WRITTEN_HARMFUL)]
         rows += benign_overrides()
@@ -200,16 +198,6 @@ def raw_examples(task: Task) -> list[Example]:
     else:
         raise DataError(f"unknown task {task!r} (known: {', '.join(TASKS)})")
     return list(unique(rows))
-
-
-@functools.lru_cache(maxsize=64)
-def _labels(name: str) -> dict[str, str]:
-    return {item.text: item.label or "" for item in load_corpus(name)}
-
-
-def load_label(name: str, text: str) -> str:
-    """The corpus's own label of a text ("benign" marks a corpus's benign controls)."""
-    return _labels(name).get(text, "")
 
 
 def unique(examples: Sequence[Example]) -> Iterator[Example]:

@@ -77,7 +77,11 @@ def gateway(guard: Guard) -> Iterator[Gateway]:
     traces = TracerProvider()
     traces.add_span_processor(SimpleSpanProcessor(spans))
     config = GatewayConfig(
-        keys={"sk-alice": {"user": "alice"}, "sk-bob": {"user": "bob", "rate_per_minute": 2}},
+        keys={
+            "sk-alice": {"user": "alice"},
+            "sk-bob": {"user": "bob", "rate_per_minute": 2},
+            "sk-carol": {"user": "carol"},
+        },
         trace_content=True,
     )
     app = create_app(config, sink=sink, upstream=ModelUpstream(model), guard=guard, traces=traces)
@@ -151,11 +155,11 @@ def test_an_injection_is_refused_with_a_normal_completion(gateway: Gateway) -> N
 def test_pii_is_masked_in_the_answer_and_in_the_record(gateway: Gateway) -> None:
     reply = gateway.chat("My address is bob@corp.example; how do I contact you?")
     text = reply.choices[0].message.content
-    assert text == "Write to <EMAIL_1> or call <PHONE_1>."
+    # the user's own address is <EMAIL_1> (masked on input): the model's are numbered after it
+    assert text == "Write to <EMAIL_2> or call <PHONE_1>."
     assert reply.model_extra["bastion"]["decision"] == "mask"
     event = gateway.sink.event(reply.model_extra["bastion"]["event_id"])
     assert event.response == text and event.raw_response is None
-    # the input rails let the user's own address through; storage masks it anyway
     assert "bob@corp.example" not in event.prompt and "<EMAIL_1>" in event.prompt
     assert "jane.doe" not in str(event.to_dict())
 
@@ -220,7 +224,7 @@ def test_feedback_reaches_the_sink(gateway: Gateway) -> None:
     )
     assert bad.status_code == 400 and "kind" in bad.json()["error"]["message"]
     count = len(gateway.sink.feedback)
-    for key, event in (("sk-bob", event_id), ("sk-alice", "no-such-event")):  # not alice's own
+    for key, event in (("sk-carol", event_id), ("sk-alice", "no-such-event")):  # not theirs
         other = {"Authorization": f"Bearer {key}"}
         response = httpx.post(
             f"{gateway.base_url}/v1/feedback", json={**body, "event_id": event}, headers=other
@@ -228,6 +232,24 @@ def test_feedback_reaches_the_sink(gateway: Gateway) -> None:
         assert response.status_code == 404
         assert response.json()["error"]["code"] == "event_not_found"
     assert len(gateway.sink.feedback) == count
+
+
+def test_feedback_spends_from_the_rate_limit_like_chat(guard: Guard) -> None:
+    config = GatewayConfig(keys={"sk-dave": {"user": "dave", "rate_per_minute": 2}})
+    model = ScriptedChatModel({}, default="Hello.")
+    sink = MemorySink()
+    app = create_app(config, sink=sink, upstream=ModelUpstream(model), guard=guard)
+    with serving(app) as base_url:
+        headers = {"Authorization": "Bearer sk-dave"}
+        statuses = [
+            httpx.post(
+                f"{base_url}/v1/feedback",
+                json={"event_id": f"e{i}", "kind": "harmful"},
+                headers=headers,
+            ).status_code
+            for i in range(3)
+        ]
+    assert statuses == [404, 404, 429] and not sink.feedback
 
 
 def test_feedback_the_store_cannot_check_in_time_is_a_503(guard: Guard) -> None:
@@ -311,9 +333,13 @@ def test_storage_redaction_skips_only_what_the_rails_already_masked() -> None:
     shipped = Guard.default()
     redact = Redactor(shipped.policy)
     prompt = f"I am bob@corp.example and my key is {SECRET}."
-    masked_in = shipped.check_input(prompt)  # the policy masks secrets, lets PII through
-    assert redact.covered(masked_in.text, masked_in) == {"secrets"}
+    masked_in = shipped.check_input(prompt)  # the policy masks both on input
+    assert redact.covered(masked_in.text, masked_in) == {"pii", "secrets"}
     assert redact(masked_in.text, masked_in) == "I am <EMAIL_1> and my key is <AWS_ACCESS_KEY_1>."
+    secrets_only = Guard(parse_policy({"input": [{"scanner": "secrets", "action": "mask"}]}))
+    partly = secrets_only.check_input(prompt)  # lets PII through
+    assert Redactor(secrets_only.policy).covered(partly.text, partly) == {"secrets"}
+    assert redact(partly.text, partly) == "I am <EMAIL_1> and my key is <AWS_ACCESS_KEY_1>."
     answer = shipped.check_output(f"Mail ann@corp.example, key {SECRET}.")
     assert redact.covered(answer.text, answer) == {"pii", "secrets"}
     assert redact(answer.text, answer) == answer.text == "Mail <EMAIL_1>, key <AWS_ACCESS_KEY_1>."

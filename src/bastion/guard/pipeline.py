@@ -187,7 +187,13 @@ class Guard:
         *,
         vault: Vault | None = None,
     ) -> Decision:
-        if isinstance(text, str) and self.runs_inline(text, "input"):
+        if isinstance(text, str):
+            inline = self.runs_inline(text, "input")
+        else:  # a conversation: inline when all of it is short and every rail it meets bounded
+            text = as_conversation(text)
+            joined = "".join(m.content for m in text)
+            inline = self.runs_inline(joined, "input") and self.runs_inline(joined, "context")
+        if inline:
             return self.check_input(text, ctx, vault=vault)
         return await asyncio.to_thread(self.check_input, text, ctx, vault=vault)
 

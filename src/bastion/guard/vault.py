@@ -49,6 +49,15 @@ class Vault:
         it does not hold are left as they are)."""
         return _PLACEHOLDER.sub(lambda m: self._values.get(m.group(0), m.group(0)), text)
 
+    def copy(self) -> Vault:
+        """A vault holding this one's values now (later placeholders stay out of it)."""
+        other = Vault()
+        with self._lock:
+            other._placeholders = dict(self._placeholders)
+            other._values = dict(self._values)
+            other._counts = dict(self._counts)
+        return other
+
     def __len__(self) -> int:
         return len(self._values)
 
@@ -63,6 +72,28 @@ class Vault:
     def __setstate__(self, state: dict[str, object]) -> None:
         self.__dict__.update(state)
         self._lock = threading.Lock()
+
+
+class StreamRestorer:
+    """:meth:`Vault.restore` for a text that arrives in pieces: a piece's tail that may be the
+    start of a placeholder (``<EMA``) waits for the next piece (at most ``longest`` characters),
+    so a placeholder split across pieces is restored whole."""
+
+    _PARTIAL = re.compile(r"<[A-Z0-9_]*\Z")
+
+    def __init__(self, vault: Vault, longest: int = 64) -> None:
+        self.vault, self.longest, self._held = vault, longest, ""
+
+    def feed(self, piece: str) -> str:
+        text = self._held + piece
+        partial = self._PARTIAL.search(text)
+        cut = partial.start() if partial and len(text) - partial.start() <= self.longest else None
+        self._held = text[cut:] if cut is not None else ""
+        return self.vault.restore(text[:cut] if cut is not None else text)
+
+    def close(self) -> str:
+        text, self._held = self._held, ""
+        return self.vault.restore(text)
 
 
 def mask(text: str, spans: Iterable[Span], vault: Vault | None = None) -> str:

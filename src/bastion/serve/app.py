@@ -11,17 +11,16 @@ The chat route is a plain Starlette route, left out of the app's OpenAPI schema.
 from __future__ import annotations
 
 import asyncio
-import json
 import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any, TypeVar
+from typing import Any
 
 from fastapi import FastAPI, Request
 from opentelemetry.propagate import extract
 from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import BaseModel, ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
 
 from bastion import __version__
@@ -34,31 +33,12 @@ from bastion.serve import flows
 from bastion.serve.auth import KeyRing, Principal, RateLimiter
 from bastion.serve.circuit import CircuitBreaker
 from bastion.serve.config import GatewayConfig, UpstreamConfig
+from bastion.serve.errors import ApiError, Guarded, http_error, parse
 from bastion.serve.exchange import Gateway, session_of
 from bastion.serve.schema import ChatRequest, FeedbackRequest, error_body, now
 from bastion.serve.sink import EventSink
 from bastion.serve.telemetry import Metrics, tracer, tracer_provider
 from bastion.serve.upstream import HTTPUpstream, Upstream
-
-M = TypeVar("M", bound=BaseModel)
-UNSUPPORTED = ("tools", "functions", "tool_choice", "function_call")
-
-
-class ApiError(Exception):
-    """An OpenAI-shaped error response."""
-
-    def __init__(
-        self,
-        status: int,
-        message: str,
-        *,
-        type: str = "invalid_request_error",
-        code: str | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.status, self.message, self.type, self.code = status, message, type, code
-        self.headers = headers or {}
 
 
 def create_app(
@@ -104,13 +84,16 @@ def create_app(
 
     app = FastAPI(title="Bastion gateway", version=__version__, lifespan=lifespan)
     app.state.gateway = gw
+    app.add_middleware(Guarded, limit=config.max_body_bytes, metrics=metrics)
+    limit = config.max_body_bytes
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> Response:
         if exc.status in (401, 429):
             metrics.requests.labels("none", str(exc.status), "unknown").inc()
-        body = error_body(exc.message, type=exc.type, code=exc.code)
-        return JSONResponse(body, status_code=exc.status, headers=exc.headers)
+        return exc.response()
+
+    app.add_exception_handler(StarletteHTTPException, http_error)
 
     @app.exception_handler(Exception)
     async def server_error(request: Request, exc: Exception) -> Response:
@@ -128,8 +111,8 @@ def create_app(
             raise ApiError(401, "invalid API key", code="invalid_api_key")
         return principal
 
-    async def chat_completions(request: Request) -> Response:
-        principal = authenticate(request)
+    def spend(principal: Principal) -> None:
+        """One request from the key's rate limit (chat and feedback alike), or a 429."""
         wait = limiter.take(principal)
         if wait > 0:
             raise ApiError(
@@ -140,10 +123,11 @@ def create_app(
                 code="rate_limit_exceeded",
                 headers={"retry-after": str(math.ceil(wait))},
             )
-        body = await parse(request, ChatRequest)
-        unsupported = [k for k in UNSUPPORTED if k in (body.model_extra or {})]
-        if unsupported:
-            raise ApiError(400, f"{unsupported[0]}: tool calls are not supported by the gateway")
+
+    async def chat_completions(request: Request) -> Response:
+        principal = authenticate(request)
+        spend(principal)
+        body = await parse(request, ChatRequest, limit)
         session = session_of(request.headers, body)
         ex = gw.begin(body, principal, session, extract(request.headers))
         return await (flows.stream if body.stream else flows.complete)(gw, ex)
@@ -167,7 +151,8 @@ def create_app(
     @app.post("/v1/feedback")
     async def feedback(request: Request) -> dict[str, Any]:
         principal = authenticate(request)
-        body = await parse(request, FeedbackRequest)
+        spend(principal)
+        body = await parse(request, FeedbackRequest, limit)
         item = Feedback(body.event_id, principal.user, body.kind, body.comment)
         try:
             await asyncio.to_thread(sink.add_feedback, item)
@@ -187,8 +172,13 @@ def create_app(
         return {"id": item.id, "object": "feedback", "event_id": item.event_id, "kind": item.kind}
 
     @app.get("/healthz")
-    async def healthz() -> dict[str, Any]:
-        return {"status": "ok", "version": __version__, "circuit": upstream.circuit_state}
+    async def healthz() -> Response:
+        """ok; degraded while the circuit probes the upstream; 503 while it is open (the
+        gateway answers nothing but errors then: a load balancer should look elsewhere)."""
+        circuit = upstream.circuit_state
+        status = {"open": "unavailable", "half_open": "degraded"}.get(circuit, "ok")
+        body = {"status": status, "version": __version__, "circuit": circuit}
+        return JSONResponse(body, status_code=503 if circuit == "open" else 200)
 
     if hasattr(sink, "review_items"):  # the event store: the review queue and dashboard too
         app.include_router(review_router(sink, review_sessions(keys)))
@@ -210,18 +200,6 @@ def review_sessions(keys: KeyRing) -> Sessions:
 
     roles = {p.user: p.role for p in keys.principals() if p.role in ("reviewer", "admin")}
     return Sessions(lookup, roles)
-
-
-async def parse(request: Request, model: type[M]) -> M:
-    """The JSON body as ``model``; an OpenAI-shaped 400 naming the field otherwise."""
-    try:
-        return model.model_validate(json.loads(await request.body()))
-    except json.JSONDecodeError as exc:
-        raise ApiError(400, f"the body is not JSON: {exc.msg}") from None
-    except ValidationError as exc:
-        error = exc.errors()[0]
-        where = ".".join(str(p) for p in error["loc"]) or "body"
-        raise ApiError(400, f"{where}: {error['msg']}", code="invalid_value") from None
 
 
 def default_model(config: GatewayConfig) -> str | None:

@@ -15,11 +15,14 @@ keys:                          # API key → user; a key may be written hashed: 
   sk-alice-…: {user: alice, rate_per_minute: 60, role: user}
 keys_file: keys.yaml           # more keys, same shape (keep it out of the repository)
 store: runs/bastion.db         # the event store
+journal: null                  # its journal (default: beside a SQLite file, or in the cache)
 store_raw: false               # keep raw prompts/answers next to the redacted ones
 review_band: 0.1               # a score this close below a blocking threshold goes to review
 trace_content: false           # message text as span events
 otlp_endpoint: null            # or $OTEL_EXPORTER_OTLP_ENDPOINT
 access_log: false              # uvicorn's line per request (every request is an event anyway)
+max_body_bytes: 4194304        # a larger request body is refused with a 413
+store_max_chars: 32000         # a longer prompt or answer is stored cut, with its length and digest
 ```
 
 Keys also come from ``$BASTION_API_KEYS`` (``user:KEY,user:KEY``). Errors name the file and the
@@ -84,6 +87,7 @@ class GatewayConfig(BaseModel):
     keys_file: Path | None = None
     keys_env: str = "BASTION_API_KEYS"
     store: str = "runs/bastion.db"
+    journal: Path | None = None  # None: <file>.journal for SQLite, the Bastion cache for a server
     store_raw: bool = False
     review_band: float = Field(0.1, ge=0, le=1)
     refusal_text: str = DEFAULT_REFUSAL
@@ -92,18 +96,20 @@ class GatewayConfig(BaseModel):
     service_name: str = "bastion-gateway"
     models: list[str] = Field(default_factory=list)  # for GET /v1/models (default: upstream's)
     access_log: bool = False  # uvicorn's line per request; the store has every request anyway
+    max_body_bytes: int = Field(4 * 2**20, ge=1024)  # a larger request body is a 413
+    store_max_chars: int = Field(32_000, ge=256)  # a longer text is stored cut, with its digest
 
 
 def load_config(path: str | Path | None = None) -> GatewayConfig:
     """Read and validate a gateway file (the defaults when ``path`` is None); relative paths
-    in it (policy, keys_file) are taken from the file's folder."""
+    in it (policy, keys_file, journal) are taken from the file's folder."""
     if path is None:
         return GatewayConfig()
     path = Path(path)
     raw = read_yaml(path, "the gateway config")
     config = parse_config(raw if raw is not None else {}, source=str(path))
     base = path.parent
-    for name in ("policy", "keys_file"):
+    for name in ("policy", "keys_file", "journal"):
         value = getattr(config, name)
         if value is not None and not value.is_absolute():
             setattr(config, name, base / value)

@@ -19,6 +19,7 @@ text only with ``store_raw``. An exchange goes to human review when a rail's act
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import itertools
 import logging
 import time
@@ -35,6 +36,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
 from bastion.guard.pipeline import SEVERITY, Decision, Guard, run_order
 from bastion.guard.policy import STAGES, Policy, Rail, parse_policy
 from bastion.guard.scanners.refusal import refusal_phrase
+from bastion.guard.vault import StreamRestorer, Vault
 from bastion.monitor.events import Event, new_id
 from bastion.serve.auth import Principal
 from bastion.serve.config import GatewayConfig
@@ -42,6 +44,7 @@ from bastion.serve.schema import ChatRequest, completion_id, now
 from bastion.serve.sink import EventSink, ReviewQueue
 from bastion.serve.telemetry import Metrics, trace_id
 from bastion.serve.upstream import Completion, Delta, Upstream, UpstreamRequest
+from bastion.types import Conversation, Message
 
 logger = logging.getLogger("bastion.serve")
 T = TypeVar("T")
@@ -72,6 +75,7 @@ class Exchange:
     status: int = 200
     error: str | None = None
     stored_prompt: str | None = None  # the prompt as the record keeps it (redacted)
+    restorer: Vault | None = None  # the input's masked values, to put back into the answer
     answered: bool = False  # the upstream answered (tokens were spent)
     disconnected: bool = False  # the client left before the end of the stream
 
@@ -149,20 +153,42 @@ class Gateway:
         return ex
 
     async def check_input(self, ex: Exchange) -> Decision:
-        decision = await self.guard.acheck_input(ex.request.last_user, ex.context)
+        """Every message through the rails its role gets in the policy (``roles``): a request
+        of one user message as a text, any other as a conversation; masked values go to one
+        vault, from which the answer gets them back (:meth:`restore`)."""
+        messages = ex.request.messages
+        if len(messages) == 1 and messages[0].role == "user":
+            decision = await self.guard.acheck_input(messages[0].text, ex.context)
+        else:
+            decision = await self.guard.acheck_input(conversation_of(ex.request), ex.context)
         self.metrics.guard.labels("input").observe(decision.elapsed_ms / 1000)
         ex.input = decision
+        if len(decision.vault):  # what the answer may give back: the user's own values
+            ex.restorer = decision.vault.copy()
         if decision.blocked:
             self.refuse(ex, "input")
         return decision
 
     async def check_output(self, ex: Exchange, text: str) -> Decision:
         decision = await self.guard.acheck_output(
-            text, ex.context, prompt=self.prompt_of(ex), system=ex.request.system
+            text,
+            ex.context,
+            prompt=self.prompt_of(ex),
+            system=ex.request.system,
+            vault=self.vault_of(ex),
         )
         self.metrics.guard.labels("output").observe(decision.elapsed_ms / 1000)
         ex.output = decision
         return decision
+
+    def vault_of(self, ex: Exchange) -> Vault | None:
+        """The input's vault, so that a value the output rails mask gets a new number: only
+        the input's own placeholders are restored, never a value the model made up."""
+        return ex.input.vault if ex.input is not None and ex.restorer is not None else None
+
+    def restore(self, ex: Exchange, text: str) -> str:
+        """The user's own masked values put back into an answer the rails passed."""
+        return ex.restorer.restore(text) if ex.restorer is not None else text
 
     def refuse(self, ex: Exchange, stage: str) -> str:
         """Replace the answer (or, for a stream cut mid-way, its rest) with the refusal; the
@@ -178,8 +204,14 @@ class Gateway:
         request = ex.request
         messages = [m.model_dump(exclude_none=True) for m in request.messages]
         if ex.input is not None and ex.input.action == "mask":
-            last = max(i for i, m in enumerate(request.messages) if m.role == "user")
-            messages[last]["content"] = ex.input.text
+            if ex.input.messages is None:  # one user message
+                messages[0]["content"] = ex.input.text
+            else:
+                for wire, judged, passed in zip(
+                    messages, request.messages, ex.input.messages, strict=True
+                ):
+                    if passed.content != judged.text:
+                        wire["content"] = passed.content
         headers: dict[str, str] = {}
         inject(headers, context=trace.set_span_in_context(ex.span))
         return UpstreamRequest(
@@ -247,7 +279,8 @@ class Gateway:
     ) -> AsyncGenerator[str, None]:
         """The text the output rails release, as the upstream's deltas arrive (``start``: when
         the upstream was called); on a block the stream stops (the caller sends the refusal)."""
-        stream = self.guard.stream_output()
+        stream = self.guard.stream_output(vault=self.vault_of(ex))
+        restorer = StreamRestorer(ex.restorer) if ex.restorer is not None else None
         guard_s, waiting = 0.0, True
         try:
             delta = first
@@ -261,9 +294,10 @@ class Gateway:
                     t = time.perf_counter()
                     step = await asyncio.to_thread(stream.feed, delta.text)
                     guard_s += time.perf_counter() - t
-                    if step.emit:
-                        ex.answer += step.emit
-                        yield step.emit
+                    emit = restorer.feed(step.emit) if restorer else step.emit
+                    if emit:
+                        ex.answer += emit
+                        yield emit
                     if step.stopped:
                         ex.output = step.decision
                         return
@@ -274,9 +308,10 @@ class Gateway:
             if step.stopped:
                 ex.output = step.decision
                 return
-            if step.emit:
-                ex.answer += step.emit
-                yield step.emit
+            emit = (restorer.feed(step.emit) + restorer.close()) if restorer else step.emit
+            if emit:
+                ex.answer += emit
+                yield emit
         finally:
             if waiting:
                 self.upstream_done(ex, start)
@@ -360,12 +395,15 @@ class Gateway:
         raw = self.config.store_raw
         if ex.stored_prompt is None:
             ex.stored_prompt = self.redactor(self.prompt_of(ex), ex.input)
+        limit = self.config.store_max_chars
+        prompt = capped(ex.stored_prompt, limit, "prompt", meta)
+        response = capped(self.redactor(ex.answer, ex.output), limit, "response", meta)
         return Event(
             id=ex.event_id,
             user=ex.principal.user,
             model=ex.request.model,
-            prompt=ex.stored_prompt,
-            response=self.redactor(ex.answer, ex.output),
+            prompt=prompt,
+            response=response,
             decision=verdict.decision,
             blocked_stage=ex.blocked_stage,
             refused=ex.blocked_stage is not None or refusal_phrase(ex.answer) is not None,
@@ -383,8 +421,10 @@ class Gateway:
             error=ex.error,
             session=ex.session,
             trace_id=trace_id(ex.span),
-            raw_prompt=ex.request.last_user if raw else None,
-            raw_response=(ex.raw_answer or ex.answer) if raw else None,
+            raw_prompt=capped(ex.request.last_user, limit, "raw_prompt", meta) if raw else None,
+            raw_response=capped(ex.raw_answer or ex.answer, limit, "raw_response", meta)
+            if raw
+            else None,
             meta=meta,
         )
 
@@ -500,6 +540,16 @@ def near_threshold(decision: Decision, rails: Sequence[Rail], band: float) -> li
     return found
 
 
+def capped(text: str, limit: int, name: str, meta: dict[str, Any]) -> str:
+    """``text`` as the store keeps it: cut at ``limit`` characters, the whole text's length and
+    SHA-256 in ``meta`` (``<name>_chars``, ``<name>_sha256``) when it was longer."""
+    if len(text) <= limit:
+        return text
+    meta[f"{name}_chars"] = len(text)
+    meta[f"{name}_sha256"] = hashlib.sha256(text.encode(errors="surrogatepass")).hexdigest()
+    return text[:limit] + f" […cut: {len(text) - limit} more characters]"
+
+
 def estimate_tokens(text: str) -> int:
     """About four characters a token (OpenAI's rule of thumb), for upstreams without usage."""
     return (len(text) + 3) // 4
@@ -508,6 +558,16 @@ def estimate_tokens(text: str) -> int:
 def _category(result: Any) -> str:
     category = result.meta.get("category")
     return str(category) if isinstance(category, str) else str(result.scanner)
+
+
+def conversation_of(request: ChatRequest) -> Conversation:
+    """A request's messages as the guard reads them: a developer message is system text, a
+    message without text (an assistant's tool call) an empty turn."""
+    return Conversation(
+        tuple(
+            Message("system" if m.role == "developer" else m.role, m.text) for m in request.messages
+        )
+    )
 
 
 def session_of(headers: Mapping[str, str], request: ChatRequest) -> str | None:

@@ -47,7 +47,7 @@ async def _answer(gw: Gateway, ex: Exchange) -> Response:
         if output.blocked:
             gw.refuse(ex, "output")
         else:
-            ex.answer, ex.finish_reason = output.text, reply.finish_reason
+            ex.answer, ex.finish_reason = gw.restore(ex, output.text), reply.finish_reason
     return _completion(gw, ex)
 
 

@@ -72,6 +72,12 @@ class Metrics:
         )
         self.tokens = Counter("bastion_tokens", "Tokens in and out.", ["direction"], registry=r)
         self.feedback = Counter("bastion_feedback", "Feedback by kind.", ["kind"], registry=r)
+        self.responses = Counter(
+            "bastion_http_responses",
+            "Every response, by route and HTTP status (errors before the guard included).",
+            ["route", "status"],
+            registry=r,
+        )
         self.sink_errors = Counter(
             "bastion_sink_errors", "Events the sink failed to take.", registry=r
         )

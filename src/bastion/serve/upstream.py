@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import json
+import logging
 import os
 import random
 import re
@@ -33,6 +34,8 @@ import yarl
 from bastion.errors import UpstreamError
 from bastion.models.openai_compat import RETRYABLE_STATUS, error_message, retry_after
 from bastion.serve.circuit import CircuitBreaker
+
+logger = logging.getLogger("bastion.serve")
 
 
 @dataclass(frozen=True)
@@ -211,7 +214,8 @@ class HTTPUpstream:
                     self.breaker.failure()
                 failure = _describe(exc)
                 if started:
-                    raise UpstreamFailure(f"{self.base_url}: {failure} mid-stream") from None
+                    logger.warning("upstream %s: %s mid-stream", self.base_url, failure)
+                    raise UpstreamFailure(f"the upstream: {failure} mid-stream") from None
             except UpstreamFailure:  # an error event in the stream
                 if not started:
                     self.breaker.failure()
@@ -260,7 +264,7 @@ class HTTPUpstream:
         if wait > 0:
             why = f" (last: {last_failure})" if last_failure else ""
             raise UpstreamFailure(
-                f"{self.base_url}: the circuit is open after repeated failures{why}; "
+                f"the upstream's circuit is open after repeated failures{why}; "
                 f"retry in {wait:.1f} s",
                 status=503,
                 code="upstream_unavailable",
@@ -278,10 +282,19 @@ class HTTPUpstream:
         if status in RETRYABLE_STATUS:
             return f"HTTP {status}", retry_after(headers)
         message = error_message(body.decode(errors="replace"))
-        raise UpstreamFailure(
-            f"{self.base_url}: HTTP {status}: {message}",
-            status=status if 400 <= status < 500 else 502,
-        )
+        logger.warning("upstream %s: HTTP %s: %s", self.base_url, status, message)
+        if status in CLIENT_STATUS:  # the request itself (too long a context, say): the
+            raise UpstreamFailure(  # client's to fix, with the upstream's own words
+                f"the upstream rejected the request (HTTP {status}): {self._scrub(message)}",
+                status=status,
+                code="upstream_rejected",
+            )
+        if status in (401, 403, 407):  # the gateway's credentials, not the client's
+            raise UpstreamFailure(
+                f"the upstream refused the gateway's credentials (HTTP {status})",
+                code="upstream_auth_failed",
+            )
+        raise UpstreamFailure(f"the upstream answered HTTP {status}")
 
     async def _backoff(self, attempt: int, delay: float | None) -> None:
         if attempt < self.max_retries:
@@ -289,8 +302,23 @@ class HTTPUpstream:
             await self._sleep(delay if delay is not None else random.uniform(0, cap))
 
     def _exhausted(self, failure: str) -> UpstreamFailure:
+        """The last failure, after every attempt: a 504 for timeouts, a 503 for an upstream
+        that kept saying 429 or 503, a 502 otherwise."""
         attempts = self.max_retries + 1
-        return UpstreamFailure(f"{self.base_url}: {failure} after {attempts} attempts")
+        logger.warning("upstream %s: %s after %d attempts", self.base_url, failure, attempts)
+        message = f"the upstream: {self._scrub(failure)} after {attempts} attempts"
+        if failure == "timed out":
+            return UpstreamFailure(message, status=504, code="upstream_timeout")
+        if failure in ("HTTP 429", "HTTP 503"):
+            return UpstreamFailure(message, status=503, code="upstream_unavailable")
+        return UpstreamFailure(message)
+
+    def _scrub(self, text: str) -> str:
+        """``text`` without the upstream's address (the client has no business knowing it)."""
+        for secret in (self.base_url, str(self.url.origin()), self.url.host or ""):
+            if secret:
+                text = text.replace(secret, "the upstream")
+        return text
 
 
 def env_proxy(url: yarl.URL) -> str | None:
@@ -341,6 +369,8 @@ def tls_context() -> ssl.SSLContext:
     return ssl.create_default_context(cafile=certifi.where())
 
 
+# what an upstream says about the request itself (passed on); any other 4xx is a 502
+CLIENT_STATUS = (400, 404, 409, 413, 422)
 # a dropped or refused connection, a timeout, a broken body: worth another attempt
 TRANSPORT_ERRORS = (aiohttp.ClientError, TimeoutError)
 

@@ -69,6 +69,9 @@ HARMFUL_NEGATIVE_KINDS = ("benign-prompt", "over-refusal")
 # the same 521 behaviours as psfuzz-harmful under other column names
 DUPLICATES = ("psfuzz-custom",)
 SCREEN_FPR = 0.02
+# bump when the screen's learner or calibration changes: the cached verdicts are keyed by it
+# (a stale cache once trained shipped weights that a clean machine could not reproduce)
+SCREEN_VERSION = 2
 JAILBREAK_MARKERS = re.compile(
     r"\b(DAN|jailbr[eo]ak\w*|developer mode|do anything now|dev mode|god mode|"
     r"(ignore|disregard|forget) (all |any |the )?(previous|prior|above|your) "
@@ -238,6 +241,7 @@ def screened_sharegpt() -> list[Example]:
             {t: [(e.label, e.text) for e in rows] for t, rows in raw.items()}, sort_keys=True
         ).encode()
         + JAILBREAK_MARKERS.pattern.encode()
+        + f"fpr={SCREEN_FPR} version={SCREEN_VERSION}".encode()
     ).hexdigest()[:16]
     path = cache_dir() / "guard" / f"sharegpt-screen-{key}.json"
     if path.is_file():

@@ -20,6 +20,7 @@ context_action: quarantine  # strip | quarantine | drop, for a flagged passage
 roles:                      # a conversation's messages: which stage's rails each role gets
   system: input             # (the defaults: system and user input, tool context,
   tool: context             #  assistant none)
+tool_calls: output          # the arguments of the model's tool calls: output rails, or none
 ```
 
 Each entry names a registered scanner; ``threshold``, ``action`` (block, mask, review, log),
@@ -93,6 +94,7 @@ class _Policy(BaseModel):
     context: list[_Entry] = []
     context_action: Literal["strip", "quarantine", "drop"] = "quarantine"
     roles: dict[Role, Literal["input", "context", "none"]] = {}
+    tool_calls: Literal["output", "none"] = "output"
 
 
 @dataclass(frozen=True)
@@ -123,6 +125,7 @@ class Policy:
     context_action: str
     source: str
     roles: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_ROLES))
+    tool_calls: str = "output"  # the rails a tool call's arguments go through
 
     def rails(self, stage: Stage) -> tuple[Rail, ...]:
         rails: tuple[Rail, ...] = getattr(self, stage)
@@ -165,6 +168,7 @@ def parse_policy(raw: Any, *, source: str = "policy", base: Path | None = None) 
         context_action=policy.context_action,
         source=source,
         roles={**DEFAULT_ROLES, **{str(k): str(v) for k, v in policy.roles.items()}},
+        tool_calls=policy.tool_calls,
     )
 
 

@@ -25,7 +25,7 @@ import logging
 import time
 import weakref
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 from opentelemetry import trace
@@ -76,6 +76,9 @@ class Exchange:
     error: str | None = None
     stored_prompt: str | None = None  # the prompt as the record keeps it (redacted)
     restorer: Vault | None = None  # the input's masked values, to put back into the answer
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)  # the first answer's
+    more: list[tuple[str, str, list[dict[str, Any]]]] = field(default_factory=list)  # n > 1
+    more_outputs: list[Decision] = field(default_factory=list)  # tool calls, further answers
     answered: bool = False  # the upstream answered (tokens were spent)
     disconnected: bool = False  # the client left before the end of the stream
 
@@ -181,6 +184,64 @@ class Gateway:
         ex.output = decision
         return decision
 
+    async def answer(self, ex: Exchange, reply: Completion) -> None:
+        """Every answer of a completion through the output rails: its text, and its tool
+        calls' arguments when the policy says so (``tool_calls: output``); an answer any of
+        whose parts a rail blocks becomes the refusal, without tool calls."""
+        for index, choice in enumerate(reply.choices):
+            if index == 0:
+                output = await self.check_output(ex, choice.text)
+            else:
+                output = await self._judged(ex, choice.text, f"choice {index}")
+            calls = await self._tool_calls(ex, choice.tool_calls, index)
+            if output.blocked or calls is None:
+                ex.blocked_stage = "output"
+                text, reason, calls = self.config.refusal_text, "content_filter", []
+                if index == 0:
+                    self.refuse(ex, "output")
+            else:
+                text, reason = self.restore(ex, output.text), choice.finish_reason
+            if index == 0:
+                ex.answer, ex.finish_reason, ex.tool_calls = text, reason, calls
+            else:
+                ex.more.append((text, reason, calls))
+
+    async def _tool_calls(
+        self, ex: Exchange, calls: Sequence[dict[str, Any]], choice: int
+    ) -> list[dict[str, Any]] | None:
+        """The calls with their arguments masked and restored as an answer's text would be;
+        None when a rail blocks one."""
+        judged = []
+        for call in calls:
+            function = call.get("function") or {}
+            arguments = function.get("arguments")
+            if self.guard.policy.tool_calls == "output" and isinstance(arguments, str):
+                where = f"choice {choice} tool call {call.get('id', '')}".strip()
+                decision = await self._judged(ex, arguments, where)
+                if decision.blocked:
+                    return None
+                call = {
+                    **call,
+                    "function": {**function, "arguments": self.restore(ex, decision.text)},
+                }
+            judged.append(call)
+        return judged
+
+    async def _judged(self, ex: Exchange, text: str, where: str) -> Decision:
+        """A text other than the first answer's through the output rails, kept for the record
+        (its results marked with ``part``)."""
+        decision = await self.guard.acheck_output(
+            text,
+            ex.context,
+            prompt=self.prompt_of(ex),
+            system=ex.request.system,
+            vault=self.vault_of(ex),
+        )
+        results = tuple(replace(r, meta={**r.meta, "part": where}) for r in decision.results)
+        decision = replace(decision, results=results)
+        ex.more_outputs.append(decision)
+        return decision
+
     def vault_of(self, ex: Exchange) -> Vault | None:
         """The input's vault, so that a value the output rails mask gets a new number: only
         the input's own placeholders are restored, never a value the model made up."""
@@ -212,6 +273,9 @@ class Gateway:
                 ):
                     if passed.content != judged.text:
                         wire["content"] = passed.content
+        extra = dict(request.model_extra or {})
+        if request.n > 1:
+            extra["n"] = request.n
         headers: dict[str, str] = {}
         inject(headers, context=trace.set_span_in_context(ex.span))
         return UpstreamRequest(
@@ -222,7 +286,7 @@ class Gateway:
             top_p=request.top_p,
             stop=request.stops,
             seed=request.seed,
-            extra=dict(request.model_extra or {}),
+            extra=extra,
             headers=headers,
         )
 
@@ -320,7 +384,7 @@ class Gateway:
     # --- the record -----------------------------------------------------------------------
 
     def verdict(self, ex: Exchange) -> Verdict:
-        decisions = [d for d in (ex.input, ex.output) if d is not None]
+        decisions = [d for d in (ex.input, ex.output, *ex.more_outputs) if d is not None]
         decision = max((d.action for d in decisions), key=SEVERITY.__getitem__, default="allow")
         flagged = sorted({r.scanner for d in decisions for r in d.flagged})
         review: list[str] = []
@@ -384,8 +448,12 @@ class Gateway:
         return event
 
     def event(self, ex: Exchange, verdict: Verdict, latency_ms: float) -> Event:
-        decisions = [d for d in (ex.input, ex.output) if d is not None]
+        decisions = [d for d in (ex.input, ex.output, *ex.more_outputs) if d is not None]
         meta: dict[str, Any] = {"completion_id": ex.id, "role": ex.principal.role}
+        if ex.more:
+            meta["choices"] = 1 + len(ex.more)
+        if ex.tool_calls:
+            meta["tool_calls"] = [str(c.get("function", {}).get("name", "")) for c in ex.tool_calls]
         if verdict.review:
             meta["review_reasons"] = verdict.review
         if ex.disconnected:
@@ -408,7 +476,12 @@ class Gateway:
             blocked_stage=ex.blocked_stage,
             refused=ex.blocked_stage is not None or refusal_phrase(ex.answer) is not None,
             input_results=ex.input.to_dict()["results"] if ex.input else [],
-            output_results=ex.output.to_dict()["results"] if ex.output else [],
+            output_results=[
+                result
+                for d in (ex.output, *ex.more_outputs)
+                if d is not None
+                for result in d.to_dict()["results"]
+            ],
             categories=sorted({_category(r) for d in decisions for r in d.flagged}),
             attack_score=max((r.score for r in ex.input.results), default=0.0) if ex.input else 0.0,
             review=bool(verdict.review),

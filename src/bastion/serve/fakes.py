@@ -30,10 +30,12 @@ def fake_openai_app(
     reply: Callable[[str], str] | str = "Hello from the fake upstream.",
     *,
     failures: Sequence[Failure] = (),
+    tool_calls: Callable[[str], list[dict[str, Any]]] | None = None,
 ) -> FastAPI:
-    """An OpenAI-compatible server whose answer is ``reply(last user message)``. The first
-    requests get ``failures`` in order, then every request is answered. Every request body
-    received is kept in ``app.state.calls``."""
+    """An OpenAI-compatible server whose answer is ``reply(last user message)``, asked once
+    per answer (``n``); to a request with ``tools``, the answers are ``tool_calls(last user
+    message)`` instead, if given. The first requests get ``failures`` in order, then every
+    request is answered. Every request body received is kept in ``app.state.calls``."""
     app = FastAPI()
     app.state.calls = []
     script = list(failures)
@@ -51,20 +53,24 @@ def fake_openai_app(
             error = {"error": {"message": f"scripted {status}", "type": "server_error"}}
             return JSONResponse(error, status_code=status)
         prompt = next((m["content"] for m in reversed(body["messages"]) if m["role"] == "user"), "")
-        text = answer(str(prompt))
+        texts = [answer(str(prompt)) for _ in range(int(body.get("n") or 1))]
+        text = texts[0]
         prompt_tokens, completion_tokens = len(str(prompt).split()), len(text.split())
         common = {"id": completion_id(), "created": now(), "model": body["model"]}
         if not body.get("stream"):
-            return JSONResponse(
-                completion_body(
-                    **common,
-                    text=text,
-                    finish_reason="stop",
-                    prompt_tokens=prompt_tokens,
-                    completion_tokens=completion_tokens,
-                    bastion={},
-                )
+            calls = tool_calls(str(prompt)) if tool_calls and body.get("tools") else []
+            reply = completion_body(
+                **common,
+                text="" if calls else text,
+                finish_reason="tool_calls" if calls else "stop",
+                prompt_tokens=prompt_tokens,
+                completion_tokens=completion_tokens,
+                bastion={},
+                tool_calls=calls,
+                more=[(t, "stop", []) for t in texts[1:]],
             )
+            del reply["bastion"]
+            return JSONResponse(reply)
 
         def events() -> Iterator[str]:
             yield _sse(chunk_body(**common, delta={"role": "assistant", "content": ""}))

@@ -37,21 +37,40 @@ async def complete(gw: Gateway, ex: Exchange) -> Response:
 
 
 async def _answer(gw: Gateway, ex: Exchange) -> Response:
+    failed = await _answered(gw, ex)
+    return failed if failed is not None else _completion(gw, ex)
+
+
+async def _answered(gw: Gateway, ex: Exchange) -> Response | None:
+    """Input rails, the upstream, output rails on every answer; the error response when the
+    upstream failed."""
     decision = await gw.check_input(ex)
     if not decision.blocked:
         try:
             reply = await gw.call(ex)
         except UpstreamFailure as exc:
             return _failed(gw, ex, exc)
-        output = await gw.check_output(ex, reply.text)
-        if output.blocked:
-            gw.refuse(ex, "output")
-        else:
-            ex.answer, ex.finish_reason = gw.restore(ex, output.text), reply.finish_reason
-    return _completion(gw, ex)
+        await gw.answer(ex, reply)
+    return None
+
+
+async def _buffered(gw: Gateway, ex: Exchange) -> Response:
+    """A stream answered from one whole completion (:attr:`ChatRequest.buffered`), sent as
+    chunks once the rails have judged all of it; a failed upstream keeps its HTTP status."""
+    try:
+        failed = await _answered(gw, ex)
+    except Exception as exc:
+        await _crashed(gw, ex, exc)
+        raise
+    if failed is not None:
+        await gw.record(ex)
+        return failed
+    return _sse(gw, ex, None, None, 0.0)
 
 
 async def stream(gw: Gateway, ex: Exchange) -> Response:
+    if ex.request.buffered:
+        return await _buffered(gw, ex)
     try:
         decision = await gw.check_input(ex)
         request = gw.upstream_request(ex)
@@ -150,6 +169,13 @@ async def _events(
 ) -> AsyncGenerator[str, None]:
     started.value = True
 
+    def answer(text: str, calls: list[dict[str, Any]]) -> dict[str, Any]:
+        delta: dict[str, Any] = {"content": text}
+        if calls:
+            delta["tool_calls"] = [{"index": i, **call} for i, call in enumerate(calls)]
+            delta["content"] = text or None
+        return delta
+
     def chunk(delta: dict[str, Any] | None = None, **fields: Any) -> str:
         body = chunk_body(
             id=ex.id, created=ex.created, model=ex.request.model, delta=delta, **fields
@@ -176,8 +202,11 @@ async def _events(
                 await gw.check_output(ex, ex.raw_answer)
             if ex.output is not None and ex.output.blocked:
                 yield chunk({"content": gw.refuse(ex, "output")})
-        else:  # blocked at the input
-            yield chunk({"content": ex.answer})
+        else:  # blocked at the input, or answered whole (several answers, tools)
+            yield chunk(answer(ex.answer, ex.tool_calls))
+            for index, (text, reason, calls) in enumerate(ex.more, 1):
+                yield chunk({"role": "assistant", **answer(text, calls)}, index=index)
+                yield chunk({}, index=index, finish_reason=reason)
         yield chunk({}, finish_reason=ex.finish_reason, bastion=gw.verdict(ex).to_dict(ex))
         if ex.request.include_usage:
             yield chunk(usage_=usage(gw.prompt_tokens(ex), gw.completion_tokens(ex)))
@@ -201,6 +230,8 @@ def _completion(gw: Gateway, ex: Exchange) -> Response:
         model=ex.request.model,
         text=ex.answer,
         finish_reason=ex.finish_reason,
+        tool_calls=ex.tool_calls,
+        more=ex.more,
         prompt_tokens=gw.prompt_tokens(ex),
         completion_tokens=gw.completion_tokens(ex),
         bastion=gw.verdict(ex).to_dict(ex),

@@ -22,7 +22,13 @@ from typing import Any
 
 from bastion.errors import DataError
 from bastion.models.base import ChatModel, truncate_at_stop
-from bastion.serve.upstream import Completion, Delta, UpstreamFailure, UpstreamRequest
+from bastion.serve.upstream import (
+    Choice,
+    Completion,
+    Delta,
+    UpstreamFailure,
+    UpstreamRequest,
+)
 from bastion.types import Conversation
 
 WORDS_PER_CHUNK = 4
@@ -52,18 +58,32 @@ class ModelUpstream:
         conversation = _conversation(request)
         max_tokens = request.max_tokens or self.max_tokens
 
-        def generate() -> str:
+        def generate(index: int) -> str:
             return self.model.generate(
                 [conversation],
                 max_new_tokens=max_tokens,
                 temperature=request.temperature or 0.0,
                 top_p=request.top_p if request.top_p is not None else 1.0,
-                seed=request.seed,
+                seed=None if request.seed is None else request.seed + index,
                 stop=request.stop,
             )[0]
 
-        text = await asyncio.get_running_loop().run_in_executor(self._worker, generate)
-        return self._completion(conversation, text, max_tokens)
+        loop = asyncio.get_running_loop()
+        texts = [  # n > 1: one generation after another (see the module docstring)
+            await loop.run_in_executor(self._worker, generate, index)
+            for index in range(int(request.extra.get("n") or 1))
+        ]
+        first = self._completion(conversation, texts[0], max_tokens)
+        more = [self._completion(conversation, text, max_tokens) for text in texts[1:]]
+        if not more:
+            return first
+        return Completion(
+            first.text,
+            first.finish_reason,
+            first.prompt_tokens,
+            sum(c.completion_tokens or 0 for c in (first, *more)),
+            more=tuple(Choice(c.text, c.finish_reason) for c in more),
+        )
 
     async def stream(self, request: UpstreamRequest) -> AsyncGenerator[Delta, None]:
         if self.tokenizer is None or not hasattr(self.model, "prompt_ids"):

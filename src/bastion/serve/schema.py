@@ -9,6 +9,7 @@ an HTTP upstream.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -51,7 +52,7 @@ class ChatRequest(BaseModel):
     max_completion_tokens: int | None = Field(None, ge=1)
     stop: str | list[str] | None = None
     seed: int | None = None
-    n: int = Field(1, ge=1, le=1)  # one choice per request
+    n: int = Field(1, ge=1, le=16)  # answers to one request (each through the output rails)
     user: str | None = None
 
     @property
@@ -67,6 +68,13 @@ class ChatRequest(BaseModel):
     @property
     def stops(self) -> list[str]:
         return [self.stop] if isinstance(self.stop, str) else list(self.stop or [])
+
+    @property
+    def buffered(self) -> bool:
+        """Whether a stream is answered from one whole completion: several answers, or tools
+        (a tool call's arguments are judged whole, before any of it reaches the client)."""
+        extra = self.model_extra or {}
+        return self.n > 1 or any(extra.get(k) for k in ("tools", "functions"))
 
     @property
     def include_usage(self) -> bool:
@@ -107,7 +115,12 @@ def completion_body(
     prompt_tokens: int,
     completion_tokens: int,
     bastion: dict[str, Any],
+    tool_calls: Sequence[dict[str, Any]] = (),
+    more: Sequence[tuple[str, str, Sequence[dict[str, Any]]]] = (),
 ) -> dict[str, Any]:
+    """A ``chat.completion``: the first answer, and ``more`` as (text, finish reason, tool
+    calls) for ``n > 1``."""
+    answers = [(text, finish_reason, tool_calls), *more]
     return {
         "id": id,
         "object": "chat.completion",
@@ -115,15 +128,25 @@ def completion_body(
         "model": model,
         "choices": [
             {
-                "index": 0,
-                "message": {"role": "assistant", "content": text, "refusal": None},
+                "index": index,
+                "message": message(content, calls),
                 "logprobs": None,
-                "finish_reason": finish_reason,
+                "finish_reason": reason,
             }
+            for index, (content, reason, calls) in enumerate(answers)
         ],
         "usage": usage(prompt_tokens, completion_tokens),
         "bastion": bastion,
     }
+
+
+def message(content: str, tool_calls: Sequence[dict[str, Any]] = ()) -> dict[str, Any]:
+    """An assistant message; with tool calls, ``content`` is null when there is no text."""
+    body: dict[str, Any] = {"role": "assistant", "content": content, "refusal": None}
+    if tool_calls:
+        body["tool_calls"] = list(tool_calls)
+        body["content"] = content or None
+    return body
 
 
 def chunk_body(
@@ -135,6 +158,7 @@ def chunk_body(
     finish_reason: str | None = None,
     usage_: dict[str, int] | None = None,
     bastion: dict[str, Any] | None = None,
+    index: int = 0,
 ) -> dict[str, Any]:
     """One ``chat.completion.chunk``; with ``usage_`` and no delta, the closing usage chunk
     (``choices: []``), as the API sends it for ``stream_options.include_usage``."""
@@ -145,7 +169,7 @@ def chunk_body(
         "model": model,
         "choices": []
         if delta is None
-        else [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}],
+        else [{"index": index, "delta": delta, "logprobs": None, "finish_reason": finish_reason}],
     }
     if usage_ is not None:
         body["usage"] = usage_

@@ -54,11 +54,29 @@ class UpstreamRequest:
 
 
 @dataclass(frozen=True)
+class Choice:
+    """One answer of several (``n > 1``): its text, finish reason and tool calls."""
+
+    text: str
+    finish_reason: str = "stop"
+    tool_calls: tuple[dict[str, Any], ...] = ()
+
+
+@dataclass(frozen=True)
 class Completion:
+    """The first answer's text, finish reason and tool calls (OpenAI's ``tool_calls`` items,
+    as the upstream sent them), the token counts, and any further answers (``n > 1``)."""
+
     text: str
     finish_reason: str = "stop"
     prompt_tokens: int | None = None  # None: the upstream did not say
     completion_tokens: int | None = None
+    tool_calls: tuple[dict[str, Any], ...] = ()
+    more: tuple[Choice, ...] = ()
+
+    @property
+    def choices(self) -> tuple[Choice, ...]:
+        return (Choice(self.text, self.finish_reason, self.tool_calls), *self.more)
 
 
 @dataclass(frozen=True)
@@ -396,17 +414,30 @@ def _describe(exc: BaseException) -> str:
 def _parse_completion(body: bytes) -> Completion | None:
     try:
         data = json.loads(body)
-        choice = data["choices"][0]
-        content = choice["message"].get("content") or ""
+        first, *rest = [_choice(c) for c in data["choices"]]
         usage = data.get("usage") or {}
         return Completion(
-            text=str(content),
-            finish_reason=str(choice.get("finish_reason") or "stop"),
+            text=first.text,
+            finish_reason=first.finish_reason,
             prompt_tokens=_int_or_none(usage.get("prompt_tokens")),
             completion_tokens=_int_or_none(usage.get("completion_tokens")),
+            tool_calls=first.tool_calls,
+            more=tuple(rest),
         )
-    except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError, RecursionError):
         return None
+
+
+def _choice(choice: dict[str, Any]) -> Choice:
+    message = choice["message"]
+    calls = message.get("tool_calls") or ()
+    if not all(isinstance(c, dict) and isinstance(c.get("function"), dict) for c in calls):
+        raise TypeError("tool_calls")
+    return Choice(
+        text=str(message.get("content") or ""),
+        finish_reason=str(choice.get("finish_reason") or "stop"),
+        tool_calls=tuple(calls),
+    )
 
 
 MAX_LINE_BYTES = 16 * 2**20  # a stream line longer than this is refused as malformed

@@ -100,7 +100,7 @@ def test_a_tool_result_goes_through_the_context_rails_and_is_quarantined() -> No
     assert decision.messages is not None
     assert decision.messages[1] == Message("tool", f"Mail 1: lunch at noon.\n\n{QUARANTINE}")
     assert decision.messages[0].content == decision.text == "Summarize my inbox."
-    assert decision.flagged[0].meta == {"message": 1, "role": "tool"}
+    assert decision.flagged[0].meta == {"message": 1, "role": "tool", "stage": "context"}
 
 
 def test_roles_in_the_policy_decide_which_rails_a_message_gets() -> None:

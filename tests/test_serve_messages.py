@@ -99,6 +99,9 @@ def test_an_instruction_in_a_tool_result_is_quarantined_not_forwarded(setup: Set
     assert "museum" not in sent[2]["content"] or "nine" in sent[2]["content"]
     assert sent[2]["tool_call_id"] == "call_1" and sent[1]["tool_calls"][0]["id"] == "call_1"
     assert reply.model_extra["bastion"]["decision"] == "mask"
+    event = setup.sink.event(reply.model_extra["bastion"]["event_id"])
+    removed = [r for r in event.input_results if r.get("stage") == "context"]
+    assert removed and all(r["role"] == "tool" and r["message"] == 2 for r in removed)
 
 
 def test_pii_goes_upstream_masked_and_comes_back_in_the_answer(setup: Setup) -> None:

@@ -15,7 +15,8 @@ through the context rails, the assistant's own turns through none):
 
 The decision is the strictest of the messages' actions; its results are every input rail's
 result on every input-railed message and the context rails' findings on the passages they
-removed, each marked with the message's index and role in its ``meta``; ``messages``
+removed, each marked with the message's index and role in its ``meta`` (and the context
+rails' with ``stage: context``); ``messages``
 is the conversation to pass on (masked and cleaned), and ``text`` the last user message of it.
 """
 
@@ -60,6 +61,7 @@ def check_conversation(
             content = cleaned.documents[0] if cleaned.documents else ""
             here = "mask" if cleaned.flagged else "allow"
             found = [r for _, _, r in cleaned.removed]
+            where = {**where, "stage": "context"}
         else:
             here, content, found = "allow", message.content, []
         results += [replace(r, meta={**r.meta, **where}) for r in found]

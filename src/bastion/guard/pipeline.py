@@ -82,7 +82,11 @@ class Decision:
                     "reason": r.reason,
                     "view": r.view,
                     "elapsed_ms": round(r.elapsed_ms, 3),
-                    **{k: r.meta[k] for k in ("message", "role", "review", "part") if k in r.meta},
+                    **{
+                        k: r.meta[k]
+                        for k in ("message", "role", "stage", "review", "part")
+                        if k in r.meta
+                    },
                     "spans": [
                         {"label": s.label, "start": s.start, "end": s.end, "view": s.view}
                         for s in r.spans

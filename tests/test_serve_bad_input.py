@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 from collections.abc import Iterator
 from typing import Any
 
@@ -172,3 +173,19 @@ def test_healthz_is_a_503_while_the_circuit_is_open() -> None:
             assert health.status_code == 503
             assert health.json()["status"] == "unavailable"
             assert health.json()["circuit"] == "open"
+
+
+def test_models_lists_the_upstreams_own_when_none_is_configured(setup: Setup) -> None:
+    listed = httpx.get(f"{setup.base_url}/v1/models", headers=KEY).json()
+    assert [m["id"] for m in listed["data"]] == ["fake-model"]
+
+
+def test_models_of_an_upstream_that_is_down_is_a_502() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    app = gateway(HTTPUpstream(f"http://127.0.0.1:{port}/v1", max_retries=0))
+    with serving(app) as base_url:
+        response = httpx.get(f"{base_url}/v1/models", headers=KEY)
+    assert_openai_error(response, 502, "upstream_error")
+    assert str(port) not in response.text

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from bastion.guard.pipeline import SEVERITY, Decision
 from bastion.guard.result import ScanResult
@@ -51,7 +51,7 @@ def check_conversation(
     passed: list[Message] = []
     for index, message in enumerate(conversation):
         stage = guard.policy.roles.get(message.role, "none")
-        where = {"message": index, "role": message.role}
+        where: dict[str, Any] = {"message": index, "role": message.role}
         if stage == "input" and message.content:
             decision = guard.check(message.content, "input", context=dict(ctx or {}), vault=vault)
             here, content = decision.action, decision.text

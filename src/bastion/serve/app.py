@@ -38,7 +38,7 @@ from bastion.serve.exchange import Gateway, session_of
 from bastion.serve.schema import ChatRequest, FeedbackRequest, error_body, now
 from bastion.serve.sink import EventSink
 from bastion.serve.telemetry import Metrics, tracer, tracer_provider
-from bastion.serve.upstream import HTTPUpstream, Upstream
+from bastion.serve.upstream import HTTPUpstream, Upstream, UpstreamFailure
 
 
 def create_app(
@@ -139,8 +139,16 @@ def create_app(
 
     @app.get("/v1/models")
     async def models(request: Request) -> dict[str, Any]:
+        """The configured names, else the upstream's model, else the upstream's own list."""
         authenticate(request)
-        names = config.models or [n for n in (config.upstream.model or default_model(config),) if n]
+        names = config.models or [n for n in (config.upstream.model,) if n]
+        if not names and isinstance(upstream, HTTPUpstream):
+            try:
+                names = await upstream.list_models()
+            except UpstreamFailure as exc:
+                raise ApiError(502, str(exc), type="server_error", code=exc.code) from None
+        elif not names:
+            names = [n for n in (default_model(config),) if n]
         return {
             "object": "list",
             "data": [

@@ -41,6 +41,10 @@ def fake_openai_app(
     script = list(failures)
     answer = reply if callable(reply) else (lambda _: reply)
 
+    @app.get("/v1/models")
+    async def models() -> dict[str, Any]:
+        return {"object": "list", "data": [{"id": "fake-model", "object": "model"}]}
+
     @app.post("/v1/chat/completions")
     async def chat(request: Request) -> Response:
         body: dict[str, Any] = await request.json()

@@ -154,6 +154,7 @@ class HTTPUpstream:
         self._sleep = sleep
         self._session: aiohttp.ClientSession | None = None
         self._proxy: str | None = None
+        self._models: tuple[float, list[str]] | None = None  # (when asked, names)
 
     @property
     def circuit_state(self) -> str:
@@ -171,6 +172,30 @@ class HTTPUpstream:
             )
             self._proxy = env_proxy(self.url)  # once: aiohttp's trust_env re-reads per call
         return self._session
+
+    async def list_models(self) -> list[str]:
+        """The upstream's model names (``GET /models``), asked at most once a minute."""
+        now = asyncio.get_running_loop().time()
+        if self._models is not None and now - self._models[0] < MODELS_TTL_S:
+            return self._models[1]
+        try:
+            async with self.session.get(
+                f"{self.base_url}/models", proxy=self._proxy, allow_redirects=False
+            ) as response:
+                status, body = response.status, await response.read()
+        except TRANSPORT_ERRORS as exc:
+            logger.warning("upstream %s: /models: %s", self.base_url, _describe(exc))
+            why = self._scrub(_describe(exc))
+            raise UpstreamFailure(f"the upstream's model list: {why}") from None
+        try:
+            if status != 200:
+                raise ValueError(f"HTTP {status}")
+            names = [str(m["id"]) for m in json.loads(body)["data"]]
+        except (ValueError, KeyError, TypeError, RecursionError) as exc:
+            logger.warning("upstream %s: /models: %s", self.base_url, exc)
+            raise UpstreamFailure("the upstream's model list could not be read") from None
+        self._models = (now, names)
+        return names
 
     async def aclose(self) -> None:
         if self._session is not None:
@@ -233,7 +258,8 @@ class HTTPUpstream:
                 failure = _describe(exc)
                 if started:
                     logger.warning("upstream %s: %s mid-stream", self.base_url, failure)
-                    raise UpstreamFailure(f"the upstream: {failure} mid-stream") from None
+                    message = f"the upstream: {self._scrub(failure)} mid-stream"
+                    raise UpstreamFailure(message) from None
             except UpstreamFailure:  # an error event in the stream
                 if not started:
                     self.breaker.failure()
@@ -387,6 +413,7 @@ def tls_context() -> ssl.SSLContext:
     return ssl.create_default_context(cafile=certifi.where())
 
 
+MODELS_TTL_S = 60.0  # how long the upstream's model list is reused
 # what an upstream says about the request itself (passed on); any other 4xx is a 502
 CLIENT_STATUS = (400, 404, 409, 413, 422)
 # a dropped or refused connection, a timeout, a broken body: worth another attempt
@@ -403,7 +430,8 @@ def _describe(exc: BaseException) -> str:
         return "the server's TLS certificate was not accepted"
     if isinstance(exc, aiohttp.ClientConnectorError):
         error = getattr(exc, "os_error", None)
-        return f"could not connect ({getattr(error, 'strerror', None) or type(error).__name__})"
+        number = getattr(error, "errno", None)  # its strerror may name the address
+        return f"could not connect ({os.strerror(number) if number else type(error).__name__})"
     if isinstance(exc, TimeoutError):
         return "timed out"
     if isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientPayloadError):

@@ -1,16 +1,11 @@
-"""The event store on SQLite and PostgreSQL: round trips, the review queue, erasure, retention,
-dashboard counts by hand, and no acknowledged event lost to a SIGKILL."""
+"""The event store on SQLite and PostgreSQL: round trips, feedback, the review queue, erasure,
+retention, dashboard counts by hand, and no acknowledged event or report lost to a SIGKILL."""
 
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta, timezone
@@ -19,59 +14,18 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import Engine, create_engine, func, select, text
+from sqlalchemy import create_engine, func, select, text
 
-from bastion.monitor.events import Alert, Event, Feedback, UnknownEventError
+from bastion.monitor.events import Alert, Event, Feedback, utcnow
 from bastion.monitor.journal import Journal, JournalLockedError, Line, Replicator
 from bastion.monitor.migrations.schema import events as events_table
+from bastion.monitor.migrations.schema import feedback as feedback_table
 from bastion.monitor.migrations.schema import metadata
-from bastion.monitor.store import Bucket, EventStore, StoreError
+from bastion.monitor.migrations.schema import pending_feedback as pending_table
+from bastion.monitor.store import PENDING_FEEDBACK_TTL, Bucket, EventStore, StoreError
+from store_crash_worker import record_and_kill
 
-WORKER = str(Path(__file__).with_name("store_crash_worker.py"))
-POSTGRES = os.environ.get(
-    "BASTION_TEST_POSTGRES", "postgresql+psycopg://{user}@127.0.0.1:5432/test"
-)
 T0 = datetime(2026, 3, 1, 12, 0, 0, 250000, tzinfo=UTC)
-
-
-@pytest.fixture(scope="session")
-def postgres_admin() -> Iterator[Engine | str]:
-    """An engine on the test server, or why there is none (the PostgreSQL tests then skip)."""
-    errors = []
-    for user in ("postgres", "root"):
-        engine = create_engine(POSTGRES.format(user=user), isolation_level="AUTOCOMMIT")
-        try:
-            with engine.connect():
-                pass
-        except Exception as exc:
-            errors.append(f"{user}: {str(exc).splitlines()[0]}")
-            engine.dispose()
-            continue
-        yield engine
-        engine.dispose()
-        return
-    yield "PostgreSQL unreachable at 127.0.0.1:5432 (database test): " + "; ".join(errors)
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database(
-    request: pytest.FixtureRequest, tmp_path: Path, postgres_admin: Engine | str
-) -> Iterator[str]:
-    """A fresh, empty database URL: a SQLite file, or a PostgreSQL schema dropped afterwards."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'bastion.db'}"
-        return
-    if isinstance(postgres_admin, str):
-        pytest.skip(postgres_admin)
-    schema = f"bastion_test_{uuid.uuid4().hex[:12]}"
-    with postgres_admin.connect() as conn:
-        conn.execute(text(f"CREATE SCHEMA {schema}"))
-    url = postgres_admin.url.update_query_dict({"options": f"-csearch_path={schema}"})
-    try:
-        yield url.render_as_string(hide_password=False)
-    finally:
-        with postgres_admin.connect() as conn:
-            conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
 
 
 @pytest.fixture
@@ -87,6 +41,32 @@ def event(i: int, user: str = "alice", **fields: object) -> Event:
     }  # fmt: skip
     values.update(fields)
     return Event(**values)  # type: ignore[arg-type]
+
+
+def stored_feedback(url: str) -> list[tuple[str, str, str, str]]:
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            query = select(
+                feedback_table.c.event_id,
+                feedback_table.c.user,
+                feedback_table.c.kind,
+                feedback_table.c.comment,
+            ).order_by(feedback_table.c.kind)
+            return [tuple(row) for row in conn.execute(query)]  # type: ignore[misc]
+    finally:
+        engine.dispose()
+
+
+def pending_feedback_ids(url: str) -> list[str]:
+    """The event ids of the feedback still waiting for its event."""
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            query = select(pending_table.c.event_id).order_by(pending_table.c.event_id)
+            return list(conn.scalars(query))
+    finally:
+        engine.dispose()
 
 
 def count_rows(url: str) -> int:
@@ -166,50 +146,72 @@ def test_review_queue_with_two_reviewers_a_relabel_replaces(store: EventStore) -
         store.label(item.id, "alice", "dunno")
 
 
-def test_feedback_opens_a_report_item_and_an_alert_an_anomaly_item(store: EventStore) -> None:
+def test_feedback_opens_a_report_item_and_an_alert_an_anomaly_item(
+    store: EventStore, database: str
+) -> None:
     store.record(event(1))
+    store.add_feedback(Feedback("ev0001", "alice", "thumbs_up"))
     store.flush()
-    assert store.add_feedback(Feedback("ev0001", "alice", "thumbs_up")) is None
     assert store.review_items() == []
-    item_id = store.add_feedback(Feedback("ev0001", "alice", "harmful", comment="it told me how"))
+    store.add_feedback(Feedback("ev0001", "alice", "harmful", comment="it told me how"))
+    store.flush()
     alert = Alert("probing", "CUSUM of block rate", 7.5, 5.0, user="alice", event_id="ev0001")
     anomaly_id = store.add_alert(alert)
     items = {i.reason: i for i in store.review_items()}
-    assert items["report"].id == item_id and items["anomaly"].id == anomaly_id
+    assert items["anomaly"].id == anomaly_id
     assert items["report"].event == event(1)
+    assert stored_feedback(database) == [
+        ("ev0001", "alice", "harmful", "it told me how"),
+        ("ev0001", "alice", "thumbs_up", ""),
+    ]
     with pytest.raises(StoreError, match="feedback kind"):
         store.add_feedback(Feedback("ev0001", "alice", "meh"))
 
 
-def test_feedback_is_only_about_the_users_own_events(database: str, tmp_path: Path) -> None:
+def test_feedback_answers_alike_at_once_and_keeps_only_the_users_own(
+    database: str, tmp_path: Path
+) -> None:
     with EventStore(database, journal=tmp_path / "j", linger=60) as store:
-        store.record(event(1))  # still in the journal: the writer lingers for a minute
-        assert store.add_feedback(Feedback("ev0001", "alice", "thumbs_up")) is None
-        assert [e.id for e in store.events()] == ["ev0001"]  # feedback flushed it first
-        with pytest.raises(UnknownEventError, match="ev0001"):
-            store.add_feedback(Feedback("ev0001", "bob", "harmful"))
-        with pytest.raises(UnknownEventError, match="ev9999"):
-            store.add_feedback(Feedback("ev9999", "alice", "harmful"))
-        assert store.review_items() == []  # the refused reports opened nothing
+        store.record(event(1))  # alice's; the writer lingers with it for a minute
+        store.record(event(2, "bob"))
+        answers = [
+            store.add_feedback(Feedback(event_id, "alice", "harmful"))
+            for event_id in ("ev0001", "ev0002", "ev9999")  # hers, bob's, no such event
+        ]
+        assert answers == [None, None, None]  # the same answer for each: nothing to tell apart
+        assert count_rows(database) == 0  # and none waited for the database
+        store.flush()
+        assert [(i.event_id, i.reason) for i in store.review_items()] == [("ev0001", "report")]
+        assert stored_feedback(database) == [("ev0001", "alice", "harmful", "")]
+        assert pending_feedback_ids(database) == ["ev9999"]  # its event may still come
 
 
-def test_feedback_waits_briefly_for_an_event_another_gateway_is_storing(
+def test_feedback_whose_event_never_comes_is_dropped_after_an_hour(
+    database: str, tmp_path: Path
+) -> None:
+    with EventStore(database, journal=tmp_path / "j", linger=60) as store:
+        old = utcnow() - PENDING_FEEDBACK_TTL - timedelta(minutes=1)
+        store.add_feedback(Feedback("ev0404", "alice", "harmful", ts=old))
+        store.add_feedback(Feedback("ev0405", "alice", "harmful"))
+        store.flush()
+        assert pending_feedback_ids(database) == ["ev0405"]
+        assert stored_feedback(database) == []
+
+
+def test_feedback_on_an_event_another_gateway_is_storing_waits_for_it(
     database: str, tmp_path: Path
 ) -> None:
     with (
         EventStore(database, journal=tmp_path / "here") as here,
-        EventStore(database, journal=tmp_path / "there") as there,
+        EventStore(database, journal=tmp_path / "there", linger=60) as there,
     ):
-        # the exchange ended on the other gateway a moment ago: its event is on the way
-        later = threading.Timer(0.3, there.record, args=(event(5),))
-        later.start()
-        item_id = here.add_feedback(Feedback("ev0005", "alice", "harmful"), wait=10)
-        later.join()
-        assert [i.id for i in here.review_items(reason="report")] == [item_id]
-        start = time.monotonic()
-        with pytest.raises(UnknownEventError):
-            here.add_feedback(Feedback("ev0404", "alice", "harmful"), wait=0.3)
-        assert time.monotonic() - start >= 0.3  # waited, then gave up
+        there.record(event(5))  # the exchange ended on the other gateway: its event is on the way
+        here.add_feedback(Feedback("ev0005", "alice", "harmful"))
+        here.flush()
+        assert here.review_items(reason="report") == []
+        there.flush()  # the writer that stores the event settles the report waiting for it
+        assert [i.event_id for i in here.review_items(reason="report")] == ["ev0005"]
+        assert pending_feedback_ids(database) == []
 
 
 def test_erase_user_leaves_others_and_no_replay_brings_it_back(
@@ -407,35 +409,25 @@ def test_the_writer_lingers_for_company_and_a_flush_cuts_the_wait(tmp_path: Path
 
 
 @pytest.mark.parametrize("mode", ["live", "stalled"])
-def test_no_acknowledged_event_is_lost_to_sigkill(
+def test_no_acknowledged_event_or_report_is_lost_to_sigkill(
     database: str, tmp_path: Path, mode: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     journal = str(tmp_path / "journal")
-    worker = subprocess.Popen(
-        [sys.executable, WORKER, database, journal, "100000", mode],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert worker.stdout is not None
-    assert worker.stdout.readline() == "ready\n"
-    acked = [worker.stdout.readline() for _ in range(500)]
-    worker.send_signal(signal.SIGKILL)
-    rest, _ = worker.communicate(timeout=60)
-    acked += rest.splitlines(keepends=True)
-    acked_ids = [line.strip() for line in acked if line.endswith("\n")]  # whole lines only
-    assert worker.returncode == -signal.SIGKILL
+    acked = record_and_kill(database, journal, mode, acks=500)
     before = count_rows(database)
     if mode == "stalled":
         assert before == 0  # all of them only in the journal when the process died
 
     with EventStore(database, journal=journal) as store:
         stored = {e.id for e in store.iter_events()}
-    lost = set(acked_ids) - stored
+        reported = {i.event_id for i in store.review_items(reason="report", limit=100_000)}
+    lost = set(acked.events) - stored
     with capsys.disabled():
-        print(f"\n[{mode}] acknowledged {len(acked_ids)}, in the database at the kill {before}, "
-              f"after replay {len(stored)}, lost {len(lost)}")  # fmt: skip
+        print(f"\n[{mode}] acknowledged {len(acked.events)}, in the database at the kill "
+              f"{before}, after replay {len(stored)}, lost {len(lost)}")  # fmt: skip
     assert not lost
-    assert len(stored) >= len(acked_ids)
+    assert len(stored) >= len(acked.events)
+    assert acked.feedback and set(acked.feedback) <= reported  # accepted reports, kept too
 
 
 def test_a_row_the_database_refuses_is_set_aside(store: EventStore, tmp_path: Path) -> None:
@@ -502,7 +494,7 @@ def test_the_migrations_build_exactly_the_schema_the_code_uses(
     engine = create_engine(database)
     with engine.connect() as conn:
         assert compare_metadata(MigrationContext.configure(conn), metadata) == []
-        assert conn.scalar(text("SELECT version_num FROM alembic_version")) == "0001"
+        assert conn.scalar(text("SELECT version_num FROM alembic_version")) == "0002"
     engine.dispose()
 
 

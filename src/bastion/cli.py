@@ -50,6 +50,13 @@ app.add_typer(monitor_app, name="monitor")
 StoreOption = Annotated[
     str, typer.Option("--store", help="The event store: a SQLite file or a database URL.")
 ]
+JournalOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--journal",
+        help="The store's journal folder [beside a SQLite file; for a server, in the cache].",
+    ),
+]
 
 
 @app.command()
@@ -1068,11 +1075,15 @@ def serve(
     policy: Annotated[
         Path | None, typer.Option(help="Guard policy YAML [the shipped policy].")
     ] = None,
+    journal: JournalOption = None,
 ) -> None:
     """The guarded OpenAI-compatible gateway: rails on every request, every exchange recorded."""
     from bastion.serve.main import run
 
-    run(config, host=host, port=port, upstream=upstream, policy=policy, echo=console.print)
+    run(
+        config, host=host, port=port, upstream=upstream, policy=policy, journal=journal,
+        echo=console.print,
+    )  # fmt: skip
 
 
 @app.command()
@@ -1167,13 +1178,16 @@ def monitor_scan(
         bool, typer.Option(help="Store the alerts (dashboard) and queue them for review.")
     ] = False,
 ) -> None:
-    """Replay stored events through the anomaly detectors; print the alerts."""
+    """Replay stored events through the anomaly detectors; print the alerts.
+
+    Records no events, so it opens the store without a journal and runs beside the gateway;
+    ``--save`` writes the alerts (and their review items) to the database directly."""
     from bastion.monitor.anomaly import load_config, scan
     from bastion.monitor.store import EventStore
 
     start = _since(since)
     settings = load_config(config) if config else None
-    with EventStore(store) as events:
+    with EventStore(store, journal=False) as events:
         alerts = scan(events.iter_events(start), settings)
         if save:
             for alert in alerts:
@@ -1188,7 +1202,10 @@ def monitor_watch(
     poll: Annotated[float, typer.Option(help="Seconds between looks at the store.")] = 2.0,
     duration: Annotated[float, typer.Option(help="Stop after this many seconds (0: never).")] = 0,
 ) -> None:
-    """Run the detectors live on new events: alerts to the log, the webhook, the dashboard."""
+    """Run the detectors live on new events: alerts to the log, the webhook, the dashboard.
+
+    Records no events, so it opens the store without a journal and runs beside the gateway;
+    the alerts (and their review items) go to the database directly."""
     from bastion.monitor.anomaly import load_config, watch
     from bastion.monitor.store import EventStore
 
@@ -1196,7 +1213,7 @@ def monitor_watch(
         raise BastionError("--poll must be > 0 and --duration ≥ 0")
     settings = load_config(config) if config else None
     ends = time.monotonic() + duration if duration else float("inf")
-    with EventStore(store) as events:
+    with EventStore(store, journal=False) as events:
 
         def stream() -> Any:
             since, seen = datetime.datetime.now(datetime.UTC), set[str]()
@@ -1225,7 +1242,9 @@ def monitor_export(
     out: Annotated[Path, typer.Option(help="JSONL file to write.")],
     store: StoreOption = "runs/bastion.db",
 ) -> None:
-    """Reviewed events as training data (bastion align dpo/sft) or attack seeds (guard)."""
+    """Reviewed events as training data (bastion align dpo/sft) or attack seeds (guard).
+
+    Only reads: it opens the store without a journal and runs beside the gateway."""
     from bastion.data.jsonl import write_jsonl
     from bastion.monitor.export import KINDS, export_rows
     from bastion.monitor.store import EventStore
@@ -1234,7 +1253,7 @@ def monitor_export(
     if kind not in KINDS:
         raise BastionError(f"--kind must be one of {', '.join(KINDS)}, got {kind!r}")
     writable_folder(out.parent, "--out")
-    with EventStore(store) as events:
+    with EventStore(store, journal=False) as events:
         rows = export_rows(reviewed_items(events, {}), kind)
     write_jsonl(out, rows)
     console.print(f"{len(rows)} {kind} row(s) → {out}")
@@ -1244,11 +1263,16 @@ def monitor_export(
 def monitor_erase(
     user: Annotated[str, typer.Option(help="The user whose data goes, for good.")],
     store: StoreOption = "runs/bastion.db",
+    journal: JournalOption = None,
 ) -> None:
-    """Erase every event, feedback, review item and label of a user."""
+    """Erase every event, feedback, review item and label of a user.
+
+    Opens the store with its journal (the gateway's, unless ``--journal`` names another): it
+    replays what a crash left there first and then deletes the erased text from it, so on
+    SQLite stop the gateway first (its journal is in use while it runs)."""
     from bastion.monitor.store import EventStore
 
-    with EventStore(store) as events:
+    with EventStore(store, journal=journal) as events:
         count = events.erase_user(user)
     console.print(f"erased {count} event(s) of {user}")
 
@@ -1258,11 +1282,14 @@ def monitor_purge(
     older_than: Annotated[str, typer.Option(help="30d, 24h, … or an ISO time.")],
     store: StoreOption = "runs/bastion.db",
 ) -> None:
-    """Retention: delete events (and what hangs on them) older than a cut-off."""
+    """Retention: delete events (and what hangs on them) older than a cut-off.
+
+    Deletes in the database only: it opens the store without a journal and runs beside the
+    gateway (whose journal holds only events that are not yet written, so not old ones)."""
     from bastion.monitor.store import EventStore
 
     cutoff = _since(older_than)
-    with EventStore(store) as events:
+    with EventStore(store, journal=False) as events:
         count = events.purge(cutoff)
     console.print(f"purged {count} event(s) older than {cutoff:%Y-%m-%d %H:%M}")
 

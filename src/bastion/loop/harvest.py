@@ -127,7 +127,7 @@ def from_store(target: str) -> list[Failure]:
     from bastion.monitor.store import EventStore
     from bastion.monitor.web import reviewed_items
 
-    with EventStore(target) as store:
+    with EventStore(target, journal=False) as store:  # reads only, beside the gateway
         return from_reviews(reviewed_items(store, {}))
 
 

@@ -431,7 +431,7 @@ def _store_attacks(target: str) -> list[str]:
     from bastion.monitor.store import EventStore
     from bastion.monitor.web import reviewed_items
 
-    with EventStore(target) as store:
+    with EventStore(target, journal=False) as store:  # reads only, beside the gateway
         return [str(row["text"]) for row in export_rows(reviewed_items(store, {}), "attacks")]
 
 

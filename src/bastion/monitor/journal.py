@@ -51,6 +51,11 @@ class JournalLockedError(BastionError):
     """Another open store (this process or another) holds the journal."""
 
 
+class JournalOwnerError(BastionError):
+    """The journal belongs to another event store: replaying it here would copy that store's
+    events into this one."""
+
+
 @dataclass(frozen=True)
 class Line:
     """One journal line: its bytes (newline stripped) and the LSNs where it starts and ends."""
@@ -73,10 +78,14 @@ class Journal:
 
     Lines must not contain a newline. :meth:`open` must be called before :meth:`append`; the
     store passes its checkpoint so that new lines always land past it, even if someone deleted
-    segments by hand.
+    segments by hand. With an ``owner`` (the store's name), the first open writes it to an
+    ``owner`` file and every later open must name the same owner (:class:`JournalOwnerError`
+    otherwise), so one journal's lines never replay into another store.
     """
 
-    def __init__(self, path: str | Path, *, segment_bytes: int = SEGMENT_BYTES) -> None:
+    def __init__(
+        self, path: str | Path, *, segment_bytes: int = SEGMENT_BYTES, owner: str | None = None
+    ) -> None:
         self.path = Path(path)
         self.path.mkdir(parents=True, exist_ok=True)
         self._segment_bytes = segment_bytes
@@ -87,9 +96,16 @@ class Journal:
             os.close(self._lock_fd)
             raise JournalLockedError(
                 f"{self.path}: the journal is in use by another open event store; give each "
-                "process its own journal directory"
+                "process that records events its own journal (journal: in the gateway config, "
+                "or --journal)"
             ) from None
-        self.id = self._read_or_create_id()
+        try:
+            if owner is not None:
+                self._claim(owner)
+            self.id = self._read_or_create_id()
+        except BaseException:
+            os.close(self._lock_fd)
+            raise
         self._segments = sorted(int(p.stem) for p in self.path.glob("*.jsonl"))
         self._cond = threading.Condition()
         self._pending: list[_Pending] = []
@@ -245,16 +261,22 @@ class Journal:
     def _read_or_create_id(self) -> str:
         """A random id naming this journal in the database's checkpoint table."""
         path = self.path / "id"
-        if path.exists():
-            return path.read_text().strip()
-        tmp = self.path / "id.tmp"
-        with tmp.open("w") as handle:
-            handle.write(uuid.uuid4().hex)
-            handle.flush()
-            os.fsync(handle.fileno())
-        tmp.replace(path)
-        _fsync_dir(self.path)
+        if not path.exists():
+            _write_durably(path, uuid.uuid4().hex)
         return path.read_text().strip()
+
+    def _claim(self, owner: str) -> None:
+        """Write ``owner`` on first use; refuse a journal another owner wrote."""
+        path = self.path / "owner"
+        if not path.exists():
+            _write_durably(path, owner)
+        found = path.read_text().strip()
+        if found != owner:
+            raise JournalOwnerError(
+                f"{self.path}: this journal belongs to the event store {found}, not {owner}; "
+                f"give {owner} its own journal (journal: in the gateway config, or --journal), "
+                f"or delete {path} if {found} has moved to {owner}"
+            )
 
 
 # fdatasync skips the inode's timestamps, which a crash may lose harmlessly; macOS lacks it.
@@ -263,6 +285,17 @@ _datasync = getattr(os, "fdatasync", os.fsync)
 
 def _name(lsn: int) -> str:
     return f"{lsn:020d}.jsonl"
+
+
+def _write_durably(path: Path, text: str) -> None:
+    """Write a small file whole or not at all (temporary file, fsync, rename, fsync the dir)."""
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    tmp.replace(path)
+    _fsync_dir(path.parent)
 
 
 def _fsync_dir(path: Path) -> None:

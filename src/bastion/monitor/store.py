@@ -11,6 +11,22 @@ checkpoint the same way. Inserting an id that is already there does nothing, so 
 after a crash between the insert and the checkpoint is harmless. Journal segments wholly before
 the checkpoint are deleted.
 
+The journal belongs to its store (:mod:`bastion.monitor.journal_home`): ``<file>.journal``
+beside a SQLite database, a folder of the Bastion cache named after a server's URL, or the
+folder given as ``journal``; it records which store it serves and refuses any other, so a
+replay only ever brings events into their own database. A store opened with
+``journal=False`` has none: it reads, and writes only what goes to the database directly
+(alerts, review items, labels, erasure, retention), so it can run beside the gateway that
+records.
+
+Feedback. :meth:`EventStore.add_feedback` journals the report like an event and returns: no
+database round trip, no wait for the event, and the same answer and time whether or not the
+event exists or is the user's (an event id tells nobody whose it is). The writer parks it in
+``pending_feedback`` and moves it to ``feedback`` once the user's event is in the database
+(at once for an event of this store, whose line comes first); the writer that stores an event,
+whichever gateway's it is, settles what waits for it. Feedback about another user's event is
+dropped, and so is feedback whose event has not come after :data:`PENDING_FEEDBACK_TTL`.
+
 Erasure. :meth:`EventStore.erase_user` deletes the user's rows and leaves a tombstone (the
 SHA-256 of the user id and the time): the writer drops any event of that user stamped before
 it, so neither this process's queue, nor a replay after a crash, nor another process's journal
@@ -34,7 +50,7 @@ from dataclasses import asdict, dataclass, fields, is_dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import (
     ColumnElement,
@@ -68,11 +84,11 @@ from bastion.monitor.events import (
     Alert,
     Event,
     Feedback,
-    UnknownEventError,
     new_id,
     utcnow,
 )
 from bastion.monitor.journal import SEGMENT_BYTES, Journal, Line, Replicator
+from bastion.monitor.journal_home import journal_home, store_name
 from bastion.monitor.migrations.schema import (
     alerts,
     epoch_us,
@@ -81,6 +97,7 @@ from bastion.monitor.migrations.schema import (
     feedback,
     journal_checkpoints,
     labels,
+    pending_feedback,
     review_items,
 )
 
@@ -90,6 +107,9 @@ EVENT_FIELDS = tuple(f.name for f in fields(Event))
 REPORT_KINDS = ("thumbs_down", "harmful", "over_refusal")  # feedback that opens a review item
 MAX_BUCKETS = 100_000
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+PENDING_FEEDBACK_TTL = timedelta(hours=1)  # an event stored elsewhere comes in milliseconds
+SWEEP_SECONDS = 60.0  # how often the writer looks over all the pending feedback
+Item = dict[str, Any] | Feedback  # what a journal line holds: an event's row, or a report
 
 
 class StoreError(BastionError):
@@ -132,17 +152,24 @@ class EventStore:
 
     ``target`` is a SQLite file path or a SQLAlchemy URL (``sqlite:///runs/bastion.db``,
     ``postgresql+psycopg://user@host/db``). ``journal`` is a local directory no other open
-    store uses: by default ``<database file>.journal`` for SQLite and ``runs/journal`` for a
-    server. :meth:`record` blocks on the journal's fsync, so call it off an event loop. The
-    database gets the events in batches, the first of a batch waiting up to ``linger`` seconds
-    for company; :meth:`flush` waits until it has them all.
+    store uses: by default ``<database file>.journal`` for SQLite and a folder of the Bastion
+    cache named after the URL for a server (see the module docstring). :meth:`record` blocks
+    on the journal's fsync, so call it off an event loop. The database gets the events in
+    batches, the first of a batch waiting up to ``linger`` seconds for company; :meth:`flush`
+    waits until it has them all. ``name`` is the store's URL without its password.
+
+    ``journal=False`` opens the store without a journal, for a process that does not record:
+    it runs no migration (the database must hold an up-to-date store already), :meth:`record`
+    and :meth:`add_feedback` refuse, and everything else works, including the writes that go
+    to the database directly (alerts, review items, labels, erasure, retention). The monitor's
+    commands open it so, beside a running gateway.
     """
 
     def __init__(
         self,
         target: str | Path = "runs/bastion.db",
         *,
-        journal: str | Path | None = None,
+        journal: str | Path | Literal[False] | None = None,
         queue_size: int = 10_000,
         put_timeout: float = 0.0,
         batch_size: int = 500,
@@ -152,16 +179,31 @@ class EventStore:
         migrate: bool = True,
     ) -> None:
         url = _database_url(target)
-        self._engine = _create_engine(url)
+        self.name = store_name(url)
+        self._engine = _create_engine(url, create=journal is not False)
         self._dialect = self._engine.dialect.name
         self._closed = False
+        self._journal: Journal | None = None
+        self._writer: Replicator[Item] | None = None
+        self._next_sweep = 0.0  # monotonic time of the writer's next look at all pending feedback
         # record() is a journal append (and an fsync) that never waits on the database: quick
         # enough for a caller's event loop (EventSink), unless it may wait for queue room
-        self.quick_record = put_timeout == 0
+        self.quick_record = put_timeout == 0 and journal is not False
+        if journal is False:
+            try:
+                self._check_schema()
+            except BaseException:
+                self._engine.dispose()
+                raise
+            return
         try:
             if migrate:
                 self.upgrade()
-            self._journal = Journal(journal or _default_journal(url), segment_bytes=segment_bytes)
+            self._journal = Journal(
+                journal_home(url) if journal is None else journal,
+                segment_bytes=segment_bytes,
+                owner=self.name,
+            )
         except BaseException:
             self._engine.dispose()
             raise
@@ -173,7 +215,7 @@ class EventStore:
                     )
                 )
             self._journal.open(floor=checkpoint or 0)
-            self._writer = Replicator(
+            self._writer = Replicator[Item](
                 self._journal,
                 decode=self._decode,
                 apply=self._apply,
@@ -193,6 +235,11 @@ class EventStore:
 
     # -- lifecycle ---------------------------------------------------------------------------
 
+    @property
+    def journal(self) -> Path | None:
+        """The journal's folder (``None``: opened with ``journal=False``)."""
+        return None if self._journal is None else self._journal.path
+
     def upgrade(self) -> None:
         """Bring the database to the latest schema (done on open unless ``migrate=False``)."""
         with self._engine.connect() as conn:
@@ -200,9 +247,11 @@ class EventStore:
             conn.commit()
 
     def flush(self, timeout: float | None = 30.0) -> None:
-        """Wait until every event recorded so far is in the database (``TimeoutError`` if the
-        database stays away longer; the events are still safe in the journal)."""
-        self._writer.wait(self._journal.end, timeout)
+        """Wait until every event and report recorded so far is in the database
+        (``TimeoutError`` if the database stays away longer; they are still safe in the
+        journal). Nothing to wait for without a journal."""
+        if self._journal is not None and self._writer is not None:
+            self._writer.wait(self._journal.end, timeout)
 
     def close(self, timeout: float | None = 30.0) -> None:
         """Flush, stop the writer and release the journal; unwritten events stay journalled
@@ -213,8 +262,10 @@ class EventStore:
         try:
             self.flush(timeout)
         finally:
-            self._writer.stop(timeout)
-            self._journal.close()
+            if self._writer is not None:
+                self._writer.stop(timeout)
+            if self._journal is not None:
+                self._journal.close()
             self._engine.dispose()
 
     def __enter__(self) -> EventStore:
@@ -231,49 +282,35 @@ class EventStore:
     @property
     def dropped(self) -> int:
         """Events the full queue turned away (the writer read them from the journal instead)."""
-        return self._writer.dropped
+        return 0 if self._writer is None else self._writer.dropped
 
     # -- writing -----------------------------------------------------------------------------
 
     def record(self, event: Event) -> None:
         """Make ``event`` durable (journal + fsync: the acknowledgement), then offer it to the
         writer's queue, waiting at most ``put_timeout``."""
-        if self._closed:
-            raise StoreError("record() on a closed EventStore")
         row = _event_row(event)
-        line = json.dumps(_jsonable(row), allow_nan=False, separators=(",", ":")).encode()
+        self._append(_jsonable(row), row, "record()")
+
+    def add_feedback(self, item: Feedback) -> None:
+        """Accept a user's report on one of their own events: it is journalled (durable on
+        return, as an event is) and the writer stores it once the event is in the database; a
+        harmful, over-refusal or thumbs-down report then opens a review item (reason
+        ``report``). Feedback about an event that is not the user's, or that has not come
+        after :data:`PENDING_FEEDBACK_TTL`, is dropped then (a log line says so): the caller
+        gets the same answer, as fast, for an unknown id and another user's event.
+        ``JournalError`` if the journal cannot take it."""
+        report = _feedback(item)
+        self._append({"feedback": _jsonable(asdict(report))}, report, "add_feedback()")
+
+    def _append(self, doc: dict[str, Any], item: Item, what: str) -> None:
+        if self._closed:
+            raise StoreError(f"{what} on a closed EventStore")
+        if self._journal is None or self._writer is None:
+            raise StoreError(f"{what}: the store was opened with journal=False: it records nothing")
+        line = json.dumps(doc, allow_nan=False, separators=(",", ":")).encode()
         start, end = self._journal.append(line)
-        self._writer.offer(start, end, row)
-
-    def add_feedback(self, item: Feedback, *, wait: float = 1.0) -> str | None:
-        """Store a user's report on one of their own events; a harmful, over-refusal or
-        thumbs-down report opens a review item (reason ``report``), whose id is returned.
-
-        An event not in the database yet (its exchange has just ended, here or on another
-        gateway sharing the database) is waited for up to ``wait`` seconds: this store's
-        journal is flushed, then the database is read again until the deadline.
-        :class:`UnknownEventError` if the event is then not the user's (or does not exist);
-        ``TimeoutError`` or ``JournalError`` if this store's own journal could not be flushed
-        (the database is slow or away: whether the event exists is not known)."""
-        _check(item.kind, FEEDBACK_KINDS, "feedback kind")
-        deadline = time.monotonic() + wait
-        if self._owner(item.event_id) is None:
-            self.flush(timeout=wait)
-            while self._owner(item.event_id) is None and time.monotonic() < deadline:
-                time.sleep(0.05)
-        with self._engine.begin() as conn:
-            # checked again in the insert's transaction: an erasure may have come meanwhile
-            owner = conn.scalar(select(events.c.user).where(events.c.id == item.event_id))
-            if owner != item.user:
-                raise UnknownEventError(f"no event {item.event_id!r} of user {item.user!r}")
-            conn.execute(self._insert(feedback).on_conflict_do_nothing(), asdict(item))
-            if item.kind in REPORT_KINDS:
-                return self._open_item(conn, item.event_id, "report")
-        return None
-
-    def _owner(self, event_id: str) -> str | None:
-        with self._engine.connect() as conn:
-            return conn.scalar(select(events.c.user).where(events.c.id == event_id))
+        self._writer.offer(start, end, item)
 
     def add_alert(self, alert: Alert, *, review: bool = True) -> str | None:
         """Store a detector's alert; with an ``event_id`` (and ``review``), open an ``anomaly``
@@ -317,24 +354,27 @@ class EventStore:
 
     def erase_user(self, user: str, timeout: float | None = 30.0) -> int:
         """Delete the user's events and everything attached to them (feedback, review items,
-        labels, alerts), for good; returns how many events went. See the module docstring."""
+        labels, alerts), for good; returns how many events went. See the module docstring.
+
+        On PostgreSQL a batch the writer was committing during the erasure did not see the
+        tombstone yet: the deletion runs once more after the flush, for what this store's
+        writer brought in meanwhile."""
         user_hash = _hash_user(user)
         now = utcnow()
+        self.flush(timeout)  # what this store journalled so far is in the database: deleted too
         with self._engine.begin() as conn:
             conn.execute(
                 self._insert(erasures)
                 .values(user_hash=user_hash, erased_at=now)
                 .on_conflict_do_update(index_elements=["user_hash"], set_={"erased_at": now})
             )
-            erased = _delete_events(
-                conn,
-                events.c.user == user,
-                feedback.c.user == user,
-                alerts.c.user == user,
-            )
-        self.flush(timeout)  # queued events of the user meet the tombstone
-        self._journal.rotate()
-        self._journal.delete_before(self._writer.checkpoint)
+            erased = _erase(conn, user)
+        if self._journal is not None and self._writer is not None:
+            self.flush(timeout)  # queued events of the user meet the tombstone
+            with self._engine.begin() as conn:
+                erased += _erase(conn, user)
+            self._journal.rotate()
+            self._journal.delete_before(self._writer.checkpoint)
         return erased
 
     def purge(self, older_than: datetime) -> int:
@@ -351,7 +391,11 @@ class EventStore:
             )
             conn.execute(delete(review_items).where(review_items.c.created < cutoff))
             return _delete_events(
-                conn, events.c.ts < cutoff, feedback.c.ts < cutoff, alerts.c.ts < cutoff
+                conn,
+                events.c.ts < cutoff,
+                feedback.c.ts < cutoff,
+                pending_feedback.c.ts < cutoff,
+                alerts.c.ts < cutoff,
             )
 
     # -- reading -----------------------------------------------------------------------------
@@ -447,6 +491,16 @@ class EventStore:
         with self._engine.connect() as conn:
             return [Label(**row._asdict()) for row in conn.execute(query)]
 
+    def feedback_for(self, event_id: str) -> list[Feedback]:
+        """Every user report on the event, oldest first (shown to its reviewers)."""
+        query = (
+            select(feedback)
+            .where(feedback.c.event_id == event_id)
+            .order_by(feedback.c.ts, feedback.c.id)
+        )
+        with self._engine.connect() as conn:
+            return [Feedback(**row._asdict()) for row in conn.execute(query)]
+
     def stats(
         self, since: datetime, bucket: timedelta, until: datetime | None = None
     ) -> list[Bucket]:
@@ -496,50 +550,89 @@ class EventStore:
 
     # -- the writer's side (runs in the replicator thread) -------------------------------------
 
-    def _decode(self, line: Line) -> dict[str, Any] | None:
+    def _decode(self, line: Line) -> Item | None:
         try:
-            return _event_row(Event.from_dict(json.loads(line.data)))
+            doc = json.loads(line.data)
+            if isinstance(doc, dict) and "feedback" in doc:
+                return _feedback(Feedback(**doc["feedback"]))
+            return _event_row(Event.from_dict(doc))
         except (ValueError, TypeError, KeyError, StoreError) as exc:
             self._reject({"line": line.data.decode(errors="replace")}, exc)
             return None
 
-    def _apply(self, rows: list[dict[str, Any]], lsn: int) -> None:
-        """Insert ``rows`` and move the checkpoint to ``lsn`` in one transaction. A batch the
-        database refuses is retried row by row, and a row it still refuses is set aside in
+    def _apply(self, items: list[Item], lsn: int) -> None:
+        """Store ``items`` and move the checkpoint to ``lsn`` in one transaction. A batch the
+        database refuses is retried item by item, and an item it still refuses is set aside in
         ``rejected.jsonl`` beside the journal rather than blocking every later event."""
         try:
             with self._engine.begin() as conn:
-                self._insert_events(conn, rows)
+                self._store(conn, items)
                 self._save_checkpoint(conn, lsn)
             return
         except Exception as exc:
-            if not rows or not _is_bad_row(exc):
+            if not items or not _is_bad_row(exc):
                 raise
-        for row in rows:
+        for item in items:
             try:
                 with self._engine.begin() as conn:
-                    self._insert_events(conn, [row])
+                    self._store(conn, [item])
             except Exception as exc:
                 if not _is_bad_row(exc):
                     raise
-                self._reject(_jsonable(row), exc)
+                self._reject(_jsonable(item if isinstance(item, dict) else asdict(item)), exc)
         with self._engine.begin() as conn:
             self._save_checkpoint(conn, lsn)
+
+    def _store(self, conn: Connection, items: list[Item]) -> None:
+        rows = [item for item in items if isinstance(item, dict)]
+        reports = [item for item in items if isinstance(item, Feedback)]
+        self._insert_events(conn, rows)
+        if reports:
+            erased_at = _erased_at(conn, {f.user for f in reports})
+            held = [asdict(f) for f in reports if f.ts > erased_at.get(f.user, EPOCH)]
+            if held:
+                conn.execute(self._insert(pending_feedback).on_conflict_do_nothing(), held)
+        arrived = {row["id"] for row in rows} | {f.event_id for f in reports}
+        if arrived:
+            self._settle_feedback(
+                conn, and_(pending_feedback.c.event_id.in_(arrived), events.c.id.is_not(None))
+            )
+        if time.monotonic() >= self._next_sweep:  # what raced another writer, and the expired
+            self._next_sweep = time.monotonic() + SWEEP_SECONDS
+            expired = pending_feedback.c.ts < utcnow() - PENDING_FEEDBACK_TTL
+            self._settle_feedback(conn, or_(events.c.id.is_not(None), expired))
+
+    def _settle_feedback(self, conn: Connection, which: ColumnElement[bool]) -> None:
+        """Take the pending feedback matching ``which`` out of waiting: into ``feedback`` when
+        its event is the user's (a report opens a review item), dropped otherwise."""
+        found = conn.execute(
+            select(pending_feedback, events.c.user.label("owner"))
+            .select_from(
+                pending_feedback.outerjoin(events, events.c.id == pending_feedback.c.event_id)
+            )
+            .where(which)
+        ).all()
+        for row in found:
+            item = Feedback(**{k: v for k, v in row._asdict().items() if k != "owner"})
+            if row.owner == item.user:
+                conn.execute(self._insert(feedback).on_conflict_do_nothing(), asdict(item))
+                if item.kind in REPORT_KINDS:
+                    self._open_item(conn, item.event_id, "report")
+            elif row.owner is None:
+                log.info("feedback %s dropped: no event %s came within %s",
+                         item.id, item.event_id, PENDING_FEEDBACK_TTL)  # fmt: skip
+            else:
+                log.info("feedback %s dropped: event %s is not its user's", item.id, item.event_id)
+        if found:
+            done = [row.id for row in found]
+            conn.execute(delete(pending_feedback).where(pending_feedback.c.id.in_(done)))
 
     def _insert_events(self, conn: Connection, rows: list[dict[str, Any]]) -> None:
         if not rows:
             return
         conn.execute(self._insert(events).on_conflict_do_nothing(), rows)
-        hashes = {_hash_user(row["user"]): row["user"] for row in rows}
-        tombstones = conn.execute(
-            select(erasures.c.user_hash, erasures.c.erased_at).where(
-                erasures.c.user_hash.in_(hashes)
-            )
-        ).all()
-        erased_at = {hashes[h]: ts for h, ts in tombstones}
-        doomed = {
-            r["id"] for r in rows if r["user"] in erased_at and r["ts"] <= erased_at[r["user"]]
-        }
+        erased_at = _erased_at(conn, {row["user"] for row in rows})
+        doomed = _erased(rows, erased_at)
         if doomed:
             conn.execute(delete(events).where(events.c.id.in_(doomed)))
         flagged = [
@@ -557,6 +650,7 @@ class EventStore:
             )
 
     def _save_checkpoint(self, conn: Connection, lsn: int) -> None:
+        assert self._journal is not None  # the writer runs only with a journal
         conn.execute(
             self._insert(journal_checkpoints)
             .values(journal=self._journal.id, lsn=lsn)
@@ -564,6 +658,7 @@ class EventStore:
         )
 
     def _reject(self, doc: dict[str, Any], exc: BaseException) -> None:
+        assert self._journal is not None  # the writer runs only with a journal
         path = self._journal.path / "rejected.jsonl"
         log.error("event store: the database refused an event (%s); kept in %s", exc, path)
         line = json.dumps({"error": str(exc), **doc}, default=str) + "\n"
@@ -573,6 +668,18 @@ class EventStore:
             os.fsync(handle.fileno())
 
     # -- helpers -----------------------------------------------------------------------------
+
+    def _check_schema(self) -> None:
+        """A store opened without a journal does not migrate: the database must be at head."""
+        with self._engine.connect() as conn:
+            found, head = migrations.revision(conn), migrations.head(conn)
+        if found is None:
+            raise StoreError(f"{self.name}: no event store there yet; start the gateway on it "
+                             "(bastion serve) or record into it first")  # fmt: skip
+        if found != head:
+            raise StoreError(f"{self.name}: the event store is at revision {found}, this Bastion "
+                             f"needs {head}; open it once for writing (bastion serve) to "
+                             "migrate it")  # fmt: skip
 
     def _insert(self, table: Table) -> postgresql.Insert | sqlite.Insert:
         """``INSERT`` with the backend's ``ON CONFLICT`` clause."""
@@ -596,6 +703,8 @@ class EventStore:
 
 
 def _database_url(target: str | Path) -> URL:
+    """The store's URL; a SQLite file by its absolute path, so that the store and its journal
+    are the same whatever the working directory."""
     text = str(target)
     if "://" not in text:
         path = Path(text).expanduser().resolve()
@@ -603,23 +712,27 @@ def _database_url(target: str | Path) -> URL:
     url = make_url(text)
     if url.get_backend_name() not in ("sqlite", "postgresql"):
         raise StoreError(f"the event store runs on SQLite or PostgreSQL, not {url.drivername}")
-    if url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:"):
-        raise StoreError("the event store needs a SQLite *file* (its writer thread has its own "
-                         "connection, which an in-memory database would not share)")  # fmt: skip
+    if url.get_backend_name() == "sqlite":
+        if url.database in (None, "", ":memory:"):
+            raise StoreError(
+                "the event store needs a SQLite *file* (its writer thread has its own "
+                "connection, which an in-memory database would not share)"
+            )
+        if not url.query.get("uri"):  # a plain path (a file: URI names its own)
+            url = url.set(database=str(Path(str(url.database)).expanduser().resolve()))
     return url
 
 
-def _default_journal(url: URL) -> Path:
-    if url.get_backend_name() == "sqlite" and url.database:
-        return Path(url.database + ".journal")
-    return Path("runs/journal")
-
-
-def _create_engine(url: URL) -> Engine:
+def _create_engine(url: URL, *, create: bool = True) -> Engine:
+    """An engine on the store; ``create=False`` for a SQLite file that must exist already."""
     if url.get_backend_name() == "postgresql":
         return create_engine(url, pool_pre_ping=True)
     assert url.database is not None
-    Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+    if create:
+        Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+    elif not url.query.get("uri") and not Path(url.database).is_file():
+        raise StoreError(f"{url.database}: no event store there yet; start the gateway on it "
+                         "(bastion serve) or record into it first")  # fmt: skip
     engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
 
     @event.listens_for(engine, "connect")
@@ -634,19 +747,33 @@ def _create_engine(url: URL) -> Engine:
     return engine
 
 
+def _erase(conn: Connection, user: str) -> int:
+    return _delete_events(
+        conn,
+        events.c.user == user,
+        feedback.c.user == user,
+        pending_feedback.c.user == user,
+        alerts.c.user == user,
+    )
+
+
 def _delete_events(
     conn: Connection,
     which: ColumnElement[bool],
     feedback_too: ColumnElement[bool],
+    pending_too: ColumnElement[bool],
     alerts_too: ColumnElement[bool],
 ) -> int:
     """Delete the events matching ``which`` with everything attached to them, plus the
-    feedback and alerts matching the other two conditions."""
+    feedback (stored and pending) and alerts matching the other three conditions."""
     ids = select(events.c.id).where(which)
     items = select(review_items.c.id).where(review_items.c.event_id.in_(ids))
     conn.execute(delete(labels).where(labels.c.item_id.in_(items)))
     conn.execute(delete(review_items).where(review_items.c.event_id.in_(ids)))
     conn.execute(delete(feedback).where(or_(feedback.c.event_id.in_(ids), feedback_too)))
+    conn.execute(
+        delete(pending_feedback).where(or_(pending_feedback.c.event_id.in_(ids), pending_too))
+    )
     conn.execute(delete(alerts).where(or_(alerts.c.event_id.in_(ids), alerts_too)))
     return conn.execute(delete(events).where(which)).rowcount
 
@@ -679,6 +806,25 @@ def _review_item(row: Row[Any]) -> ReviewItem:
 def _erased(rows: list[dict[str, Any]], erased_at: dict[str, datetime]) -> set[str]:
     """The ids of the rows stamped at or before their user's erasure."""
     return {r["id"] for r in rows if r["user"] in erased_at and r["ts"] <= erased_at[r["user"]]}
+
+
+def _erased_at(conn: Connection, users: set[str]) -> dict[str, datetime]:
+    """When each of these users was erased (the users never erased are left out)."""
+    hashes = {_hash_user(user): user for user in users}
+    tombstones = conn.execute(
+        select(erasures.c.user_hash, erasures.c.erased_at).where(erasures.c.user_hash.in_(hashes))
+    ).all()
+    return {hashes[h]: ts for h, ts in tombstones}
+
+
+def _feedback(item: Feedback) -> Feedback:
+    """The report, checked, with NUL characters replaced (as :func:`_event_row` does)."""
+    if not isinstance(item.ts, datetime):
+        item = Feedback(**{**asdict(item), "ts": datetime.fromisoformat(str(item.ts))})
+    if item.ts.tzinfo is None:
+        raise StoreError(f"Feedback.ts must be a timezone-aware datetime, got {item.ts!r}")
+    _check(item.kind, FEEDBACK_KINDS, "feedback kind")
+    return Feedback(**_scrub(asdict(item)))
 
 
 def _scrub(value: Any) -> Any:

@@ -17,7 +17,8 @@ logger = logging.getLogger("bastion.serve")
 
 
 def open_sink(config: GatewayConfig) -> EventSink:
-    """The event store at ``config.store``; a JSONL file next to it only if the store's module
+    """The event store at ``config.store`` with its journal (``config.journal``, by default
+    one that follows from the store); a JSONL file next to it only if the store's module
     cannot be imported (say, a missing database driver), and loudly."""
     try:
         from bastion.monitor.store import EventStore
@@ -25,7 +26,9 @@ def open_sink(config: GatewayConfig) -> EventSink:
         path = Path(config.store).with_suffix(".events.jsonl")
         logger.warning("the event store is unavailable (%s): writing events to %s", exc, path)
         return JsonlSink(path)
-    return EventStore(config.store)
+    store = EventStore(config.store, journal=config.journal)
+    logger.info("event journal: %s", store.journal)
+    return store
 
 
 def dev_keys() -> tuple[KeyRing, str]:
@@ -41,6 +44,7 @@ def run(
     port: int | None = None,
     upstream: str | None = None,
     policy: Path | None = None,
+    journal: Path | None = None,
     echo: Callable[[str], None] = print,
 ) -> None:
     import uvicorn
@@ -56,6 +60,8 @@ def run(
         config.upstream.url = upstream
     if policy is not None:
         config.policy = policy
+    if journal is not None:
+        config.journal = journal
     keys = KeyRing.from_config(config)
     if not len(keys):
         keys, key = dev_keys()

@@ -25,7 +25,9 @@ from bastion.monitor.events import Event, Feedback, UnknownEventError
 class EventSink(Protocol):
     """Takes events and feedback (return values, such as a row id, are ignored).
     ``add_feedback`` may raise :class:`~bastion.monitor.events.UnknownEventError` for
-    feedback about an event that is not the user's (the gateway answers 404)."""
+    feedback about an event that is not the user's (the gateway answers 404). The event store
+    never does: it journals every report and drops the ones about other users' events when it
+    stores them, so that the answer cannot tell whose an event is."""
 
     def record(self, event: Event, /) -> object: ...
 
@@ -55,7 +57,8 @@ class MemorySink:
             self.events.append(event)
 
     def add_feedback(self, feedback: Feedback) -> None:
-        """As the event store: only about one of the user's own events."""
+        """Only about one of the user's own events, refused at once otherwise (the store
+        accepts it and drops it later)."""
         with self._lock:
             if not any(e.id == feedback.event_id and e.user == feedback.user for e in self.events):
                 raise UnknownEventError(f"no event {feedback.event_id!r} of user {feedback.user!r}")

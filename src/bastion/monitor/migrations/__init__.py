@@ -18,6 +18,8 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Connection
 
 HERE = Path(__file__).parent
@@ -35,3 +37,13 @@ def alembic_config(connection: Connection) -> Config:
 def upgrade(connection: Connection, revision: str = "head") -> None:
     """Migrate the database behind ``connection`` to ``revision``; the caller commits."""
     command.upgrade(alembic_config(connection), revision)
+
+
+def revision(connection: Connection) -> str | None:
+    """The revision the database is at (``None``: no event store there), read without writing."""
+    return MigrationContext.configure(connection).get_current_revision()
+
+
+def head(connection: Connection) -> str | None:
+    """The latest revision this version of Bastion ships."""
+    return ScriptDirectory.from_config(alembic_config(connection)).get_current_head()

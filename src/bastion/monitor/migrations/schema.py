@@ -139,6 +139,19 @@ feedback = Table(
     Column("ts", UtcDateTime, nullable=False, index=True),
 )
 
+# Feedback whose event is not in the database (yet): the writer that stores the event moves it
+# to ``feedback`` if the event is the reporting user's, and drops it otherwise, or after an hour.
+pending_feedback = Table(
+    "pending_feedback",
+    metadata,
+    Column("id", String, primary_key=True),
+    Column("event_id", String, nullable=False, index=True),
+    Column("user", String, nullable=False, index=True),
+    Column("kind", String, nullable=False),
+    Column("comment", Text, nullable=False),
+    Column("ts", UtcDateTime, nullable=False, index=True),
+)
+
 # No foreign key to events: events reach the database asynchronously (a report can arrive
 # before its event is written) and retention deletes them explicitly, with their items.
 review_items = Table(

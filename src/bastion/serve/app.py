@@ -162,13 +162,13 @@ def create_app(
         spend(principal)
         body = await parse(request, FeedbackRequest, limit)
         item = Feedback(body.event_id, principal.user, body.kind, body.comment)
-        try:
+        try:  # the event store journals it and answers alike for any id (settled later)
             await asyncio.to_thread(sink.add_feedback, item)
-        except UnknownEventError:
+        except UnknownEventError:  # a sink that checks at once (MemorySink)
             raise ApiError(
                 404, f"event_id: no event {body.event_id!r} of yours", code="event_not_found"
             ) from None
-        except (TimeoutError, JournalError):  # the store could not tell whether it exists
+        except (TimeoutError, JournalError):  # the store could not take it
             raise ApiError(
                 503,
                 "the event store is not keeping up; send the feedback again later",

@@ -138,11 +138,14 @@ class GatewayProcess:
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
 
-    def start(self, timeout: float = 120.0) -> float:
-        """Start and wait until ``/healthz`` answers; returns the seconds that took."""
+    def start(self, timeout: float = 120.0, cwd: Path | None = None) -> float:
+        """Start (in ``cwd``, default this process's working directory) and wait until
+        ``/healthz`` answers; returns the seconds that took."""
         begin = time.perf_counter()
         with self.log.open("ab") as log:
-            self.proc = subprocess.Popen([*self.command, str(self.config)], stdout=log, stderr=log)
+            self.proc = subprocess.Popen(
+                [*self.command, str(self.config)], stdout=log, stderr=log, cwd=cwd
+            )
         self.starts += 1
         while time.perf_counter() - begin < timeout:
             if self.proc.poll() is not None:

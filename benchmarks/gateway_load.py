@@ -552,16 +552,24 @@ def fsync_ms(folder: Path, n: int = 100) -> float:
 
 
 def table(report: dict[str, Any]) -> None:
-    lat, fault, kill = report["latency"], report["faults"], report["crash"]
-    loads = [k for k in ("concurrency_1", "concurrency_1_store_on_tmpfs", "open_loop") if k in lat]
-    loads.append(f"concurrency_{report['concurrency']}")
-    rows: list[tuple[str, str, object]] = [
-        ("unhandled errors, fault run", "0", fault["unhandled"] + fault["gateway_tracebacks"]),
-        ("lost events (acked, not stored)", "0", fault["events"]["lost"]),
-        ("memory growth after warm-up", f"<= {GOALS['rss_growth_pct']:g} %",
-         round(fault["memory"]["growth_after_warm_up_pct"], 1)),
-        ("acked without event after kill -9", "0", kill["acknowledged_without_event"]),
-    ]  # fmt: skip
+    lat, fault, kill = (report.get(k) for k in ("latency", "faults", "crash"))
+    loads = [
+        k
+        for k in ("concurrency_1", "concurrency_1_store_on_tmpfs", "open_loop")
+        if k in (lat or {})
+    ]
+    if lat:
+        loads.append(f"concurrency_{report['concurrency']}")
+    rows: list[tuple[str, str, object]] = []
+    if fault:
+        rows += [
+            ("unhandled errors, fault run", "0", fault["unhandled"] + fault["gateway_tracebacks"]),
+            ("lost events (acked, not stored)", "0", fault["events"]["lost"]),
+            ("memory growth after warm-up", f"<= {GOALS['rss_growth_pct']:g} %",
+             round(fault["memory"]["growth_after_warm_up_pct"], 1)),
+        ]  # fmt: skip
+    if kill:
+        rows.append(("acked without event after kill -9", "0", kill["acknowledged_without_event"]))
     for key in loads:
         for q in ("p50", "p99"):
             goal = GOALS[f"added_{q}_ms"]
@@ -581,8 +589,10 @@ def table(report: dict[str, Any]) -> None:
             f"{g['p50_ms'] / d['p50_ms']:.1f}x · gateway CPU "
             f"{g['gateway_cpu_ms_per_request']:.2f} ms/request"
         )
-    print(f"fault run kinds: {fault['kinds']} · upstream fates: {fault['upstream']['fates']}")
-    print(f"crash run kinds: {kill['kinds']}")
+    if fault:
+        print(f"fault run kinds: {fault['kinds']} · upstream fates: {fault['upstream']['fates']}")
+    if kill:
+        print(f"crash run kinds: {kill['kinds']}")
     print(f"journal fdatasync p50 on the store's disk: {report['fsync_p50_ms']:.2f} ms")
 
 
@@ -592,6 +602,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--quick", action="store_true", help="a short run, for development")
     parser.add_argument("--store-dir", type=Path, default=None, help="[a temporary folder]")
+    parser.add_argument("--parts", default="latency,faults,crash", help="[all three]")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/gateway_load.json"))
     args = parser.parse_args()
     n = 2_000 if args.quick else args.requests
@@ -612,9 +623,13 @@ def main() -> None:
         "fault_rates": FAULTY.__dict__,
     }
     tmpfs = Path("/dev/shm") if Path("/dev/shm").is_dir() else None
-    report["latency"] = latency(benign, n1, n64, args.concurrency, work, tmpfs)
-    report["faults"] = faults(pool, n, args.concurrency, work)
-    report["crash"] = crash(pool, crash_n, args.concurrency, kill_after, work)
+    parts = args.parts.split(",")
+    if "latency" in parts:
+        report["latency"] = latency(benign, n1, n64, args.concurrency, work, tmpfs)
+    if "faults" in parts:
+        report["faults"] = faults(pool, n, args.concurrency, work)
+    if "crash" in parts:
+        report["crash"] = crash(pool, crash_n, args.concurrency, kill_after, work)
     table(report)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")

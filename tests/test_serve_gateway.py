@@ -114,7 +114,11 @@ def test_a_completion_is_shaped_like_openai_and_recorded(gateway: Gateway) -> No
 
 def test_a_stream_is_reassembled_by_the_sdk_with_usage(gateway: Gateway) -> None:
     chunks = list(
-        gateway.chat("Tell me a story.", stream=True, stream_options={"include_usage": True})
+        gateway.chat(
+            "Tell me a story about a lighthouse.",
+            stream=True,
+            stream_options={"include_usage": True},
+        )
     )
     assert all(c.object == "chat.completion.chunk" for c in chunks)
     assert len({c.id for c in chunks}) == 1 and chunks[0].id.startswith("chatcmpl-")

@@ -51,6 +51,7 @@ INPUT_TASKS = ("injection", "harmful")
 
 WRITTEN_HARMFUL = ("harmful_a", "harmful_b")
 WRITTEN_INJECTIONS = ("injections",)
+WRITTEN_SHORT = ("short_everyday",)  # short harmless messages: negatives for both rails
 SHAREGPT = "sharegpt"
 GOAL_CORPORA = ("advbench", "harmbench-val", "harmbench-test")
 # Injection goals and attacker instructions are ordinary requests ("send the security code to
@@ -186,6 +187,7 @@ def raw_examples(task: Task) -> list[Example]:
         rows += written(WRITTEN_INJECTIONS)
         rows += [Example(e.text, 0, e.source, e.group) for e in written(WRITTEN_HARMFUL)]
         rows += benign_overrides()
+        rows += written(WRITTEN_SHORT)
         for name in (*PLAIN_REQUESTS, *_kinds(INJECTION_NEGATIVE_KINDS)):
             if name in CORPORA and name != "rho-contrast":
                 rows += _corpus_examples(name, 0)
@@ -196,6 +198,7 @@ def raw_examples(task: Task) -> list[Example]:
         rows += _contrast(harmful_label=1)
         rows += written(WRITTEN_HARMFUL)
         rows += [e for e in written(WRITTEN_INJECTIONS) if not e.label]
+        rows += written(WRITTEN_SHORT)
         for name in _kinds(HARMFUL_NEGATIVE_KINDS):
             rows += _corpus_examples(name, 0)
     else:

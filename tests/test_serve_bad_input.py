@@ -81,6 +81,37 @@ def test_json_nested_deep_is_a_400_at_any_depth(setup: Setup) -> None:
     assert setup.post(CHAT, body("hi", metadata={"a": [[1]]})).status_code == 200
 
 
+def test_a_number_too_long_to_read_is_a_400(setup: Setup) -> None:
+    digits = b"1" + b"0" * 5_000  # past Python's 4300-digit limit on int()
+    response = setup.post(CHAT, body("hi")[:-1] + b', "seed": ' + digits + b"}")
+    assert "digits" in assert_openai_error(response, 400, "invalid_json")["message"]
+
+
+def test_a_lone_surrogate_is_a_400_that_names_its_field(setup: Setup) -> None:
+    """JSON may escape half of a UTF-16 pair (\\ud800) alone; that is no Unicode text to judge,
+    forward or store (RFC 7493, section 2.1), while an escaped whole pair is an emoji."""
+    response = setup.post(CHAT, body("hi \ud800 there"))
+    error = assert_openai_error(response, 400, "invalid_value")
+    assert error["param"] == "messages.0.content" and "surrogate" in error["message"]
+    in_a_key = setup.post(CHAT, body("hi", metadata={"\udfff": 1}))
+    assert assert_openai_error(in_a_key, 400, "invalid_value")["param"] == "metadata"
+    assert setup.post(CHAT, body("\U0001f600")).status_code == 200  # sent as \ud83d\ude00
+
+
+def test_surrogates_encoded_as_utf8_bytes_are_not_utf8(setup: Setup) -> None:
+    raw = body("hi \ud800").replace(b"\\ud800", "\ud800".encode("utf-8", "surrogatepass"))
+    assert b"\xed\xa0\x80" in raw
+    assert "UTF-8" in assert_openai_error(setup.post(CHAT, raw), 400, "invalid_json")["message"]
+
+
+def test_a_seed_outside_int64_is_a_400(setup: Setup) -> None:
+    """OpenAI's seed is a 64-bit integer; a larger one would crash an in-process model."""
+    for seed in (2**64, -(2**63) - 1):
+        error = assert_openai_error(setup.post(CHAT, body("hi", seed=seed)), 400, "invalid_value")
+        assert error["param"] == "seed"
+    assert setup.post(CHAT, body("hi", seed=2**63 - 1)).status_code == 200
+
+
 def test_too_deep_counts_arrays_and_objects() -> None:
     assert not too_deep({"a": [1, {"b": 2}]}, 3) and too_deep({"a": [1, {"b": [2]}]}, 3)
     assert not too_deep("text", 0)
@@ -189,3 +220,11 @@ def test_models_of_an_upstream_that_is_down_is_a_502() -> None:
         response = httpx.get(f"{base_url}/v1/models", headers=KEY)
     assert_openai_error(response, 502, "upstream_error")
     assert str(port) not in response.text
+
+
+def test_a_nul_character_is_stored_as_a_replacement_character(setup: Setup) -> None:
+    """PostgreSQL's text type refuses NUL: the stored event carries U+FFFD instead."""
+    response = setup.post(CHAT, body("hello\u0000world"))
+    assert response.status_code == 200
+    event = setup.sink.event(response.json()["bastion"]["event_id"])
+    assert "\x00" not in event.prompt and "hello\ufffdworld" in event.prompt

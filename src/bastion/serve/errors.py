@@ -2,15 +2,18 @@
 
 A client's mistake is a 4xx with ``{"error": {"message", "type", "param", "code"}}``, never a
 500: a body over the limit is a 413 (refused from its ``Content-Length`` before it is read, or
-as soon as a chunked body passes the limit), a body that is not UTF-8 JSON or nests deeper than
-:data:`MAX_DEPTH` a 400, an unknown route a 404 and a wrong method a 405. :class:`Guarded`, the
-outermost ASGI layer, also counts every response by route and status for ``/metrics``, those
-the app's own handlers never see included.
+as soon as a chunked body passes the limit), a body that is not UTF-8 JSON, nests deeper than
+:data:`MAX_DEPTH`, has a number too long to read or a lone surrogate a 400 (:func:`loads`), an
+unknown route a 404 and a wrong method a 405. :class:`Guarded`, the outermost ASGI layer, also
+counts every response by route and status for ``/metrics``, those the app's own handlers never
+see included.
 """
 
 from __future__ import annotations
 
 import json
+import re
+import sys
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -24,6 +27,8 @@ from bastion.serve.telemetry import Metrics
 
 M = TypeVar("M", bound=BaseModel)
 MAX_DEPTH = 64  # JSON nesting a chat request never needs; deeper is refused before validation
+SURROGATE = re.compile("[\ud800-\udfff]")
+ESCAPED_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]")  # how one can be in UTF-8 JSON at all
 ROUTES = ("/v1/chat/completions", "/v1/models", "/v1/feedback", "/healthz", "/metrics")
 
 
@@ -67,25 +72,43 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 async def parse(request: Request, model: type[M], limit: int) -> M:
     """The JSON body as ``model``; an OpenAI-shaped 4xx naming the field otherwise."""
-    raw = await read_body(request, limit)
-    try:
-        data = json.loads(raw)
-    except UnicodeDecodeError:
-        raise ApiError(400, "the body is not UTF-8 text", code="invalid_json") from None
-    except json.JSONDecodeError as exc:
-        raise ApiError(400, f"the body is not JSON: {exc.msg}", code="invalid_json") from None
-    except RecursionError:
-        raise ApiError(
-            400, f"the body nests deeper than {MAX_DEPTH}", code="invalid_json"
-        ) from None
-    if too_deep(data, MAX_DEPTH):
-        raise ApiError(400, f"the body nests deeper than {MAX_DEPTH}", code="invalid_json")
+    data = loads(await read_body(request, limit))
     try:
         return model.model_validate(data)
     except ValidationError as exc:
         error = exc.errors()[0]
         where = ".".join(str(p) for p in error["loc"]) or "body"
         raise ApiError(400, f"{where}: {error['msg']}", code="invalid_value", param=where) from None
+
+
+def loads(raw: bytes) -> Any:
+    """``raw`` as JSON, or a 400: UTF-8 text (a BOM is skipped), nesting no deeper than
+    :data:`MAX_DEPTH`, integers of at most ``sys.get_int_max_str_digits()`` digits, and no
+    lone surrogate: JSON may escape half of a UTF-16 pair (``\\ud800``) alone, which is no
+    Unicode text to judge, send on or store (I-JSON, RFC 7493 section 2.1, forbids it)."""
+    try:
+        data = json.loads(raw.decode("utf-8-sig"))  # strict: no surrogates encoded as bytes
+    except UnicodeDecodeError:
+        raise ApiError(400, "the body is not UTF-8 text", code="invalid_json") from None
+    except json.JSONDecodeError as exc:
+        raise ApiError(400, f"the body is not JSON: {exc.msg}", code="invalid_json") from None
+    except RecursionError:
+        raise nested_too_deep() from None
+    except ValueError:  # the only other error json raises: int()'s limit on digits
+        digits = sys.get_int_max_str_digits()
+        raise ApiError(
+            400, f"the body has a number of more than {digits} digits", code="invalid_json"
+        ) from None
+    if too_deep(data, MAX_DEPTH):
+        raise nested_too_deep()
+    if ESCAPED_SURROGATE.search(raw) and (where := lone_surrogate(data)) is not None:
+        raise ApiError(
+            400,
+            f"{where or 'body'}: a lone surrogate (half of a UTF-16 pair) is not Unicode text",
+            code="invalid_value",
+            param=where or None,
+        )
+    return data
 
 
 def nested_too_deep() -> ApiError:
@@ -107,6 +130,28 @@ def too_deep(value: Any, limit: int) -> bool:
             return True
         stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
     return False
+
+
+def lone_surrogate(value: Any) -> str | None:
+    """Where in ``value`` (parsed JSON) a string or key holds a lone surrogate, as a dotted
+    path (``messages.0.content``; ``""`` for the value itself), or None."""
+    stack: list[tuple[Any, str]] = [(value, "")]
+    while stack:
+        item, where = stack.pop()
+        if isinstance(item, str):
+            if SURROGATE.search(item):
+                return where
+            continue
+        if isinstance(item, dict):
+            if any(SURROGATE.search(key) for key in item):
+                return where
+            children: Any = item.items()
+        elif isinstance(item, list):
+            children = enumerate(item)
+        else:
+            continue
+        stack.extend((child, f"{where}.{key}" if where else str(key)) for key, child in children)
+    return None
 
 
 async def http_error(request: Request, exc: Exception) -> Response:

@@ -458,12 +458,13 @@ class Gateway:
             meta["review_reasons"] = verdict.review
         if ex.disconnected:
             meta["disconnected"] = True
+        limit = self.config.store_max_chars
         if ex.blocked_stage == "output":  # what the model said, for the reviewers (redacted)
-            meta["blocked_answer"] = self.redactor(ex.raw_answer)
+            blocked = self.redactor(ex.raw_answer)
+            meta["blocked_answer"] = capped(blocked, limit, "blocked_answer", meta)
         raw = self.config.store_raw
         if ex.stored_prompt is None:
             ex.stored_prompt = self.redactor(self.prompt_of(ex), ex.input)
-        limit = self.config.store_max_chars
         prompt = capped(ex.stored_prompt, limit, "prompt", meta)
         response = capped(self.redactor(ex.answer, ex.output), limit, "response", meta)
         return Event(
@@ -614,8 +615,10 @@ def near_threshold(decision: Decision, rails: Sequence[Rail], band: float) -> li
 
 
 def capped(text: str, limit: int, name: str, meta: dict[str, Any]) -> str:
-    """``text`` as the store keeps it: cut at ``limit`` characters, the whole text's length and
-    SHA-256 in ``meta`` (``<name>_chars``, ``<name>_sha256``) when it was longer."""
+    """``text`` as the store keeps it: NUL characters as U+FFFD (PostgreSQL's text refuses
+    them, and the event would miss the database), cut at ``limit`` characters with the whole
+    text's length and SHA-256 in ``meta`` (``<name>_chars``, ``<name>_sha256``) when longer."""
+    text = text.replace("\x00", "\ufffd")
     if len(text) <= limit:
         return text
     meta[f"{name}_chars"] = len(text)

@@ -8,7 +8,9 @@ request whose client leaves is dropped before it starts). For a transformers mod
 ``transformers`` streamer hands each decoded piece to the event loop as it is produced, and a
 client that goes away stops the generation at the next token. Any other
 :class:`~bastion.models.ChatModel` (the fakes) streams its finished answer as a few chunks of
-words. Token counts come from the model's tokenizer; without one, words are counted.
+words. Token counts come from the model's tokenizer; without one, words are counted. Messages
+longer than a transformers model's context are a 400 (``context_length_exceeded``, as OpenAI
+answers), and an answer stops where the context ends.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from bastion.serve.upstream import (
 from bastion.types import Conversation
 
 WORDS_PER_CHUNK = 4
+GREEDY_BELOW = 1e-6  # a temperature this close to 0 samples as greedy decoding does
 _END = object()
 
 
@@ -45,6 +48,7 @@ class ModelUpstream:
         self.max_tokens = max_tokens
         self.tokenizer: Any = getattr(model, "tokenizer", None)
         self.provider = provider or ("transformers" if self.tokenizer is not None else "bastion")
+        self.context = _context_length(model)
         self._worker = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="generate")
 
     @property
@@ -56,19 +60,23 @@ class ModelUpstream:
 
     async def complete(self, request: UpstreamRequest) -> Completion:
         conversation = _conversation(request)
+        loop = asyncio.get_running_loop()
         max_tokens = request.max_tokens or self.max_tokens
+        if self.context is not None:  # in the worker: a long prompt takes a while to tokenize
+            max_tokens = await loop.run_in_executor(
+                self._worker, self._room, conversation, max_tokens
+            )
 
         def generate(index: int) -> str:
             return self.model.generate(
                 [conversation],
                 max_new_tokens=max_tokens,
-                temperature=request.temperature or 0.0,
+                temperature=_temperature(request),
                 top_p=request.top_p if request.top_p is not None else 1.0,
                 seed=None if request.seed is None else request.seed + index,
                 stop=request.stop,
             )[0]
 
-        loop = asyncio.get_running_loop()
         texts = [  # n > 1: one generation after another (see the module docstring)
             await loop.run_in_executor(self._worker, generate, index)
             for index in range(int(request.extra.get("n") or 1))
@@ -84,6 +92,25 @@ class ModelUpstream:
             sum(c.completion_tokens or 0 for c in (first, *more)),
             more=tuple(Choice(c.text, c.finish_reason) for c in more),
         )
+
+    def _room(self, conversation: Conversation, max_tokens: int) -> int:
+        """``max_tokens``, cut to the room the model's context leaves after the prompt; a 400
+        when the prompt alone fills it (OpenAI's ``context_length_exceeded``), rather than a
+        model run past its positions for minutes while every other request waits."""
+        model: Any = self.model
+        return self._room_after(len(model.prompt_ids(conversation)), max_tokens)
+
+    def _room_after(self, prompt: int, max_tokens: int) -> int:
+        if self.context is None:
+            return max_tokens
+        if prompt >= self.context:
+            raise UpstreamFailure(
+                f"messages: the model's context is {self.context} tokens, and the messages are "
+                f"{prompt}",
+                status=400,
+                code="context_length_exceeded",
+            )
+        return min(max_tokens, self.context - prompt)
 
     async def stream(self, request: UpstreamRequest) -> AsyncGenerator[Delta, None]:
         if self.tokenizer is None or not hasattr(self.model, "prompt_ids"):
@@ -107,7 +134,7 @@ class ModelUpstream:
         pieces: asyncio.Queue[Any] = asyncio.Queue()
         cancelled = threading.Event()
         conversation = _conversation(request)
-        max_tokens = request.max_tokens or self.max_tokens
+        max_tokens = request.max_tokens or self.max_tokens  # cut to the room left, in generate()
         model: Any = self.model
 
         class ToLoop(TextStreamer):  # type: ignore[misc]
@@ -124,10 +151,13 @@ class ModelUpstream:
         def generate() -> None:
             import torch
 
+            nonlocal max_tokens
             try:
-                ids = torch.tensor([model.prompt_ids(conversation)], device=model.device)
+                prompt = model.prompt_ids(conversation)
+                max_tokens = self._room_after(len(prompt), max_tokens)
+                ids = torch.tensor([prompt], device=model.device)
                 options = model._generation_options(  # the same options as generate()
-                    max_tokens, request.temperature or 0.0, request.top_p or 1.0, request.stop
+                    max_tokens, _temperature(request), request.top_p or 1.0, request.stop
                 )
                 if request.seed is not None:
                     torch.manual_seed(request.seed)
@@ -195,6 +225,21 @@ def _conversation(request: UpstreamRequest) -> Conversation:
         return Conversation.from_dicts(turns)
     except DataError as exc:
         raise UpstreamFailure(f"messages: {exc}", status=400, code="invalid_messages") from None
+
+
+def _context_length(model: Any) -> int | None:
+    """A transformers model's context in tokens (its positions); None for other models."""
+    config = getattr(getattr(model, "model", None), "config", None)
+    size = getattr(config, "max_position_embeddings", None)
+    return size if hasattr(model, "prompt_ids") and isinstance(size, int) and size > 0 else None
+
+
+def _temperature(request: UpstreamRequest) -> float:
+    """The request's temperature, 0 (greedy decoding) when it is next to 0: logits divided by
+    1e-300 overflow to inf, and a sampler cannot draw from those (transformers raises), while
+    a client may ask for any temperature in [0, 2]."""
+    temperature = request.temperature or 0.0
+    return temperature if temperature >= GREEDY_BELOW else 0.0
 
 
 def _text(content: Any) -> str:

@@ -173,6 +173,11 @@ class Gateway:
         return decision
 
     async def check_output(self, ex: Exchange, text: str) -> Decision:
+        """The first answer's text through the output rails (``ex.output``)."""
+        ex.output = await self._output_rails(ex, text)
+        return ex.output
+
+    async def _output_rails(self, ex: Exchange, text: str) -> Decision:
         decision = await self.guard.acheck_output(
             text,
             ex.context,
@@ -181,7 +186,6 @@ class Gateway:
             vault=self.vault_of(ex),
         )
         self.metrics.guard.labels("output").observe(decision.elapsed_ms / 1000)
-        ex.output = decision
         return decision
 
     async def answer(self, ex: Exchange, reply: Completion) -> None:
@@ -230,13 +234,7 @@ class Gateway:
     async def _judged(self, ex: Exchange, text: str, where: str) -> Decision:
         """A text other than the first answer's through the output rails, kept for the record
         (its results marked with ``part``)."""
-        decision = await self.guard.acheck_output(
-            text,
-            ex.context,
-            prompt=self.prompt_of(ex),
-            system=ex.request.system,
-            vault=self.vault_of(ex),
-        )
+        decision = await self._output_rails(ex, text)
         results = tuple(replace(r, meta={**r.meta, "part": where}) for r in decision.results)
         decision = replace(decision, results=results)
         ex.more_outputs.append(decision)

@@ -228,3 +228,13 @@ def test_a_nul_character_is_stored_as_a_replacement_character(setup: Setup) -> N
     assert response.status_code == 200
     event = setup.sink.event(response.json()["bastion"]["event_id"])
     assert "\x00" not in event.prompt and "hello\ufffdworld" in event.prompt
+
+
+@pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity"])
+def test_nan_and_infinity_are_not_json(setup: Setup, literal: str) -> None:
+    """Python's parser takes them; forwarded, they would be invalid JSON to the upstream."""
+    raw = body("hi").replace(
+        b'"hi"}]', b'"hi"}], "metadata": {"weight": ' + literal.encode() + b"}"
+    )
+    error = assert_openai_error(setup.post(CHAT, raw), 400, "invalid_json")
+    assert literal in error["message"]

@@ -83,11 +83,16 @@ async def parse(request: Request, model: type[M], limit: int) -> M:
 
 def loads(raw: bytes) -> Any:
     """``raw`` as JSON, or a 400: UTF-8 text (a BOM is skipped), nesting no deeper than
-    :data:`MAX_DEPTH`, integers of at most ``sys.get_int_max_str_digits()`` digits, and no
+    :data:`MAX_DEPTH`, integers of at most ``sys.get_int_max_str_digits()`` digits, no
+    ``NaN`` or ``Infinity`` (Python's parser takes them; an upstream would not), and no
     lone surrogate: JSON may escape half of a UTF-16 pair (``\\ud800``) alone, which is no
     Unicode text to judge, send on or store (I-JSON, RFC 7493 section 2.1, forbids it)."""
-    try:
-        data = json.loads(raw.decode("utf-8-sig"))  # strict: no surrogates encoded as bytes
+    try:  # strict UTF-8: no surrogates encoded as bytes; NaN and Infinity are not JSON
+        data = json.loads(raw.decode("utf-8-sig"), parse_constant=_not_json)
+    except _NotJson as exc:
+        raise ApiError(
+            400, f"the body is not JSON: {exc} is not a number", code="invalid_json"
+        ) from None
     except UnicodeDecodeError:
         raise ApiError(400, "the body is not UTF-8 text", code="invalid_json") from None
     except json.JSONDecodeError as exc:
@@ -109,6 +114,14 @@ def loads(raw: bytes) -> Any:
             param=where or None,
         )
     return data
+
+
+class _NotJson(Exception):
+    """A literal Python's parser takes and JSON has not (``NaN``, ``Infinity``)."""
+
+
+def _not_json(literal: str) -> Any:
+    raise _NotJson(literal)
 
 
 def nested_too_deep() -> ApiError:

@@ -17,11 +17,12 @@ from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, func, select, text
 
 from bastion.monitor.events import Alert, Event, Feedback, utcnow
-from bastion.monitor.journal import Journal, JournalLockedError, Line, Replicator
+from bastion.monitor.journal import Journal, JournalLockedError, Line
 from bastion.monitor.migrations.schema import events as events_table
 from bastion.monitor.migrations.schema import feedback as feedback_table
 from bastion.monitor.migrations.schema import metadata
 from bastion.monitor.migrations.schema import pending_feedback as pending_table
+from bastion.monitor.replicator import Replicator
 from bastion.monitor.store import PENDING_FEEDBACK_TTL, Bucket, EventStore, StoreError
 from store_crash_worker import record_and_kill
 

@@ -17,7 +17,7 @@ from bastion.guard.result import ScanResult
 from bastion.monitor.events import Event, Feedback
 from bastion.serve import JsonlSink, KeyRing, RateLimiter, load_config
 from bastion.serve.config import GatewayConfig, KeyEntry
-from bastion.serve.exchange import near_threshold
+from bastion.serve.record import near_threshold
 
 
 def write(tmp_path: Path, text: str) -> Path:

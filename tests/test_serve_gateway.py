@@ -357,14 +357,14 @@ def test_storage_redaction_loads_its_scanners_before_the_first_request(
 ) -> None:
     """With a policy that has neither scanner, the first text to store still finds them
     loaded (loading the PII scanner can take seconds: spaCy), whatever it needs."""
-    import bastion.serve.exchange as exchange
+    import bastion.serve.record as record
 
     redact = Redactor(parse_policy({"input": []}))
 
     def no_loading(*args: Any, **kwargs: Any) -> None:
         raise AssertionError("a scanner was loaded while redacting")
 
-    monkeypatch.setattr(exchange, "Guard", no_loading)
+    monkeypatch.setattr(record, "Guard", no_loading)
     masked = "I am <EMAIL_1>, key <AWS_ACCESS_KEY_1>"
     assert redact(f"I am bob@corp.example, key {SECRET}") == masked
     pii_masked = Guard(parse_policy({"output": [{"scanner": "pii", "action": "mask"}]}))

@@ -87,7 +87,7 @@ from bastion.monitor.events import (
     new_id,
     utcnow,
 )
-from bastion.monitor.journal import SEGMENT_BYTES, Journal, Line, Replicator
+from bastion.monitor.journal import SEGMENT_BYTES, Journal, Line
 from bastion.monitor.journal_home import journal_home, store_name
 from bastion.monitor.migrations.schema import (
     alerts,
@@ -100,6 +100,7 @@ from bastion.monitor.migrations.schema import (
     pending_feedback,
     review_items,
 )
+from bastion.monitor.replicator import Replicator
 
 log = logging.getLogger(__name__)
 

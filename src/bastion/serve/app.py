@@ -34,8 +34,8 @@ from bastion.serve.auth import KeyRing, Principal, RateLimiter
 from bastion.serve.circuit import CircuitBreaker
 from bastion.serve.config import GatewayConfig, UpstreamConfig
 from bastion.serve.errors import ApiError, Guarded, http_error, parse
-from bastion.serve.exchange import Gateway, session_of
-from bastion.serve.schema import ChatRequest, FeedbackRequest, error_body, now
+from bastion.serve.exchange import Gateway
+from bastion.serve.schema import ChatRequest, FeedbackRequest, error_body, now, session_of
 from bastion.serve.sink import EventSink
 from bastion.serve.telemetry import Metrics, tracer, tracer_provider
 from bastion.serve.upstream import HTTPUpstream, Upstream, UpstreamFailure

@@ -19,36 +19,39 @@ text only with ``store_raw``. An exchange goes to human review when a rail's act
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import itertools
 import logging
 import time
 import weakref
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.propagate import inject
-from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
+from opentelemetry.trace import SpanKind, Tracer
 
-from bastion.guard.pipeline import SEVERITY, Decision, Guard, run_order
-from bastion.guard.policy import STAGES, Policy, Rail, parse_policy
+from bastion.guard.pipeline import SEVERITY, Decision, Guard
 from bastion.guard.scanners.refusal import refusal_phrase
 from bastion.guard.vault import StreamRestorer, Vault
 from bastion.monitor.events import Event, new_id
 from bastion.serve.auth import Principal
 from bastion.serve.config import GatewayConfig
-from bastion.serve.schema import ChatRequest, completion_id, now
+from bastion.serve.record import (
+    Redactor,
+    Verdict,
+    capped,
+    category_of,
+    estimate_tokens,
+    near_threshold,
+)
+from bastion.serve.schema import ChatRequest, completion_id, conversation_of, now
 from bastion.serve.sink import EventSink, ReviewQueue
-from bastion.serve.telemetry import Metrics, trace_id
+from bastion.serve.telemetry import Metrics, end_span, trace_id
 from bastion.serve.upstream import Completion, Delta, Upstream, UpstreamRequest
-from bastion.types import Conversation, Message
 
 logger = logging.getLogger("bastion.serve")
 T = TypeVar("T")
-STORAGE_SCANNERS = ("pii", "secrets")  # masked in every text the store keeps
 
 
 @dataclass(eq=False)  # one exchange is itself only (and hashable, for Gateway._open)
@@ -88,24 +91,6 @@ class Exchange:
         if self.session:
             ctx["session"] = self.session
         return ctx
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """The exchange's guard outcome as the client and the store see it."""
-
-    decision: str
-    flagged: list[str]
-    review: list[str]  # "stage:scanner" for rails in the review band or with action review
-
-    def to_dict(self, ex: Exchange) -> dict[str, Any]:
-        return {
-            "event_id": ex.event_id,
-            "decision": self.decision,
-            "blocked_stage": ex.blocked_stage,
-            "flagged": self.flagged,
-            "review": bool(self.review),
-        }
 
 
 class Gateway:
@@ -442,7 +427,8 @@ class Gateway:
         self.metrics.latency.labels(stream).observe(latency_ms / 1000)
         self.metrics.tokens.labels("input").inc(event.prompt_tokens)
         self.metrics.tokens.labels("output").inc(event.completion_tokens)
-        self._end_span(ex, event)
+        end_span(ex.span, event, ex.request.model, ex.finish_reason, ex.blocked_stage,
+                 trace_content=self.config.trace_content)  # fmt: skip
         return event
 
     def event(self, ex: Exchange, verdict: Verdict, latency_ms: float) -> Event:
@@ -481,7 +467,7 @@ class Gateway:
                 if d is not None
                 for result in d.to_dict()["results"]
             ],
-            categories=sorted({_category(r) for d in decisions for r in d.flagged}),
+            categories=sorted({category_of(r) for d in decisions for r in d.flagged}),
             attack_score=max((r.score for r in ex.input.results), default=0.0) if ex.input else 0.0,
             review=bool(verdict.review),
             latency_ms=latency_ms,
@@ -511,138 +497,3 @@ class Gateway:
         if ex.completion_tokens is not None or not ex.answered:
             return ex.completion_tokens or 0
         return estimate_tokens(ex.raw_answer)
-
-    def _end_span(self, ex: Exchange, event: Event) -> None:
-        span = ex.span
-        span.set_attributes(
-            {
-                "gen_ai.response.model": ex.request.model,
-                "gen_ai.response.finish_reasons": [ex.finish_reason],
-                "gen_ai.usage.input_tokens": event.prompt_tokens,
-                "gen_ai.usage.output_tokens": event.completion_tokens,
-                "bastion.decision": event.decision,
-                "bastion.review": event.review,
-                "http.response.status_code": event.status,
-            }
-        )
-        if ex.blocked_stage:
-            span.set_attribute("bastion.blocked_stage", ex.blocked_stage)
-        if self.config.trace_content:  # the stored (redacted) texts, never more
-            span.add_event("gen_ai.user.message", {"content": event.prompt})
-            span.add_event(
-                "gen_ai.choice", {"content": event.response, "finish_reason": ex.finish_reason}
-            )
-        if event.error:
-            span.set_attribute("error.type", str(event.status))
-            span.set_status(Status(StatusCode.ERROR, event.error))
-        span.end()
-
-
-class Redactor:
-    """Masks PII and secrets in a text for storage (:data:`STORAGE_SCANNERS`, as shipped),
-    whatever the policy let through; ``store_raw`` adds the raw text beside it, never instead.
-
-    A scan the policy's own rails already made on the same text is not repeated: a ``mask``
-    rail of the same scanner with the shipped settings finds exactly what this scan would,
-    so when its result stands (it did not fail, and found nothing or the decision masked)
-    the text already is what this scan would return. With the default policy that is the
-    secrets scan of the prompt and both scans of the answer.
-    """
-
-    def __init__(self, policy: Policy) -> None:
-        self._rails: dict[str, list[Rail]] = {s: run_order(policy.rails(s)) for s in STAGES}
-        # a guard for every set of scans a text may still need, built now: loading a scanner
-        # (the PII scanner imports spaCy when it is installed) must not stall a request
-        self._guards: dict[frozenset[str], Guard] = {
-            needed: Guard(
-                parse_policy(
-                    {"input": [{"scanner": name, "action": "mask"} for name in sorted(needed)]},
-                    source="storage redaction",
-                )
-            )
-            for size in range(1, len(STORAGE_SCANNERS) + 1)
-            for needed in map(frozenset, itertools.combinations(STORAGE_SCANNERS, size))
-        }
-
-    @property
-    def bounded(self) -> bool:
-        """Whether every scan it may run takes a bounded time (no NER model, say)."""
-        return all(guard.runs_inline("", "input") for guard in self._guards.values())
-
-    def __call__(self, text: str, decision: Decision | None = None) -> str:
-        if not text:
-            return text
-        needed = frozenset(STORAGE_SCANNERS) - self.covered(text, decision)
-        if not needed:
-            return text
-        return self._guards[needed].check(text, "input").text
-
-    def covered(self, text: str, decision: Decision | None) -> frozenset[str]:
-        """The storage scanners whose masking ``decision`` already applied to ``text``: each
-        judged by the result of its own shipped-settings ``mask`` rail, never by another rail
-        of the same scanner."""
-        if decision is None or decision.text != text:
-            return frozenset()
-        masked = decision.action == "mask"  # a block or review leaves the text as it was
-        pairs = zip(self._rails.get(decision.stage, []), decision.results, strict=False)
-        return frozenset(
-            rail.scanner.name
-            for rail, result in pairs
-            if rail.scanner.name in STORAGE_SCANNERS
-            and rail.action == "mask"
-            and rail.default_settings
-            and result.scanner == rail.scanner.name
-            and not result.failed
-            and (masked or not result.flagged)
-        )
-
-
-def near_threshold(decision: Decision, rails: Sequence[Rail], band: float) -> list[str]:
-    """Scanners of a decision that ask for review: a ``review`` rail that flagged, or a
-    ``block``/``review`` rail whose score is within ``band`` below its threshold (a near miss
-    a person should look at)."""
-    found = []
-    for rail, result in zip(run_order(rails), decision.results, strict=False):
-        if rail.scanner.name != result.scanner or rail.action not in ("block", "review"):
-            continue
-        threshold = rail.scanner.threshold
-        in_band = not result.flagged and result.score > 0 and threshold - band <= result.score
-        if in_band or (result.flagged and rail.action == "review"):
-            found.append(result.scanner)
-    return found
-
-
-def capped(text: str, limit: int, name: str, meta: dict[str, Any]) -> str:
-    """``text`` as the store keeps it: NUL characters as U+FFFD (PostgreSQL's text refuses
-    them, and the event would miss the database), cut at ``limit`` characters with the whole
-    text's length and SHA-256 in ``meta`` (``<name>_chars``, ``<name>_sha256``) when longer."""
-    text = text.replace("\x00", "\ufffd")
-    if len(text) <= limit:
-        return text
-    meta[f"{name}_chars"] = len(text)
-    meta[f"{name}_sha256"] = hashlib.sha256(text.encode(errors="surrogatepass")).hexdigest()
-    return text[:limit] + f" […cut: {len(text) - limit} more characters]"
-
-
-def estimate_tokens(text: str) -> int:
-    """About four characters a token (OpenAI's rule of thumb), for upstreams without usage."""
-    return (len(text) + 3) // 4
-
-
-def _category(result: Any) -> str:
-    category = result.meta.get("category")
-    return str(category) if isinstance(category, str) else str(result.scanner)
-
-
-def conversation_of(request: ChatRequest) -> Conversation:
-    """A request's messages as the guard reads them: a developer message is system text, a
-    message without text (an assistant's tool call) an empty turn."""
-    return Conversation(
-        tuple(
-            Message("system" if m.role == "developer" else m.role, m.text) for m in request.messages
-        )
-    )
-
-
-def session_of(headers: Mapping[str, str], request: ChatRequest) -> str | None:
-    return headers.get("x-session-id") or request.user

@@ -207,7 +207,11 @@ async def _events(
             for index, (text, reason, calls) in enumerate(ex.more, 1):
                 yield chunk({"role": "assistant", **answer(text, calls)}, index=index)
                 yield chunk({}, index=index, finish_reason=reason)
-        yield chunk({}, finish_reason=ex.finish_reason, bastion=gw.verdict(ex).to_dict(ex))
+        yield chunk(
+            {},
+            finish_reason=ex.finish_reason,
+            bastion=gw.verdict(ex).to_dict(ex.event_id, ex.blocked_stage),
+        )
         if ex.request.include_usage:
             yield chunk(usage_=usage(gw.prompt_tokens(ex), gw.completion_tokens(ex)))
         await close_and_record()  # before the end: a client that saw [DONE] finds the event
@@ -234,7 +238,7 @@ def _completion(gw: Gateway, ex: Exchange) -> Response:
         more=ex.more,
         prompt_tokens=gw.prompt_tokens(ex),
         completion_tokens=gw.completion_tokens(ex),
-        bastion=gw.verdict(ex).to_dict(ex),
+        bastion=gw.verdict(ex).to_dict(ex.event_id, ex.blocked_stage),
     )
     return JSONResponse(body, headers={EVENT_ID_HEADER: ex.event_id})
 
@@ -245,7 +249,7 @@ def _failed(gw: Gateway, ex: Exchange, exc: UpstreamFailure) -> Response:
     kind = "server_error" if exc.status >= 500 else "invalid_request_error"
     body = {
         **error_body(str(exc), type=kind, code=exc.code),
-        "bastion": gw.verdict(ex).to_dict(ex),
+        "bastion": gw.verdict(ex).to_dict(ex.event_id, ex.blocked_stage),
     }
     headers = {EVENT_ID_HEADER: ex.event_id}
     if exc.retry_after is not None:

@@ -9,12 +9,13 @@ an HTTP upstream.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from bastion.monitor.events import new_id
+from bastion.types import Conversation, Message
 
 
 class ChatMessage(BaseModel):
@@ -182,3 +183,17 @@ def error_body(
     message: str, *, type: str, code: str | None = None, param: str | None = None
 ) -> dict[str, Any]:
     return {"error": {"message": message, "type": type, "param": param, "code": code}}
+
+
+def conversation_of(request: ChatRequest) -> Conversation:
+    """A request's messages as the guard reads them: a developer message is system text, a
+    message without text (an assistant's tool call) an empty turn."""
+    return Conversation(
+        tuple(
+            Message("system" if m.role == "developer" else m.role, m.text) for m in request.messages
+        )
+    )
+
+
+def session_of(headers: Mapping[str, str], request: ChatRequest) -> str | None:
+    return headers.get("x-session-id") or request.user

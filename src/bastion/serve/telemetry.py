@@ -16,8 +16,10 @@ import os
 
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.trace import Span, Tracer
+from opentelemetry.trace import Span, Status, StatusCode, Tracer
 from prometheus_client import CollectorRegistry, Counter, Enum, Gauge, Histogram
+
+from bastion.monitor.events import Event
 
 CIRCUIT_STATES = ["closed", "half_open", "open"]
 FAST_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
@@ -108,3 +110,35 @@ def tracer(provider: TracerProvider) -> Tracer:
 def trace_id(span: Span) -> str | None:
     context = span.get_span_context()
     return f"{context.trace_id:032x}" if context.is_valid else None
+
+
+def end_span(
+    span: Span,
+    event: Event,
+    model: str,
+    finish_reason: str,
+    blocked_stage: str | None,
+    *,
+    trace_content: bool,
+) -> None:
+    """End an exchange's span with the GenAI attributes of its recorded event."""
+    span.set_attributes(
+        {
+            "gen_ai.response.model": model,
+            "gen_ai.response.finish_reasons": [finish_reason],
+            "gen_ai.usage.input_tokens": event.prompt_tokens,
+            "gen_ai.usage.output_tokens": event.completion_tokens,
+            "bastion.decision": event.decision,
+            "bastion.review": event.review,
+            "http.response.status_code": event.status,
+        }
+    )
+    if blocked_stage:
+        span.set_attribute("bastion.blocked_stage", blocked_stage)
+    if trace_content:  # the stored (redacted) texts, never more
+        span.add_event("gen_ai.user.message", {"content": event.prompt})
+        span.add_event("gen_ai.choice", {"content": event.response, "finish_reason": finish_reason})
+    if event.error:
+        span.set_attribute("error.type", str(event.status))
+        span.set_status(Status(StatusCode.ERROR, event.error))
+    span.end()

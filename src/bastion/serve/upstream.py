@@ -15,25 +15,22 @@ chunk arrives; a stream that breaks later ends with an error.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import json
 import logging
 import os
 import random
 import re
-import ssl
-import urllib.request
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import aiohttp
-import certifi
 import yarl
 
 from bastion.errors import UpstreamError
 from bastion.models.openai_compat import RETRYABLE_STATUS, error_message, retry_after
 from bastion.serve.circuit import CircuitBreaker
+from bastion.serve.transport import env_proxy, tls_context
 
 logger = logging.getLogger("bastion.serve")
 
@@ -363,54 +360,6 @@ class HTTPUpstream:
             if secret:
                 text = text.replace(secret, "the upstream")
         return text
-
-
-def env_proxy(url: yarl.URL) -> str | None:
-    """The proxy the environment names for ``url``, read as httpx reads it: ``HTTP_PROXY`` /
-    ``HTTPS_PROXY`` by scheme, else ``ALL_PROXY`` (a value without a scheme is ``http://``);
-    none for a host that ``NO_PROXY`` lists (``*``, a domain and its subdomains, an address
-    or a CIDR range)."""
-    proxies = urllib.request.getproxies()  # lower-case keys, the lower-case variable first
-    if url.host is None or _no_proxy(url.host, proxies.get("no", "")):
-        return None
-    proxy = proxies.get(url.scheme) or proxies.get("all")
-    if not proxy:
-        return None
-    return proxy if "://" in proxy else f"http://{proxy}"
-
-
-def _no_proxy(host: str, listed: str) -> bool:
-    address: ipaddress.IPv4Address | ipaddress.IPv6Address | None
-    try:
-        address = ipaddress.ip_address(host.strip("[]"))
-    except ValueError:
-        address = None
-    for entry in (e.strip().lower() for e in listed.split(",")):
-        entry = entry.split("://")[-1]
-        if not entry:
-            continue
-        if entry == "*":
-            return True
-        if address is not None:
-            try:
-                if address in ipaddress.ip_network(entry, strict=False):
-                    return True
-            except ValueError:
-                pass
-            continue
-        domain = entry.split(":")[0].lstrip("*.")
-        if host.lower() == domain or host.lower().endswith(f".{domain}"):
-            return True
-    return False
-
-
-def tls_context() -> ssl.SSLContext:
-    """Certificates from ``SSL_CERT_FILE`` / ``SSL_CERT_DIR`` when set, else certifi's bundle
-    (what httpx trusts), so that a slim image without system certificates still works."""
-    cafile, capath = os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR")
-    if cafile or capath:
-        return ssl.create_default_context(cafile=cafile, capath=capath)
-    return ssl.create_default_context(cafile=certifi.where())
 
 
 MODELS_TTL_S = 60.0  # how long the upstream's model list is reused

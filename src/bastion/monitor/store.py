@@ -39,15 +39,12 @@ runs its Alembic migrations.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import math
 import os
 import time
-from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, fields, is_dataclass
-from datetime import UTC, datetime, timedelta
+from dataclasses import asdict
+from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
@@ -55,30 +52,41 @@ from typing import Any, Literal
 from sqlalchemy import (
     ColumnElement,
     Connection,
-    Engine,
-    Row,
     Table,
     and_,
-    case,
-    create_engine,
     delete,
-    event,
-    func,
-    literal,
     or_,
     select,
-    true,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, StatementError
 
-from bastion.errors import BastionError
 from bastion.monitor import migrations
+from bastion.monitor.database import (
+    EPOCH,
+    PENDING_FEEDBACK_TTL,
+    REPORT_KINDS,
+    SWEEP_SECONDS,
+    Bucket,
+    Item,
+    Label,
+    ReviewItem,
+    StoreError,
+    _aware,
+    _check,
+    _create_engine,
+    _database_url,
+    _delete_events,
+    _erase,
+    _erased,
+    _erased_at,
+    _event_row,
+    _feedback,
+    _hash_user,
+    _is_bad_row,
+    _jsonable,
+)
 from bastion.monitor.events import (
-    DECISIONS,
-    FEEDBACK_KINDS,
     LABELS,
     REVIEW_REASONS,
     Alert,
@@ -91,7 +99,6 @@ from bastion.monitor.journal import SEGMENT_BYTES, Journal, Line
 from bastion.monitor.journal_home import journal_home, store_name
 from bastion.monitor.migrations.schema import (
     alerts,
-    epoch_us,
     erasures,
     events,
     feedback,
@@ -100,55 +107,14 @@ from bastion.monitor.migrations.schema import (
     pending_feedback,
     review_items,
 )
+from bastion.monitor.queries import StoreQueries
 from bastion.monitor.replicator import Replicator
 
-log = logging.getLogger(__name__)
-
-EVENT_FIELDS = tuple(f.name for f in fields(Event))
-REPORT_KINDS = ("thumbs_down", "harmful", "over_refusal")  # feedback that opens a review item
-MAX_BUCKETS = 100_000
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-PENDING_FEEDBACK_TTL = timedelta(hours=1)  # an event stored elsewhere comes in milliseconds
-SWEEP_SECONDS = 60.0  # how often the writer looks over all the pending feedback
-Item = dict[str, Any] | Feedback  # what a journal line holds: an event's row, or a report
+__all__ = ["PENDING_FEEDBACK_TTL", "Bucket", "EventStore", "Label", "ReviewItem", "StoreError"]
+log = logging.getLogger("bastion.monitor.store")
 
 
-class StoreError(BastionError):
-    """A request the store cannot carry out; the message says what to change."""
-
-
-@dataclass(frozen=True)
-class ReviewItem:
-    id: str
-    event_id: str
-    reason: str  # see REVIEW_REASONS
-    status: str  # "open" or "labelled"
-    created: datetime
-    event: Event | None  # None while the event is still on its way to the database
-
-
-@dataclass(frozen=True)
-class Label:
-    id: str
-    item_id: str
-    reviewer: str
-    label: str  # see LABELS
-    better_response: str | None
-    ts: datetime
-
-
-@dataclass(frozen=True)
-class Bucket:
-    """Counts of the events stamped in [start, start + bucket)."""
-
-    start: datetime
-    total: int
-    blocked: int  # decision "block"
-    refused: int
-    review: int  # fell in the policy's review band
-
-
-class EventStore:
+class EventStore(StoreQueries):
     """Events, feedback, review items, labels and alerts in one database.
 
     ``target`` is a SQLite file path or a SQLAlchemy URL (``sqlite:///runs/bastion.db``,
@@ -401,156 +367,6 @@ class EventStore:
 
     # -- reading -----------------------------------------------------------------------------
 
-    def events(
-        self,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        user: str | None = None,
-        decision: str | None = None,
-        limit: int | None = None,
-    ) -> list[Event]:
-        """Events stamped in [since, until), oldest first."""
-        query = select(events).order_by(events.c.ts, events.c.id).limit(limit)
-        if since is not None:
-            query = query.where(events.c.ts >= _aware(since, "since"))
-        if until is not None:
-            query = query.where(events.c.ts < _aware(until, "until"))
-        if user is not None:
-            query = query.where(events.c.user == user)
-        if decision is not None:
-            query = query.where(events.c.decision == decision)
-        with self._engine.connect() as conn:
-            return [_event(row) for row in conn.execute(query)]
-
-    def iter_events(self, since: datetime | None = None, *, page: int = 1000) -> Iterator[Event]:
-        """Every event from ``since`` on, oldest first, fetched ``page`` at a time (keyset
-        pagination, so no transaction stays open while the caller works)."""
-        query = select(events).order_by(events.c.ts, events.c.id).limit(page)
-        if since is not None:
-            query = query.where(events.c.ts >= _aware(since, "since"))
-        after: tuple[datetime, str] | None = None
-        while True:
-            where = query
-            if after is not None:
-                ts, last = after
-                where = query.where(
-                    or_(events.c.ts > ts, and_(events.c.ts == ts, events.c.id > last))
-                )
-            with self._engine.connect() as conn:
-                batch = [_event(row) for row in conn.execute(where)]
-            yield from batch
-            if len(batch) < page:
-                return
-            after = (batch[-1].ts, batch[-1].id)
-
-    def review_items(
-        self,
-        status: str | None = None,
-        reason: str | None = None,
-        limit: int = 100,
-        offset: int = 0,
-    ) -> list[ReviewItem]:
-        """Review items, oldest first, each with its event."""
-        event_columns = [column.label(f"e_{column.name}") for column in events.c]
-        query = (
-            select(review_items, *event_columns)
-            .select_from(review_items.outerjoin(events, events.c.id == review_items.c.event_id))
-            .order_by(review_items.c.created, review_items.c.id)
-            .limit(limit)
-            .offset(offset)
-        )
-        if status is not None:
-            query = query.where(review_items.c.status == status)
-        if reason is not None:
-            query = query.where(review_items.c.reason == reason)
-        with self._engine.connect() as conn:
-            return [_review_item(row) for row in conn.execute(query)]
-
-    def review_item(self, item_id: str) -> ReviewItem | None:
-        """One review item with its event, or ``None`` when there is no such item."""
-        event_columns = [column.label(f"e_{column.name}") for column in events.c]
-        query = (
-            select(review_items, *event_columns)
-            .select_from(review_items.outerjoin(events, events.c.id == review_items.c.event_id))
-            .where(review_items.c.id == item_id)
-        )
-        with self._engine.connect() as conn:
-            row = conn.execute(query).first()
-        return _review_item(row) if row is not None else None
-
-    def alerts(self, since: datetime | None = None, limit: int = 100) -> list[Alert]:
-        """The most recent alerts (newest first) since ``since``."""
-        query = select(alerts).order_by(alerts.c.ts.desc()).limit(limit)
-        if since is not None:
-            query = query.where(alerts.c.ts >= _aware(since, "since"))
-        with self._engine.connect() as conn:
-            return [Alert(**row._asdict()) for row in conn.execute(query)]
-
-    def labels_for(self, item_id: str) -> list[Label]:
-        """Every reviewer's current label for the item, in the order they were given."""
-        query = select(labels).where(labels.c.item_id == item_id).order_by(labels.c.ts)
-        with self._engine.connect() as conn:
-            return [Label(**row._asdict()) for row in conn.execute(query)]
-
-    def feedback_for(self, event_id: str) -> list[Feedback]:
-        """Every user report on the event, oldest first (shown to its reviewers)."""
-        query = (
-            select(feedback)
-            .where(feedback.c.event_id == event_id)
-            .order_by(feedback.c.ts, feedback.c.id)
-        )
-        with self._engine.connect() as conn:
-            return [Feedback(**row._asdict()) for row in conn.execute(query)]
-
-    def stats(
-        self, since: datetime, bucket: timedelta, until: datetime | None = None
-    ) -> list[Bucket]:
-        """Counts per time bucket over [since, until) (until: now), empty buckets included."""
-        since = _aware(since, "since")
-        until = utcnow() if until is None else _aware(until, "until")
-        width = bucket // timedelta(microseconds=1)
-        if width <= 0:
-            raise StoreError(f"stats: bucket must be positive, got {bucket}")
-        count = math.ceil((until - since) / bucket)
-        if count > MAX_BUCKETS:
-            raise StoreError(f"stats: {count} buckets of {bucket}; use a wider bucket")
-        index = (epoch_us(events.c.ts) - literal(_epoch_us(since))) // width
-        query = (
-            select(
-                index.label("bucket"),
-                func.count(),
-                func.sum(case((events.c.decision == "block", 1), else_=0)),
-                func.sum(case((events.c.refused, 1), else_=0)),
-                func.sum(case((events.c.review, 1), else_=0)),
-            )
-            .where(events.c.ts >= since, events.c.ts < until)
-            .group_by("bucket")
-        )
-        with self._engine.connect() as conn:
-            counts = {int(i): [int(n) for n in ns] for i, *ns in conn.execute(query)}
-        return [
-            Bucket(since + i * bucket, *counts.get(i, (0, 0, 0, 0))) for i in range(max(count, 0))
-        ]
-
-    def top_categories(self, since: datetime | None = None, n: int = 10) -> list[tuple[str, int]]:
-        """The ``n`` scanner categories flagged most often since ``since``, with their counts."""
-        elements = "json_each" if self._dialect == "sqlite" else "jsonb_array_elements_text"
-        values = getattr(func, elements)(events.c.categories).table_valued("value")
-        query = (
-            select(values.c.value, func.count().label("n"))
-            .select_from(events)
-            .join(values, true())
-            .group_by(values.c.value)
-            .order_by(func.count().desc(), values.c.value)
-            .limit(n)
-        )
-        if since is not None:
-            query = query.where(events.c.ts >= _aware(since, "since"))
-        with self._engine.connect() as conn:
-            return [(str(value), int(count)) for value, count in conn.execute(query)]
-
-    # -- the writer's side (runs in the replicator thread) -------------------------------------
-
     def _decode(self, line: Line) -> Item | None:
         try:
             doc = json.loads(line.data)
@@ -701,172 +517,3 @@ class EventStore:
         )
         assert item_id is not None
         return str(item_id)
-
-
-def _database_url(target: str | Path) -> URL:
-    """The store's URL; a SQLite file by its absolute path, so that the store and its journal
-    are the same whatever the working directory."""
-    text = str(target)
-    if "://" not in text:
-        path = Path(text).expanduser().resolve()
-        return URL.create("sqlite", database=str(path))
-    url = make_url(text)
-    if url.get_backend_name() not in ("sqlite", "postgresql"):
-        raise StoreError(f"the event store runs on SQLite or PostgreSQL, not {url.drivername}")
-    if url.get_backend_name() == "sqlite":
-        if url.database in (None, "", ":memory:"):
-            raise StoreError(
-                "the event store needs a SQLite *file* (its writer thread has its own "
-                "connection, which an in-memory database would not share)"
-            )
-        if not url.query.get("uri"):  # a plain path (a file: URI names its own)
-            url = url.set(database=str(Path(str(url.database)).expanduser().resolve()))
-    return url
-
-
-def _create_engine(url: URL, *, create: bool = True) -> Engine:
-    """An engine on the store; ``create=False`` for a SQLite file that must exist already."""
-    if url.get_backend_name() == "postgresql":
-        return create_engine(url, pool_pre_ping=True)
-    assert url.database is not None
-    if create:
-        Path(url.database).parent.mkdir(parents=True, exist_ok=True)
-    elif not url.query.get("uri") and not Path(url.database).is_file():
-        raise StoreError(f"{url.database}: no event store there yet; start the gateway on it "
-                         "(bastion serve) or record into it first")  # fmt: skip
-    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
-
-    @event.listens_for(engine, "connect")
-    def _pragmas(connection: Any, record: Any) -> None:
-        cursor = connection.cursor()
-        # WAL lets the dashboard read while the writer writes; FULL syncs every commit, since
-        # a checkpoint that a power cut rolls back would point past deleted journal segments.
-        for pragma in ("journal_mode=WAL", "synchronous=FULL", "foreign_keys=ON"):
-            cursor.execute(f"PRAGMA {pragma}")
-        cursor.close()
-
-    return engine
-
-
-def _erase(conn: Connection, user: str) -> int:
-    return _delete_events(
-        conn,
-        events.c.user == user,
-        feedback.c.user == user,
-        pending_feedback.c.user == user,
-        alerts.c.user == user,
-    )
-
-
-def _delete_events(
-    conn: Connection,
-    which: ColumnElement[bool],
-    feedback_too: ColumnElement[bool],
-    pending_too: ColumnElement[bool],
-    alerts_too: ColumnElement[bool],
-) -> int:
-    """Delete the events matching ``which`` with everything attached to them, plus the
-    feedback (stored and pending) and alerts matching the other three conditions."""
-    ids = select(events.c.id).where(which)
-    items = select(review_items.c.id).where(review_items.c.event_id.in_(ids))
-    conn.execute(delete(labels).where(labels.c.item_id.in_(items)))
-    conn.execute(delete(review_items).where(review_items.c.event_id.in_(ids)))
-    conn.execute(delete(feedback).where(or_(feedback.c.event_id.in_(ids), feedback_too)))
-    conn.execute(
-        delete(pending_feedback).where(or_(pending_feedback.c.event_id.in_(ids), pending_too))
-    )
-    conn.execute(delete(alerts).where(or_(alerts.c.event_id.in_(ids), alerts_too)))
-    return conn.execute(delete(events).where(which)).rowcount
-
-
-def _event_row(event: Event) -> dict[str, Any]:
-    """The event as a row, checked; NUL characters become U+FFFD (PostgreSQL refuses them,
-    and a prompt must not be able to keep its own exchange out of the log)."""
-    if event.decision not in DECISIONS:
-        raise StoreError(f"Event.decision must be one of {', '.join(DECISIONS)}, "
-                         f"got {event.decision!r}")  # fmt: skip
-    if not isinstance(event.ts, datetime) or event.ts.tzinfo is None:
-        raise StoreError(f"Event.ts must be a timezone-aware datetime, got {event.ts!r}")
-    # _scrub copies the nested lists and dicts, as asdict() would, without its deep copy
-    return {name: _scrub(getattr(event, name)) for name in EVENT_FIELDS}
-
-
-def _event(row: Row[Any], prefix: str = "") -> Event:
-    data = row._mapping
-    return Event(**{name: data[prefix + name] for name in EVENT_FIELDS})
-
-
-def _review_item(row: Row[Any]) -> ReviewItem:
-    data = row._mapping
-    event = _event(row, "e_") if data["e_id"] is not None else None
-    return ReviewItem(
-        data["id"], data["event_id"], data["reason"], data["status"], data["created"], event
-    )
-
-
-def _erased(rows: list[dict[str, Any]], erased_at: dict[str, datetime]) -> set[str]:
-    """The ids of the rows stamped at or before their user's erasure."""
-    return {r["id"] for r in rows if r["user"] in erased_at and r["ts"] <= erased_at[r["user"]]}
-
-
-def _erased_at(conn: Connection, users: set[str]) -> dict[str, datetime]:
-    """When each of these users was erased (the users never erased are left out)."""
-    hashes = {_hash_user(user): user for user in users}
-    tombstones = conn.execute(
-        select(erasures.c.user_hash, erasures.c.erased_at).where(erasures.c.user_hash.in_(hashes))
-    ).all()
-    return {hashes[h]: ts for h, ts in tombstones}
-
-
-def _feedback(item: Feedback) -> Feedback:
-    """The report, checked, with NUL characters replaced (as :func:`_event_row` does)."""
-    if not isinstance(item.ts, datetime):
-        item = Feedback(**{**asdict(item), "ts": datetime.fromisoformat(str(item.ts))})
-    if item.ts.tzinfo is None:
-        raise StoreError(f"Feedback.ts must be a timezone-aware datetime, got {item.ts!r}")
-    _check(item.kind, FEEDBACK_KINDS, "feedback kind")
-    return Feedback(**_scrub(asdict(item)))
-
-
-def _scrub(value: Any) -> Any:
-    if isinstance(value, str):
-        return value.replace("\x00", "\ufffd") if "\x00" in value else value
-    if isinstance(value, dict):
-        return {_scrub(k): _scrub(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_scrub(v) for v in value]
-    if is_dataclass(value) and not isinstance(value, type):  # in meta, as asdict() allowed
-        return _scrub(asdict(value))
-    return value
-
-
-def _jsonable(row: dict[str, Any]) -> dict[str, Any]:
-    return {k: v.isoformat() if isinstance(v, datetime) else v for k, v in row.items()}
-
-
-def _is_bad_row(exc: BaseException) -> bool:
-    """The database refused the data itself (not its connection, not the schema)."""
-    if isinstance(exc, IntegrityError | DataError):
-        return True
-    if isinstance(exc, StatementError):
-        return not isinstance(exc, DBAPIError)  # e.g. a value no column type can bind
-    return isinstance(exc, OverflowError | ValueError | TypeError)
-
-
-def _check(value: str, allowed: Sequence[str], what: str) -> None:
-    if value not in allowed:
-        raise StoreError(f"{what} must be one of {', '.join(allowed)}, got {value!r}")
-
-
-def _aware(value: datetime, name: str) -> datetime:
-    if value.tzinfo is None:
-        raise StoreError(f"{name} must be timezone-aware (e.g. datetime.now(UTC)), got {value}")
-    return value
-
-
-def _epoch_us(value: datetime) -> int:
-    return (value - EPOCH) // timedelta(microseconds=1)
-
-
-def _hash_user(user: str) -> str:
-    return hashlib.sha256(user.encode()).hexdigest()

@@ -115,8 +115,8 @@ def garak_version(garak: Path) -> str:
 def run_bastion(items: list[dict[str, Any]], max_new_tokens: int, batch: int) -> dict[str, Any]:
     import torch
 
+    from bastion.judges import RefusalJudge
     from bastion.models import load
-    from bastion.redteam.judges import RefusalJudge
     from bastion.redteam.targets import ModelTarget
     from bastion.types import Message
 

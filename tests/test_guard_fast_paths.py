@@ -14,11 +14,12 @@ import re
 import numpy as np
 import pytest
 
-from bastion.guard.ngrams import _counted, features
-from bastion.guard.normalize import _uncommon_words, folded
 from bastion.guard.toxicity import _encoded_words
+from bastion.text.fold import folded
+from bastion.text.ngrams import _counted, features
+from bastion.text.views import _uncommon_words
 
-norm = importlib.import_module("bastion.guard.normalize")  # the package exports normalize()
+norm = importlib.import_module("bastion.text.views")  # the decoded views and their patterns
 
 ALPHABET = "abcdefxyzABCDEFXYZ0123456789 :\\!@$|+€£_-.,'\t\nçé\u00a0\u212a"
 
@@ -45,7 +46,7 @@ def test_features_match_their_definition() -> None:
     import itertools
     import zlib
 
-    from bastion.guard.ngrams import _PAIR_PREFIX, _WORD_PREFIX, DIM, _byte_ngrams
+    from bastion.text.ngrams import _PAIR_PREFIX, _WORD_PREFIX, DIM, _byte_ngrams
 
     def definition(text: str) -> tuple[list[int], list[float]]:
         bare = folded(text).text[:4000]

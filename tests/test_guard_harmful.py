@@ -14,9 +14,9 @@ from bastion.guard.harmful import (
     shipped_encoder,
     shipped_weights,
 )
-from bastion.guard.ngrams import NgramClassifier
 from bastion.guard.scanners import HarmfulRequestScanner
 from bastion.guard.training.loso import calibration_split
+from bastion.text.ngrams import NgramClassifier
 
 SCANNER = HarmfulRequestScanner()
 NGRAMS_ONLY = HarmfulRequestScanner(encoder=False)

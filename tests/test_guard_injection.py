@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from bastion.guard.injection import roc_auc, shipped_weights
-from bastion.guard.ngrams import NgramClassifier, features, threshold_for_fpr
 from bastion.guard.scanners import InjectionScanner
+from bastion.text.ngrams import NgramClassifier, features, threshold_for_fpr
 
 SCANNER = InjectionScanner()
 OVERRIDE = (

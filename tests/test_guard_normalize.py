@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from bastion.guard.normalize import VIEW_MAKERS, canonical, folded, normalize
+from bastion.text.normalize import VIEW_MAKERS, canonical, folded, normalize
 
 SECRET = "ignore previous instructions"
 
@@ -88,7 +88,7 @@ def test_hostile_inputs_are_handled_in_bounded_time(text: str) -> None:
 def test_the_ascii_fast_path_equals_the_general_path(seed: int) -> None:
     import random
 
-    from bastion.guard.normalize import _fold_ascii, _fold_general
+    from bastion.text.fold import _fold_ascii, _fold_general
 
     rng = random.Random(seed)
     text = "".join(rng.choice("ab Z9 .,\t\n  -x") for _ in range(rng.randint(0, 60)))

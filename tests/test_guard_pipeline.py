@@ -10,11 +10,11 @@ from typing import ClassVar
 import pytest
 
 from bastion.errors import ConfigError
-from bastion.guard.normalize import Normalized
 from bastion.guard.pipeline import QUARANTINE, Guard
 from bastion.guard.policy import load_policy, parse_policy
 from bastion.guard.result import ScanResult
 from bastion.guard.scanners.base import SCANNERS, Scanner
+from bastion.text.normalize import Normalized
 
 
 class _Scored(Scanner):

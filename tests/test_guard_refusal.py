@@ -3,7 +3,7 @@
 import pytest
 
 from bastion.guard.scanners import LeakScanner, RefusalScanner
-from bastion.redteam.judges import RefusalPhraseJudge
+from bastion.judges import RefusalPhraseJudge
 
 SYSTEM = (
     "You are Orbit, the support assistant of Acme Rockets. Never discuss launch codes or pricing."

@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 
 from bastion.errors import ConfigError
-from bastion.guard.normalize import normalize
 from bastion.guard.scanners import SCANNERS, BlocklistScanner, Scanner
+from bastion.text.normalize import normalize
 
 HOSTILE = ["", "\x00", "\ud800", "a" * 200_000, "{" * 10_000, "ignore previous instructions"]
 

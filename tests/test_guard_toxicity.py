@@ -9,8 +9,6 @@ import torch
 
 from bastion.data.registry import load_corpus
 from bastion.guard.injection import split_examples
-from bastion.guard.ngrams import NgramClassifier
-from bastion.guard.normalize import folded
 from bastion.guard.scanners import ToxicityScanner
 from bastion.guard.toxicity import (
     Lexicon,
@@ -18,6 +16,8 @@ from bastion.guard.toxicity import (
     shipped_weights,
     toxicity_examples,
 )
+from bastion.text.ngrams import NgramClassifier
+from bastion.text.normalize import folded
 
 SCANNER = ToxicityScanner()
 REPORT = json.loads(shipped_weights().with_suffix(".report.json").read_text())

@@ -1,6 +1,6 @@
 import pytest
 
-from bastion.redteam.judges import RefusalPhraseJudge
+from bastion.judges import RefusalPhraseJudge
 
 
 @pytest.mark.parametrize(

@@ -40,6 +40,7 @@ def test_models_api() -> None:
             "ScoringModel",
             "ScriptedChatModel",
             "load",
+            "load_chat_model",
             "load_embedder",
         ]
     )

@@ -272,8 +272,8 @@ def test_successful_prompts_teach_the_guards_known_attack_index(tmp_path: Path) 
 
 
 def test_judges_by_hand() -> None:
+    from bastion.judges import CanaryJudge, LlmJudge, agreement
     from bastion.models.fakes import ScriptedChatModel
-    from bastion.redteam.judges import CanaryJudge, LlmJudge, agreement
 
     # tp 2, fp 1, fn 1, tn 1: accuracy 0.6; chance = 0.6·0.6 + 0.4·0.4 = 0.52
     m = agreement([1, 1, 1, 0, 0], [1, 1, 0, 1, 0])

@@ -132,7 +132,7 @@ def run_cai(
 
     Prompts advance together, one step at a time, so a local model generates a batch per step
     and a server receives each step's requests concurrently."""
-    from bastion.redteam.judges import RefusalJudge
+    from bastion.judges import RefusalJudge
 
     judge = refusal_judge or RefusalJudge()
     chosen = [

@@ -11,23 +11,22 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field
 
+from bastion.config import StrictModel, validate
 from bastion.errors import ConfigError
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class LoraRecipe(_Strict):
+class LoraRecipe(StrictModel):
     r: int = Field(16, ge=1)
     alpha: int = Field(32, ge=1)
     dropout: float = Field(0.0, ge=0, lt=1)
-    target_modules: list[str] = ["q_proj", "k_proj", "v_proj", "o_proj"]
+    target_modules: list[str] = Field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"]
+    )
 
 
-class TrainRecipe(_Strict):
+class TrainRecipe(StrictModel):
     output_dir: Path = Path("runs/align")
     epochs: int = Field(1, ge=1)
     max_steps: int | None = Field(None, ge=1)
@@ -44,7 +43,7 @@ class TrainRecipe(_Strict):
     gradient_checkpointing: bool = False
 
 
-class PreferenceLoss(_Strict):
+class PreferenceLoss(StrictModel):
     """Which loss of the DPO family, and its hyper-parameters (the preference recipe's and the
     closed loop's ``align:`` section share these keys)."""
 
@@ -66,7 +65,7 @@ class PreferenceRecipe(PreferenceLoss):
     train: TrainRecipe = TrainRecipe()
 
 
-class SftRecipe(_Strict):
+class SftRecipe(StrictModel):
     model: str = "smollm2-135m-instruct"
     data: Path  # JSONL of {"messages": [...]}
     max_length: int = Field(1024, ge=2)
@@ -75,7 +74,7 @@ class SftRecipe(_Strict):
     train: TrainRecipe = TrainRecipe()
 
 
-class RewardRecipe(_Strict):
+class RewardRecipe(StrictModel):
     model: str = "smollm2-135m-instruct"  # the trunk: an SFT or policy model
     data: Path  # JSONL of prompt/chosen/rejected (an optional meta.margin per pair)
     eval_data: Path | None = None
@@ -84,7 +83,7 @@ class RewardRecipe(_Strict):
     train: TrainRecipe = TrainRecipe()
 
 
-class PpoTrainRecipe(_Strict):
+class PpoTrainRecipe(StrictModel):
     output_dir: Path = Path("runs/ppo")
     lr: float = Field(1e-5, gt=0)
     weight_decay: float = Field(0.0, ge=0)
@@ -95,7 +94,7 @@ class PpoTrainRecipe(_Strict):
     gradient_checkpointing: bool = False
 
 
-class RewardSpec(_Strict):
+class RewardSpec(StrictModel):
     kind: str = Field(pattern="^(safety|refusal|harm|reward_model|callable)$")
     weight: float = 1.0
     path: Path | None = None  # reward_model: the folder bastion align rm saved
@@ -103,7 +102,7 @@ class RewardSpec(_Strict):
     function: str | None = None  # callable: module:function
 
 
-class WatchRecipe(_Strict):
+class WatchRecipe(StrictModel):
     window: int = Field(5, ge=2)
     kl_limit: float = Field(10.0, gt=0)
     length_factor: float = Field(2.0, gt=1)
@@ -112,7 +111,7 @@ class WatchRecipe(_Strict):
     stop: bool = False
 
 
-class PpoSettings(_Strict):
+class PpoSettings(StrictModel):
     iterations: int = Field(20, ge=1)
     batch_size: int = Field(8, ge=1)
     mini_batch_size: int = Field(4, ge=1)
@@ -134,16 +133,16 @@ class PpoSettings(_Strict):
     watch: WatchRecipe = WatchRecipe()
 
 
-class PpoRecipe(_Strict):
+class PpoRecipe(StrictModel):
     model: str = "smollm2-135m-instruct"
     prompts: Path  # JSONL of prompt (and optional harmful: true/false), or text lines
-    rewards: list[RewardSpec] = [RewardSpec(kind="safety")]
+    rewards: list[RewardSpec] = Field(default_factory=lambda: [RewardSpec(kind="safety")])
     ppo: PpoSettings = PpoSettings()
     lora: LoraRecipe | None = LoraRecipe()
     train: PpoTrainRecipe = PpoTrainRecipe()
 
 
-def load_recipe(path: Path | None, overrides: list[str], kind: type[_Strict]) -> Any:
+def load_recipe(path: Path | None, overrides: list[str], kind: type[StrictModel]) -> Any:
     """Read a recipe file (or start from defaults), apply ``key=value`` overrides, validate."""
     name = str(path) if path is not None else "recipe"
     data: dict[str, Any] = {}
@@ -168,9 +167,4 @@ def load_recipe(path: Path | None, overrides: list[str], kind: type[_Strict]) ->
             if not isinstance(target, dict):
                 raise ConfigError(f"--set {key}: {part} is not a section")
         target[leaf] = yaml.safe_load(raw)
-    try:
-        return kind.model_validate(data)
-    except ValidationError as exc:
-        error = exc.errors()[0]
-        where = ".".join(str(p) for p in error["loc"])
-        raise ConfigError(f"{name}: {where}: {error['msg']}") from None
+    return validate(kind, data, name, brackets=False)

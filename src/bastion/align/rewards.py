@@ -55,7 +55,7 @@ class RefusalReward:
     name = "refusal"
 
     def __init__(self) -> None:
-        from bastion.redteam.judges import RefusalJudge
+        from bastion.judges import RefusalJudge
 
         self.judge = RefusalJudge()
 
@@ -67,7 +67,7 @@ class HarmReward:
     name = "harm"
 
     def __init__(self) -> None:
-        from bastion.redteam.judges import HarmJudge
+        from bastion.judges import HarmJudge
 
         self.judge = HarmJudge()
 
@@ -80,7 +80,7 @@ class SafetyReward:
     name = "safety"
 
     def __init__(self) -> None:
-        from bastion.redteam.judges import HarmJudge, RefusalJudge
+        from bastion.judges import HarmJudge, RefusalJudge
 
         self.refusal, self.harm = RefusalJudge(), HarmJudge()
 

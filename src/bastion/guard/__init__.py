@@ -1,6 +1,6 @@
 """Runtime rails: normalized text, scanners found by name, results with spans."""
 
-from bastion.guard.normalize import Normalized, normalize
 from bastion.guard.result import ScanResult, Span
+from bastion.text.normalize import Normalized, normalize
 
 __all__ = ["Normalized", "ScanResult", "Span", "normalize"]

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from bastion.guard.injection import Example
-from bastion.guard.ngrams import DIM, Features, NgramClassifier, features
+from bastion.text.ngrams import DIM, Features, NgramClassifier, features
 
 CATEGORIES = (
     "weapons",

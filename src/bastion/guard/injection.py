@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from bastion.data.splits import assign_split
-from bastion.guard.ngrams import NgramClassifier, threshold_for_fpr
-from bastion.guard.normalize import Normalized, folded
+from bastion.text.ngrams import NgramClassifier, threshold_for_fpr
+from bastion.text.normalize import Normalized, folded
 
 if TYPE_CHECKING:
     pass

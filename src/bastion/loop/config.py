@@ -30,12 +30,12 @@ from bastion.align.recipe import (
     PpoSettings,
     PreferenceLoss,
     TrainRecipe,
-    _Strict,
     load_recipe,
 )
+from bastion.config import StrictModel
 
 
-class RedteamSection(_Strict):
+class RedteamSection(StrictModel):
     behaviors: str = "harmbench-val"  # a harmful-request corpus name or a JSONL/text file
     limit: int | None = Field(None, ge=2)  # behaviours used (a stable-hash choice)
     max_goal_chars: int | None = Field(400, ge=1)  # leave out longer (contextual) behaviours
@@ -48,7 +48,7 @@ class RedteamSection(_Strict):
     batch_size: int = Field(64, ge=1)
 
 
-class DataSection(_Strict):
+class DataSection(StrictModel):
     cai: bool = False  # Constitutional-AI revisions as chosen answers (else the template)
     cai_principles: int = Field(1, ge=1)  # principles drawn per prompt
     cai_max_new_tokens: int = Field(64, ge=1)
@@ -68,23 +68,23 @@ class AlignSection(PreferenceLoss):
     ppo: PpoSettings = PpoSettings(iterations=8)
 
 
-class CapabilitySection(_Strict):
+class CapabilitySection(StrictModel):
     max_new_tokens: int = Field(24, ge=1)
 
 
-class GateSection(_Strict):
+class GateSection(StrictModel):
     alpha: float = Field(0.05, gt=0, lt=1)  # the ASR drop must be significant at this level
     max_over_refusal_rise: float = Field(0.05, ge=0, le=1)
     max_tax: float = Field(0.1, ge=0, le=1)  # accuracy lost on the benign questions
     max_loglik_drop: float | None = Field(0.25, ge=0)  # nats per token of reference answers
 
 
-class GuardSection(_Strict):
+class GuardSection(StrictModel):
     refresh: bool = True
     index: Path | None = None  # the known-attack index folder (default: the cache's)
 
 
-class LoopConfig(_Strict):
+class LoopConfig(StrictModel):
     model: str = "smollm2-135m-instruct"  # a packaged name, a model folder or a GGUF file
     out: Path = Path("runs/loop")
     iterations: int = Field(1, ge=1)

@@ -6,6 +6,7 @@ from bastion.models.fakes import EchoChatModel, FakeEmbedder, ScriptedChatModel
 from bastion.models.hf import HFChatModel
 from bastion.models.openai_compat import OpenAIChatModel
 from bastion.models.packaged import PACKAGED, load, load_embedder
+from bastion.models.spec import load_chat_model
 
 __all__ = [
     "PACKAGED",
@@ -20,5 +21,6 @@ __all__ = [
     "ScoringModel",
     "ScriptedChatModel",
     "load",
+    "load_chat_model",
     "load_embedder",
 ]

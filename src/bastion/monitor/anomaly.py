@@ -49,7 +49,7 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from bastion.config import read_yaml
+from bastion.config import error_where, read_yaml, validate
 from bastion.errors import ConfigError
 from bastion.monitor.events import Alert, Event
 
@@ -670,12 +670,7 @@ def parse_config(raw: Mapping[str, Any] | None, *, source: str = "monitor") -> M
     """Validate a ``monitor:`` section; a :class:`ConfigError` names the bad key."""
     if raw is not None and not isinstance(raw, Mapping):
         raise ConfigError(f"{source}: must be a mapping, got {type(raw).__name__}")
-    try:
-        config = MonitorConfig.model_validate(raw or {})
-    except ValidationError as exc:
-        error = exc.errors()[0]
-        where = ".".join(str(part) for part in error["loc"])
-        raise ConfigError(f"{source}: {where}: {error['msg']}") from None
+    config = validate(MonitorConfig, raw or {}, source, brackets=False)
     build_detectors(config, scorer=lambda text: 0.0, source=source)  # checks their options
     return config
 
@@ -717,9 +712,8 @@ def build_detectors(
         try:
             detectors.append(TypeAdapter(cls).validate_python(options))
         except ValidationError as exc:
-            error = exc.errors()[0]
-            where = ".".join(str(part) for part in (name, *error["loc"]))
-            raise ConfigError(f"{source}: detectors.{where}: {error['msg']}") from None
+            where, message = error_where(exc, brackets=False, prefix=("detectors", name))
+            raise ConfigError(f"{source}: {where}: {message}") from None
     return detectors
 
 

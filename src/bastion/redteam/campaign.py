@@ -30,9 +30,9 @@ from typing import Any
 
 from bastion.data.jsonl import iter_jsonl
 from bastion.errors import BastionError, DataError
+from bastion.judges import CanaryJudge, HarmJudge, RefusalJudge
 from bastion.redteam.adaptive import attacker_pairs, successful_prompts
 from bastion.redteam.attacks import Attack, AttackCase, Behavior
-from bastion.redteam.judges import CanaryJudge, HarmJudge, RefusalJudge
 from bastion.redteam.stats import Rate
 from bastion.redteam.targets import Target
 from bastion.types import Message

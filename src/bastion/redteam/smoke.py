@@ -15,8 +15,8 @@ from pathlib import Path
 from bastion.data.jsonl import write_jsonl
 from bastion.data.registry import CorpusItem, load_corpus
 from bastion.data.splits import stable_fraction
+from bastion.judges import RefusalPhraseJudge
 from bastion.models.base import ChatModel
-from bastion.redteam.judges import RefusalPhraseJudge
 
 HARMFUL_SOURCE = "harmbench-val"
 BENIGN_SOURCE = "rho-overrefusal"

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from bastion.errors import BastionError
+from bastion.models.spec import load_chat_model
 from bastion.types import Conversation, Message
 
 BLOCKED_REPLY = "I can't help with that request."
@@ -96,21 +97,6 @@ class GuardedTarget:
                     self.blocked.append("output")
                 replies[i] = self.blocked_reply if out.blocked else out.text
         return [r if r is not None else self.blocked_reply for r in replies]
-
-
-def load_chat_model(spec: str, *, batch_size: int = 64) -> Any:
-    """A chat model from its command-line form: ``packaged``, a packaged name, a local folder
-    or GGUF file, or ``openai:MODEL@URL``."""
-    from bastion.models import OpenAIChatModel, load
-
-    if spec.startswith("openai:"):
-        name, _, url = spec.removeprefix("openai:").partition("@")
-        if not name or not url:
-            raise BastionError(f"{spec!r}: expected openai:MODEL@URL")
-        return OpenAIChatModel(name, base_url=url)
-    # a local model generates ``batch_size`` prompts at once, sorted by length (CPU throughput
-    # keeps rising to 64-128 for a small model; see benchmarks/redteam_vs_garak.py)
-    return load(batch_size=batch_size) if spec == "packaged" else load(spec, batch_size=batch_size)
 
 
 def make_target(

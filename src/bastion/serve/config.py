@@ -36,7 +36,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from bastion.config import read_yaml
+from bastion.config import error_where, read_yaml, validate
 from bastion.errors import ConfigError
 
 Role = Literal["user", "reviewer", "admin"]
@@ -119,10 +119,7 @@ def load_config(path: str | Path | None = None) -> GatewayConfig:
 def parse_config(raw: Any, *, source: str = "gateway config") -> GatewayConfig:
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: the gateway config must be a mapping")
-    try:
-        return GatewayConfig.model_validate(raw)
-    except ValidationError as exc:
-        raise ConfigError(f"{source}: {_where(exc)}") from None
+    return validate(GatewayConfig, raw, source, rename=_hide_keys)
 
 
 def read_keys_file(path: Path) -> dict[str, KeyEntry]:
@@ -135,7 +132,8 @@ def read_keys_file(path: Path) -> dict[str, KeyEntry]:
         try:
             keys[str(key)] = KeyEntry.model_validate(entry)
         except ValidationError as exc:
-            raise ConfigError(f"{path}: {key_hint(str(key))}.{_where(exc)}") from None
+            where, message = error_where(exc, prefix=(key_hint(str(key)),))
+            raise ConfigError(f"{path}: {where}: {message}") from None
     return keys
 
 
@@ -144,10 +142,7 @@ def key_hint(key: str) -> str:
     return f"{key[:6]}…" if len(key) > 6 else "…"
 
 
-def _where(exc: ValidationError) -> str:
-    error = exc.errors()[0]
-    loc = list(error["loc"])
+def _hide_keys(loc: list[str | int]) -> list[str | int]:
     if len(loc) > 1 and loc[0] == "keys":  # an API key is a secret: name only its start
         loc[1] = key_hint(str(loc[1]))
-    where = ".".join(f"[{p}]" if isinstance(p, int) else str(p) for p in loc)
-    return f"{where.replace('.[', '[')}: {error['msg']}"
+    return loc

@@ -22,6 +22,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from bastion.config import error_where
 from bastion.serve.schema import error_body
 from bastion.serve.telemetry import Metrics
 
@@ -76,9 +77,9 @@ async def parse(request: Request, model: type[M], limit: int) -> M:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        error = exc.errors()[0]
-        where = ".".join(str(p) for p in error["loc"]) or "body"
-        raise ApiError(400, f"{where}: {error['msg']}", code="invalid_value", param=where) from None
+        where, message = error_where(exc, brackets=False)
+        where = where or "body"
+        raise ApiError(400, f"{where}: {message}", code="invalid_value", param=where) from None
 
 
 def loads(raw: bytes) -> Any:

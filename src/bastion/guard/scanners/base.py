@@ -12,8 +12,8 @@ import abc
 import time
 from typing import ClassVar, TypeVar
 
-from bastion.guard.normalize import Normalized, normalize
 from bastion.guard.result import ScanResult
+from bastion.text.normalize import Normalized, normalize
 
 SCANNERS: dict[str, type[Scanner]] = {}
 S = TypeVar("S", bound="type[Scanner]")

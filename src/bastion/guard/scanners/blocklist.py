@@ -1,7 +1,7 @@
 """Blocklist: thousands of phrases matched in one linear pass (Aho-Corasick).
 
 Phrases and text are compared in folded form (case-folded, diacritics and look-alikes folded,
-invisibles removed, whitespace collapsed; see :mod:`bastion.guard.normalize`), on the canonical
+invisibles removed, whitespace collapsed; see :mod:`bastion.text.normalize`), on the canonical
 text and on every decoded view, and only at word boundaries: "ass" does not match "class".
 Phrases are literal strings, never regular expressions, so no user-supplied list can make
 matching backtrack: the automaton reads each character of the input once.
@@ -20,9 +20,9 @@ from typing import Any, ClassVar
 import ahocorasick
 
 from bastion.errors import ConfigError
-from bastion.guard.normalize import Normalized, folded
 from bastion.guard.result import ScanResult, Span
 from bastion.guard.scanners.base import Scanner, register
+from bastion.text.normalize import Normalized, folded
 
 
 def load_phrases(path: Path) -> list[str]:

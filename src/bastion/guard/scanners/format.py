@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from bastion.errors import ConfigError
-from bastion.guard.normalize import Normalized
 from bastion.guard.result import ScanResult
 from bastion.guard.scanners.base import Scanner, register
+from bastion.text.normalize import Normalized
 
 _FENCE = re.compile(r"```([\w+-]*)[ \t]*\n(.*?)```", re.DOTALL)
 

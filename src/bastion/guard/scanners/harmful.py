@@ -17,10 +17,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 from bastion.guard.encoder import cascade_score
-from bastion.guard.normalize import Normalized
 from bastion.guard.result import ScanResult, Span
 from bastion.guard.scanners.base import Scanner, register
 from bastion.guard.scanners.injection import best_view, load_classifier
+from bastion.text.ngrams import view_features
+from bastion.text.normalize import Normalized
 
 if TYPE_CHECKING:
     from bastion.guard.encoder import EncoderClassifier
@@ -92,7 +93,7 @@ class HarmfulRequestScanner(Scanner):
         if score < self.threshold:
             return self.result(score, view=view)
         names = [v.name for v in text.all_views()]
-        category, _ = self.categories.nearest(text.ngram_features[names.index(view)])
+        category, _ = self.categories.nearest(view_features(text)[names.index(view)])
         span = Span(
             category, 0, len(text.original), view=view if view != "canonical" else "original"
         )

@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 from bastion.errors import ConfigError
-from bastion.guard.ngrams import NgramClassifier
-from bastion.guard.normalize import Normalized
 from bastion.guard.result import ScanResult
 from bastion.guard.scanners.base import Scanner, register
+from bastion.text.ngrams import NgramClassifier
+from bastion.text.normalize import Normalized
 
 if TYPE_CHECKING:
     from bastion.guard.injection import ViewScorer

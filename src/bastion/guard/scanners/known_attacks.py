@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import ClassVar
 
 from bastion.cache import cache_dir
-from bastion.guard.normalize import Normalized
 from bastion.guard.result import ScanResult
 from bastion.guard.scanners.base import Scanner, register
 from bastion.guard.similarity import KnownAttackIndex
 from bastion.models.base import Embedder
+from bastion.text.normalize import Normalized
 
 SKIPPED_VIEWS = ("rot13", "reversed")
 

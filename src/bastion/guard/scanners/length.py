@@ -10,9 +10,9 @@ from __future__ import annotations
 import re
 from typing import ClassVar
 
-from bastion.guard.normalize import Normalized
 from bastion.guard.result import ScanResult
 from bastion.guard.scanners.base import Scanner, register
+from bastion.text.normalize import Normalized
 
 _PIECE = re.compile(r"\w+|[^\w\s]")
 

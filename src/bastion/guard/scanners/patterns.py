@@ -12,10 +12,10 @@ import re
 from collections.abc import Callable, Iterator
 from typing import ClassVar
 
-from bastion.guard.normalize import Normalized
 from bastion.guard.result import ScanResult, Span
 from bastion.guard.scanners.base import Scanner
 from bastion.guard.vault import mask
+from bastion.text.normalize import Normalized
 
 Finder = Callable[[str], Iterator[tuple[int, int]]]
 DIGIT = re.compile(r"\d")  # any script's digits, as \d in the patterns

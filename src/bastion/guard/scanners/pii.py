@@ -167,7 +167,7 @@ def load_ner(model: str, *, required: bool) -> Any:
     except ImportError:
         if required:
             raise ValueError(
-                f"pii: ner model {model!r} needs spaCy (pip install 'bastion-llm[ner]')"
+                f"pii: ner model {model!r} needs spaCy (pip install 'bastion-safety[ner]')"
             ) from None
         return None
     try:

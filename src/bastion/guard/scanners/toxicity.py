@@ -13,10 +13,10 @@ import functools
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
-from bastion.guard.normalize import Normalized
 from bastion.guard.result import ScanResult, Span
 from bastion.guard.scanners.base import Scanner, register
 from bastion.guard.scanners.injection import best_of, load_classifier
+from bastion.text.normalize import Normalized
 
 if TYPE_CHECKING:
     from bastion.guard.toxicity import Lexicon

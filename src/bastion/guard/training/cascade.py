@@ -19,10 +19,10 @@ from dataclasses import dataclass
 
 from bastion.guard.encoder import cascade_score
 from bastion.guard.injection import Example
-from bastion.guard.normalize import normalize
 from bastion.guard.training.encoder import EncoderLearner, EncoderScorer
 from bastion.guard.training.learners import NgramLearner, NgramScorer
 from bastion.guard.training.loso import balanced_threshold
+from bastion.text.normalize import normalize
 
 GATE_FPR = 0.15
 

@@ -18,7 +18,6 @@ from typing import Any
 
 from bastion.guard.encoder import EncoderClassifier
 from bastion.guard.injection import Example
-from bastion.guard.ngrams import NgramClassifier
 from bastion.guard.training.cascade import GATE_FPR, CascadeLearner, CascadeScorer
 from bastion.guard.training.data import task_examples
 from bastion.guard.training.encoder import EncoderLearner, EncoderScorer
@@ -34,6 +33,7 @@ from bastion.guard.training.loso import (
     leave_one_source_out,
     score_source,
 )
+from bastion.text.ngrams import NgramClassifier
 
 TARGET_FPR = 0.005
 REVIEW_FPR = 0.03

@@ -13,9 +13,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from bastion.guard.injection import Example
-from bastion.guard.ngrams import Features, NgramClassifier, sigmoid, train_classifier
-from bastion.guard.normalize import normalize
 from bastion.guard.toxicity import Lexicon, joined
+from bastion.text.ngrams import (
+    Features,
+    NgramClassifier,
+    sigmoid,
+    train_classifier,
+    view_features,
+)
+from bastion.text.normalize import normalize
 
 
 def source_weights(examples: Sequence[Example]) -> list[float]:
@@ -60,7 +66,7 @@ class ViewCache:
         found = self._cache.get(text)
         if found is None:
             normalized = normalize(text)
-            found = normalized.ngram_features
+            found = view_features(normalized)
             if self.lexicon is not None:
                 found = tuple(
                     joined(f, self.lexicon.features_of(self.lexicon.hits(b)))
@@ -75,7 +81,7 @@ class ViewCache:
 
 @dataclass
 class NgramLearner:
-    """Logistic regression on hashed n-grams (:mod:`bastion.guard.ngrams`)."""
+    """Logistic regression on hashed n-grams (:mod:`bastion.text.ngrams`)."""
 
     task: str
     epochs: int = 6

@@ -164,7 +164,7 @@ def balanced_threshold(
     ``n > cap`` benign texts weighs ``cap / n``, any other text 1. The largest corpus then
     cannot set the threshold alone, while a source of five texts does not make one false
     positive cost a fifth of the budget. Without sources over ``cap`` this is
-    :func:`~bastion.guard.ngrams.threshold_for_fpr`."""
+    :func:`~bastion.text.ngrams.threshold_for_fpr`."""
     if not scores:
         raise BastionError("no scores to set a threshold on")
     size: dict[str, int] = defaultdict(int)

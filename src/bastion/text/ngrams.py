@@ -22,7 +22,8 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from bastion.guard.normalize import Normalized, folded
+from bastion.text.fold import folded
+from bastion.text.normalize import Normalized
 
 DIM = 2**18
 MAX_CHARS = 4000  # longer texts are scored on their first 4,000 folded characters
@@ -149,7 +150,7 @@ class NgramClassifier:
 
     def view_scores(self, text: Normalized) -> list[float]:
         """One score per view of a normalized text (canonical first)."""
-        return self.scores_of(text.ngram_features)
+        return self.scores_of(view_features(text))
 
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -236,3 +237,12 @@ def threshold_for_fpr(negative_scores: Sequence[float], target_fpr: float) -> fl
 def write_report(path: Path, report: dict[str, object]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(report, indent=2) + "\n")
+
+
+def view_features(text: Normalized) -> tuple[Features, ...]:
+    """The features of every view of a normalized text (canonical first), computed once per
+    text for all the classifiers that read them."""
+    return text.memo(
+        "ngram_features",
+        lambda: tuple(features(view, is_folded=True) for view in text.folded_views),
+    )

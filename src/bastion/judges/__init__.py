@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bastion.data.splits import stable_fraction
-from bastion.guard.scanners.refusal import REFUSAL_PATTERNS, refusal_phrase
+from bastion.judges.phrases import REFUSAL_PATTERNS, refusal_phrase
 from bastion.types import Verdict
 
 __all__ = [
@@ -43,7 +43,7 @@ HELD_OUT = 0.2  # the share of labelled rows kept out of training, by stable has
 
 class RefusalPhraseJudge:
     """Flags a reply as a refusal when a refusal phrase appears in its opening characters
-    (the phrase list is the guard's, :mod:`bastion.guard.scanners.refusal`)."""
+    (the phrase list of :mod:`bastion.judges.phrases`, shared with the guard)."""
 
     name = "refusal-phrase"
 
@@ -110,7 +110,7 @@ def _unreadable(text: str) -> list[str]:
 def _fit(task: str) -> Any:
     """An n-gram logistic regression on the training share of a labelled set (for the harm
     judge, with the encoded forms of every training answer as harmless examples)."""
-    from bastion.guard.ngrams import NgramClassifier, train_classifier
+    from bastion.text.ngrams import NgramClassifier, train_classifier
 
     rows = [r for r in (_refusal_rows() if task == "refusal" else _harm_rows()) if not r.held_out]
     if len({r.label for r in rows}) < 2:
@@ -178,7 +178,7 @@ class HarmJudge:
         return self.judge_goal("", response)
 
     def judge_goal(self, goal: str, response: str) -> Verdict:
-        from bastion.guard.normalize import normalize
+        from bastion.text.normalize import normalize
 
         if not response.strip():
             return Verdict(self.name, False, 0.0, "empty answer")

@@ -8,13 +8,13 @@ STAMP := $(VENV)/.bastion-installed
 
 BENCH := .venv-bench/bin
 
-.PHONY: setup demo test lint browser bench-generate bench-align bench-ppo bench-guard bench-guard-sources bench-redteam
+.PHONY: setup demo test lint docs browser bench-generate bench-align bench-ppo bench-guard bench-guard-sources bench-redteam
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check torch==2.13.0
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,bench,serve,postgres]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,bench,serve,postgres,docs]'
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -23,8 +23,8 @@ demo: setup
 	$(BIN)/bastion loop
 
 lint: setup
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks docs/hooks
+	$(BIN)/ruff format --check src tests benchmarks docs/hooks
 	$(BIN)/mypy
 
 # The review pages are tested in Debian's Chromium, driven by Playwright.
@@ -32,7 +32,11 @@ browser:
 	command -v chromium >/dev/null 2>&1 || { apt-get update -q && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }
 
-test: lint browser
+# The documentation site, built strictly: a broken link, page or reference fails the build.
+docs: setup
+	$(BIN)/mkdocs build --strict --site-dir site
+
+test: docs lint browser
 	$(BIN)/pytest
 
 bench-generate: setup

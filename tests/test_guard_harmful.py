@@ -31,11 +31,18 @@ def test_the_scanner_reproduces_the_reported_calibration_figures() -> None:
     report = json.loads(shipped_weights().with_suffix(".encoder.report.json").read_text())
     rows = {r["source"]: r for r in report["calib"]}
     calib = held_back()
+    # The block threshold is a calibration text's own score, so that text sits on it; its
+    # score on another CPU may differ in the eighth decimal. A text within 1e-6 of the
+    # threshold may count either way; every other one must land as reported.
+    threshold = SCANNER.threshold
     for source in ("written-harmful-b", "strongreject", "alpacaeval", "rho-overrefusal"):
         texts = [e for e in calib if e.source == source]
-        flagged = [(SCANNER.scan(e.text).flagged, e.label) for e in texts]
-        assert sum(f for f, y in flagged if y) == rows[source]["caught"]
-        assert sum(f for f, y in flagged if not y) == rows[source]["blocked"]
+        scored = [(SCANNER.scan(e.text).score, e.label) for e in texts]
+        for label, key in ((1, "caught"), (0, "blocked")):
+            scores = [s for s, y in scored if y == label]
+            surely = sum(s >= threshold + 1e-6 for s in scores)
+            maybe = sum(s >= threshold - 1e-6 for s in scores)
+            assert surely <= rows[source][key] <= maybe, (source, key)
 
 
 def test_flagged_requests_name_a_category() -> None:

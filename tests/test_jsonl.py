@@ -99,3 +99,18 @@ def test_missing_file_and_not_utf8(tmp_path: Path) -> None:
     path.write_bytes(b'{"messages": "\xe9"}\n')
     with pytest.raises(DataError, match="not UTF-8"):
         read_conversations(path)
+
+
+def test_append_jsonl_adds_lines_to_a_file_and_keeps_what_was_there(tmp_path) -> None:
+    from bastion.data import append_jsonl, iter_jsonl, json_line
+
+    path = tmp_path / "logs" / "metrics.jsonl"
+    assert append_jsonl(path, [{"step": 1, "loss": 0.5}]) == 1
+    assert append_jsonl(path, [{"step": 2, "note": "café"}, {"step": 3}]) == 2
+    assert [row for _, row in iter_jsonl(path)] == [
+        {"step": 1, "loss": 0.5},
+        {"step": 2, "note": "café"},
+        {"step": 3},
+    ]
+    assert "café" in path.read_text(encoding="utf-8")  # UTF-8, not \u escapes
+    assert json_line({"a": 1}) == '{"a": 1}\n'

@@ -16,7 +16,7 @@ import os
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from bastion.errors import DataError
 from bastion.types import Conversation, PreferencePair, Text, UnpairedExample
@@ -57,7 +57,7 @@ def write_jsonl(path: str | Path, rows: Iterable[Mapping[str, Any]]) -> int:
     ) as handle:
         try:
             for row in rows:
-                handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+                handle.write(json_line(row))
                 count += 1
             handle.flush()
             os.fsync(handle.fileno())
@@ -65,6 +65,26 @@ def write_jsonl(path: str | Path, rows: Iterable[Mapping[str, Any]]) -> int:
             os.unlink(handle.name)
             raise
     os.replace(handle.name, path)
+    return count
+
+
+def json_line(row: Mapping[str, Any]) -> str:
+    """One JSON Lines line: the row as UTF-8 JSON (not ASCII-escaped) and a newline."""
+    return json.dumps(row, ensure_ascii=False) + "\n"
+
+
+def append_jsonl(target: str | Path | IO[str], rows: Iterable[Mapping[str, Any]]) -> int:
+    """Append rows to an open text handle, or to a file (created with its folder if missing);
+    returns the count. For logs that grow as a job runs: a crash keeps every line written."""
+    if isinstance(target, (str, Path)):
+        path = Path(target)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a", encoding="utf-8") as handle:
+            return append_jsonl(handle, rows)
+    count = 0
+    for row in rows:
+        target.write(json_line(row))
+        count += 1
     return count
 
 

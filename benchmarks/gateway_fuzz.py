@@ -119,8 +119,8 @@ class CappedModel(HFChatModel):
     """A transformer that stops after :data:`MAX_NEW_TOKENS`, whatever the client asked for
     (the gateway lets a client ask an in-process model for any number of tokens)."""
 
-    def _generation_options(self, max_new_tokens: int, *args: Any) -> dict[str, Any]:
-        return super()._generation_options(min(max_new_tokens, MAX_NEW_TOKENS), *args)
+    def generation_options(self, max_new_tokens: int, *args: Any) -> dict[str, Any]:
+        return super().generation_options(min(max_new_tokens, MAX_NEW_TOKENS), *args)
 
 
 class Harness:

@@ -31,7 +31,7 @@ def test_stop_strings_cut_the_reply(tiny_chat: HFChatModel) -> None:
     assert cut == full[: full.index(stop)]
     # generation itself stops at the stop string instead of running to max_new_tokens
     ids = torch.tensor([tiny_chat.prompt_ids("hello")])
-    options = tiny_chat._generation_options(12, 0.0, 1.0, [stop])
+    options = tiny_chat.generation_options(12, 0.0, 1.0, [stop])
     generated = tiny_chat.model.generate(input_ids=ids, **options).shape[1] - ids.shape[1]
     assert generated < 12
 

@@ -12,6 +12,7 @@ import math
 import random
 import socket
 import threading
+import time
 from collections import Counter
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -45,8 +46,10 @@ from bastion.monitor.anomaly import (
     scan,
     theil_sen,
     watch,
+    watch_store,
 )
-from bastion.monitor.events import Alert, Event
+from bastion.monitor.events import Alert, Event, utcnow
+from bastion.monitor.store import EventStore
 from bastion.monitor.traffic import ONSETS, START, Traffic, generate
 
 T0 = START
@@ -573,3 +576,33 @@ def test_watch_sends_alerts_to_sinks_and_scan_returns_them(
     assert [(a.detector, a.event_id) for a in replayed] == [
         (a.detector, a.event_id) for a in yielded
     ]
+
+
+def test_watch_store_follows_new_events_and_saves_its_alerts(tmp_path: Path) -> None:
+    """``bastion monitor watch``: only events recorded after it starts are watched, its alert
+    goes into the store and the review queue, and it stops after ``duration_s``."""
+    config = MonitorConfig(log=False)
+    with EventStore(tmp_path / "bastion.db") as store:
+        earlier = utcnow() - timedelta(minutes=1)
+        store.record(Event("mallory", "m", "try", "no", "block", id="old", ts=earlier))
+        store.flush()
+        probes = [Event("mallory", "m", f"try {i}", "no", "block", id=f"p{i}") for i in range(6)]
+
+        def probe() -> None:
+            time.sleep(0.3)
+            for event in probes:
+                event.ts = utcnow()
+                store.record(event)
+            store.flush()
+
+        thread = threading.Thread(target=probe)
+        thread.start()
+        started = time.monotonic()
+        alerts = list(watch_store(store, config, poll_s=0.05, duration_s=2.0))
+        elapsed = time.monotonic() - started
+        thread.join()
+        # the sixth blocked try, not the fifth: the event from before the watch was not seen
+        assert [(a.detector, a.user, a.event_id) for a in alerts] == [("probing", "mallory", "p5")]
+        assert 2.0 <= elapsed < 30
+        assert [a.id for a in store.alerts()] == [alerts[0].id]
+        assert [i.event_id for i in store.review_items(reason="anomaly")] == ["p5"]

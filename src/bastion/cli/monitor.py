@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import datetime
-import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
@@ -17,6 +16,9 @@ from bastion.cli.common import (
     writable_folder,
 )
 from bastion.errors import BastionError
+
+if TYPE_CHECKING:
+    from bastion.monitor.events import Alert
 
 app = typer.Typer(
     help="Production monitoring: anomalies, review exports, erasure.", no_args_is_help=True
@@ -36,7 +38,7 @@ def _since(value: str) -> datetime.datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=datetime.UTC)
 
 
-def _alert_table(alerts: list[Any], title: str) -> Table:
+def _alert_table(alerts: list[Alert], title: str) -> Table:
     table = Table("time", "detector", "user", "statistic", "value", "threshold", title=title)
     for a in alerts:
         table.add_row(
@@ -59,16 +61,13 @@ def monitor_scan(
 
     Records no events, so it opens the store without a journal and runs beside the gateway;
     ``--save`` writes the alerts (and their review items) to the database directly."""
-    from bastion.monitor.anomaly import load_config, scan
+    from bastion.monitor.anomaly import load_config, scan_store
     from bastion.monitor.store import EventStore
 
     start = _since(since)
     settings = load_config(config) if config else None
     with EventStore(store, journal=False) as events:
-        alerts = scan(events.iter_events(start), settings)
-        if save:
-            for alert in alerts:
-                events.add_alert(alert)
+        alerts = scan_store(events, start, settings, save=save)
     console.print(_alert_table(alerts, f"{len(alerts)} alert(s) since {start:%Y-%m-%d %H:%M}"))
 
 
@@ -83,30 +82,15 @@ def monitor_watch(
 
     Records no events, so it opens the store without a journal and runs beside the gateway;
     the alerts (and their review items) go to the database directly."""
-    from bastion.monitor.anomaly import load_config, watch
+    from bastion.monitor.anomaly import load_config, watch_store
     from bastion.monitor.store import EventStore
 
     if poll <= 0 or duration < 0:
         raise BastionError("--poll must be > 0 and --duration ≥ 0")
     settings = load_config(config) if config else None
-    ends = time.monotonic() + duration if duration else float("inf")
     with EventStore(store, journal=False) as events:
-
-        def stream() -> Any:
-            since, seen = datetime.datetime.now(datetime.UTC), set[str]()
-            while time.monotonic() < ends:
-                batch = [e for e in events.events(since=since) if e.id not in seen]
-                yield from batch
-                if batch:
-                    since = batch[-1].ts
-                    seen = {e.id for e in batch if e.ts == since}
-                time.sleep(poll)
-
-        def save(alert: Any) -> None:  # to the dashboard, and queued for review
-            events.add_alert(alert)
-
         console.print(f"watching {store} for new events (Ctrl-C to stop)")
-        for alert in watch(stream(), settings, sinks=[save]):
+        for alert in watch_store(events, settings, poll_s=poll, duration_s=duration):
             console.print(
                 f"[yellow]alert[/] {alert.detector} user={alert.user or '-'} "
                 f"{alert.statistic} = {alert.value:.4g} (threshold {alert.threshold:.4g})"

@@ -122,7 +122,7 @@ class HFChatModel:
         prompts = [self.prompt_ids(c) for c in conversations]
         if seed is not None:
             torch.manual_seed(seed)
-        options = self._generation_options(max_new_tokens, temperature, top_p, stop)
+        options = self.generation_options(max_new_tokens, temperature, top_p, stop)
         replies: list[str] = [""] * len(prompts)
         # per call: the generation config may have changed since construction
         ragged = self.ragged_prefill and supports_ragged_prefill(self.model)
@@ -185,9 +185,11 @@ class HFChatModel:
         except ModelError as exc:
             raise ModelError(f"{self.name}: {exc}") from None
 
-    def _generation_options(
+    def generation_options(
         self, max_new_tokens: int, temperature: float, top_p: float, stop: Sequence[str] | None
     ) -> dict[str, Any]:
+        """The keyword arguments :meth:`generate` passes to ``model.generate`` (greedy at
+        temperature 0, stop strings); the gateway streams with the same ones."""
         options: dict[str, Any] = {
             "max_new_tokens": max_new_tokens,
             "pad_token_id": self.pad_id,

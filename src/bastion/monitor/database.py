@@ -1,27 +1,17 @@
 """The event store's database side: its engine, the row shapes of its tables, and the helpers
-that erase, convert and check rows (:mod:`bastion.monitor.store` uses them)."""
+that convert and check rows (:mod:`bastion.monitor.store` and :mod:`bastion.monitor.queries`
+use them; erasure is in :mod:`bastion.monitor.erasure`)."""
 
 from __future__ import annotations
 
-import hashlib
-import logging
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields, is_dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import (
-    ColumnElement,
-    Connection,
-    Engine,
-    Row,
-    create_engine,
-    delete,
-    event,
-    or_,
-    select,
-)
+from sqlalchemy import Engine, Row, Table, create_engine, event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, StatementError
 
@@ -32,17 +22,6 @@ from bastion.monitor.events import (
     Event,
     Feedback,
 )
-from bastion.monitor.migrations.schema import (
-    alerts,
-    erasures,
-    events,
-    feedback,
-    labels,
-    pending_feedback,
-    review_items,
-)
-
-log = logging.getLogger(__name__)
 
 EVENT_FIELDS = tuple(f.name for f in fields(Event))
 REPORT_KINDS = ("thumbs_down", "harmful", "over_refusal")  # feedback that opens a review item
@@ -88,7 +67,7 @@ class Bucket:
     review: int  # fell in the policy's review band
 
 
-def _database_url(target: str | Path) -> URL:
+def database_url(target: str | Path) -> URL:
     """The store's URL; a SQLite file by its absolute path, so that the store and its journal
     are the same whatever the working directory."""
     text = str(target)
@@ -109,7 +88,7 @@ def _database_url(target: str | Path) -> URL:
     return url
 
 
-def _create_engine(url: URL, *, create: bool = True) -> Engine:
+def store_engine(url: URL, *, create: bool = True) -> Engine:
     """An engine on the store; ``create=False`` for a SQLite file that must exist already."""
     if url.get_backend_name() == "postgresql":
         return create_engine(url, pool_pre_ping=True)
@@ -133,38 +112,7 @@ def _create_engine(url: URL, *, create: bool = True) -> Engine:
     return engine
 
 
-def _erase(conn: Connection, user: str) -> int:
-    return _delete_events(
-        conn,
-        events.c.user == user,
-        feedback.c.user == user,
-        pending_feedback.c.user == user,
-        alerts.c.user == user,
-    )
-
-
-def _delete_events(
-    conn: Connection,
-    which: ColumnElement[bool],
-    feedback_too: ColumnElement[bool],
-    pending_too: ColumnElement[bool],
-    alerts_too: ColumnElement[bool],
-) -> int:
-    """Delete the events matching ``which`` with everything attached to them, plus the
-    feedback (stored and pending) and alerts matching the other three conditions."""
-    ids = select(events.c.id).where(which)
-    items = select(review_items.c.id).where(review_items.c.event_id.in_(ids))
-    conn.execute(delete(labels).where(labels.c.item_id.in_(items)))
-    conn.execute(delete(review_items).where(review_items.c.event_id.in_(ids)))
-    conn.execute(delete(feedback).where(or_(feedback.c.event_id.in_(ids), feedback_too)))
-    conn.execute(
-        delete(pending_feedback).where(or_(pending_feedback.c.event_id.in_(ids), pending_too))
-    )
-    conn.execute(delete(alerts).where(or_(alerts.c.event_id.in_(ids), alerts_too)))
-    return conn.execute(delete(events).where(which)).rowcount
-
-
-def _event_row(event: Event) -> dict[str, Any]:
+def event_row(event: Event) -> dict[str, Any]:
     """The event as a row, checked; NUL characters become U+FFFD (PostgreSQL refuses them,
     and a prompt must not be able to keep its own exchange out of the log)."""
     if event.decision not in DECISIONS:
@@ -176,40 +124,28 @@ def _event_row(event: Event) -> dict[str, Any]:
     return {name: _scrub(getattr(event, name)) for name in EVENT_FIELDS}
 
 
-def _event(row: Row[Any], prefix: str = "") -> Event:
+def event_of(row: Row[Any], prefix: str = "") -> Event:
+    """The event in a row of ``events`` (its columns named ``prefix + field``)."""
     data = row._mapping
     return Event(**{name: data[prefix + name] for name in EVENT_FIELDS})
 
 
-def _review_item(row: Row[Any]) -> ReviewItem:
+def review_item_of(row: Row[Any]) -> ReviewItem:
+    """The review item in a row of ``review_items`` joined to its event's ``e_`` columns."""
     data = row._mapping
-    event = _event(row, "e_") if data["e_id"] is not None else None
+    event = event_of(row, "e_") if data["e_id"] is not None else None
     return ReviewItem(
         data["id"], data["event_id"], data["reason"], data["status"], data["created"], event
     )
 
 
-def _erased(rows: list[dict[str, Any]], erased_at: dict[str, datetime]) -> set[str]:
-    """The ids of the rows stamped at or before their user's erasure."""
-    return {r["id"] for r in rows if r["user"] in erased_at and r["ts"] <= erased_at[r["user"]]}
-
-
-def _erased_at(conn: Connection, users: set[str]) -> dict[str, datetime]:
-    """When each of these users was erased (the users never erased are left out)."""
-    hashes = {_hash_user(user): user for user in users}
-    tombstones = conn.execute(
-        select(erasures.c.user_hash, erasures.c.erased_at).where(erasures.c.user_hash.in_(hashes))
-    ).all()
-    return {hashes[h]: ts for h, ts in tombstones}
-
-
-def _feedback(item: Feedback) -> Feedback:
-    """The report, checked, with NUL characters replaced (as :func:`_event_row` does)."""
+def checked_feedback(item: Feedback) -> Feedback:
+    """The report, checked, with NUL characters replaced (as :func:`event_row` does)."""
     if not isinstance(item.ts, datetime):
         item = Feedback(**{**asdict(item), "ts": datetime.fromisoformat(str(item.ts))})
     if item.ts.tzinfo is None:
         raise StoreError(f"Feedback.ts must be a timezone-aware datetime, got {item.ts!r}")
-    _check(item.kind, FEEDBACK_KINDS, "feedback kind")
+    check_choice(item.kind, FEEDBACK_KINDS, "feedback kind")
     return Feedback(**_scrub(asdict(item)))
 
 
@@ -225,11 +161,12 @@ def _scrub(value: Any) -> Any:
     return value
 
 
-def _jsonable(row: dict[str, Any]) -> dict[str, Any]:
+def jsonable(row: dict[str, Any]) -> dict[str, Any]:
+    """The row with its datetimes as ISO 8601 strings, for a journal line."""
     return {k: v.isoformat() if isinstance(v, datetime) else v for k, v in row.items()}
 
 
-def _is_bad_row(exc: BaseException) -> bool:
+def is_bad_row(exc: BaseException) -> bool:
     """The database refused the data itself (not its connection, not the schema)."""
     if isinstance(exc, IntegrityError | DataError):
         return True
@@ -238,20 +175,21 @@ def _is_bad_row(exc: BaseException) -> bool:
     return isinstance(exc, OverflowError | ValueError | TypeError)
 
 
-def _check(value: str, allowed: Sequence[str], what: str) -> None:
+def check_choice(value: str, allowed: Sequence[str], what: str) -> None:
+    """A :class:`StoreError` naming ``what`` unless ``value`` is one of ``allowed``."""
     if value not in allowed:
         raise StoreError(f"{what} must be one of {', '.join(allowed)}, got {value!r}")
 
 
-def _aware(value: datetime, name: str) -> datetime:
+def aware(value: datetime, name: str) -> datetime:
+    """``value``, if it is timezone-aware; a :class:`StoreError` naming ``name`` otherwise."""
     if value.tzinfo is None:
         raise StoreError(f"{name} must be timezone-aware (e.g. datetime.now(UTC)), got {value}")
     return value
 
 
-def _epoch_us(value: datetime) -> int:
-    return (value - EPOCH) // timedelta(microseconds=1)
-
-
-def _hash_user(user: str) -> str:
-    return hashlib.sha256(user.encode()).hexdigest()
+def insert_into(table: Table, dialect: str) -> postgresql.Insert | sqlite.Insert:
+    """``INSERT`` into ``table`` with the ``ON CONFLICT`` clause of the backend ``dialect``."""
+    if dialect == "postgresql":
+        return postgresql.insert(table)
+    return sqlite.insert(table)

@@ -20,15 +20,15 @@ from sqlalchemy import (
 )
 
 from bastion.monitor.database import (
+    EPOCH,
     MAX_BUCKETS,
     Bucket,
     Label,
     ReviewItem,
     StoreError,
-    _aware,
-    _epoch_us,
-    _event,
-    _review_item,
+    aware,
+    event_of,
+    review_item_of,
 )
 from bastion.monitor.events import (
     Alert,
@@ -63,22 +63,22 @@ class StoreQueries:
         """Events stamped in [since, until), oldest first."""
         query = select(events).order_by(events.c.ts, events.c.id).limit(limit)
         if since is not None:
-            query = query.where(events.c.ts >= _aware(since, "since"))
+            query = query.where(events.c.ts >= aware(since, "since"))
         if until is not None:
-            query = query.where(events.c.ts < _aware(until, "until"))
+            query = query.where(events.c.ts < aware(until, "until"))
         if user is not None:
             query = query.where(events.c.user == user)
         if decision is not None:
             query = query.where(events.c.decision == decision)
         with self._engine.connect() as conn:
-            return [_event(row) for row in conn.execute(query)]
+            return [event_of(row) for row in conn.execute(query)]
 
     def iter_events(self, since: datetime | None = None, *, page: int = 1000) -> Iterator[Event]:
         """Every event from ``since`` on, oldest first, fetched ``page`` at a time (keyset
         pagination, so no transaction stays open while the caller works)."""
         query = select(events).order_by(events.c.ts, events.c.id).limit(page)
         if since is not None:
-            query = query.where(events.c.ts >= _aware(since, "since"))
+            query = query.where(events.c.ts >= aware(since, "since"))
         after: tuple[datetime, str] | None = None
         while True:
             where = query
@@ -88,7 +88,7 @@ class StoreQueries:
                     or_(events.c.ts > ts, and_(events.c.ts == ts, events.c.id > last))
                 )
             with self._engine.connect() as conn:
-                batch = [_event(row) for row in conn.execute(where)]
+                batch = [event_of(row) for row in conn.execute(where)]
             yield from batch
             if len(batch) < page:
                 return
@@ -115,7 +115,7 @@ class StoreQueries:
         if reason is not None:
             query = query.where(review_items.c.reason == reason)
         with self._engine.connect() as conn:
-            return [_review_item(row) for row in conn.execute(query)]
+            return [review_item_of(row) for row in conn.execute(query)]
 
     def review_item(self, item_id: str) -> ReviewItem | None:
         """One review item with its event, or ``None`` when there is no such item."""
@@ -127,13 +127,13 @@ class StoreQueries:
         )
         with self._engine.connect() as conn:
             row = conn.execute(query).first()
-        return _review_item(row) if row is not None else None
+        return review_item_of(row) if row is not None else None
 
     def alerts(self, since: datetime | None = None, limit: int = 100) -> list[Alert]:
         """The most recent alerts (newest first) since ``since``."""
         query = select(alerts).order_by(alerts.c.ts.desc()).limit(limit)
         if since is not None:
-            query = query.where(alerts.c.ts >= _aware(since, "since"))
+            query = query.where(alerts.c.ts >= aware(since, "since"))
         with self._engine.connect() as conn:
             return [Alert(**row._asdict()) for row in conn.execute(query)]
 
@@ -157,8 +157,8 @@ class StoreQueries:
         self, since: datetime, bucket: timedelta, until: datetime | None = None
     ) -> list[Bucket]:
         """Counts per time bucket over [since, until) (until: now), empty buckets included."""
-        since = _aware(since, "since")
-        until = utcnow() if until is None else _aware(until, "until")
+        since = aware(since, "since")
+        until = utcnow() if until is None else aware(until, "until")
         width = bucket // timedelta(microseconds=1)
         if width <= 0:
             raise StoreError(f"stats: bucket must be positive, got {bucket}")
@@ -196,8 +196,12 @@ class StoreQueries:
             .limit(n)
         )
         if since is not None:
-            query = query.where(events.c.ts >= _aware(since, "since"))
+            query = query.where(events.c.ts >= aware(since, "since"))
         with self._engine.connect() as conn:
             return [(str(value), int(count)) for value, count in conn.execute(query)]
 
-    # -- the writer's side (runs in the replicator thread) -------------------------------------
+
+def _epoch_us(value: datetime) -> int:
+    """Microseconds since the Unix epoch, as :class:`~bastion.monitor.migrations.schema.epoch_us`
+    counts them in SQL."""
+    return (value - EPOCH) // timedelta(microseconds=1)

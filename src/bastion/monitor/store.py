@@ -34,7 +34,9 @@ can bring the rows back. The local journal is then rotated and its checkpointed 
 deleted, so the erased text is not left on disk either.
 
 The schema (SQLAlchemy Core) is in :mod:`bastion.monitor.migrations.schema`; opening a store
-runs its Alembic migrations.
+runs its Alembic migrations. :class:`EventStore` is this module's writer and lifecycle on top of
+its read side (:mod:`bastion.monitor.queries`) and review side (:mod:`bastion.monitor.review`);
+the rows are shaped in :mod:`bastion.monitor.database`, erased in :mod:`bastion.monitor.erasure`.
 """
 
 from __future__ import annotations
@@ -49,17 +51,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
 
-from sqlalchemy import (
-    ColumnElement,
-    Connection,
-    Table,
-    and_,
-    delete,
-    or_,
-    select,
-    update,
-)
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import ColumnElement, Connection, and_, delete, or_, select
 
 from bastion.monitor import migrations
 from bastion.monitor.database import (
@@ -72,49 +64,35 @@ from bastion.monitor.database import (
     Label,
     ReviewItem,
     StoreError,
-    _aware,
-    _check,
-    _create_engine,
-    _database_url,
-    _delete_events,
-    _erase,
-    _erased,
-    _erased_at,
-    _event_row,
-    _feedback,
-    _hash_user,
-    _is_bad_row,
-    _jsonable,
+    aware,
+    checked_feedback,
+    database_url,
+    event_row,
+    insert_into,
+    is_bad_row,
+    jsonable,
+    store_engine,
 )
-from bastion.monitor.events import (
-    LABELS,
-    REVIEW_REASONS,
-    Alert,
-    Event,
-    Feedback,
-    new_id,
-    utcnow,
-)
+from bastion.monitor.erasure import add_tombstone, erase, erased, erased_at, purge
+from bastion.monitor.events import Event, Feedback, new_id, utcnow
 from bastion.monitor.journal import SEGMENT_BYTES, Journal, Line
 from bastion.monitor.journal_home import journal_home, store_name
 from bastion.monitor.migrations.schema import (
-    alerts,
-    erasures,
     events,
     feedback,
     journal_checkpoints,
-    labels,
     pending_feedback,
     review_items,
 )
 from bastion.monitor.queries import StoreQueries
 from bastion.monitor.replicator import Replicator
+from bastion.monitor.review import StoreReview, open_review_item
 
 __all__ = ["PENDING_FEEDBACK_TTL", "Bucket", "EventStore", "Label", "ReviewItem", "StoreError"]
 log = logging.getLogger("bastion.monitor.store")
 
 
-class EventStore(StoreQueries):
+class EventStore(StoreReview, StoreQueries):
     """Events, feedback, review items, labels and alerts in one database.
 
     ``target`` is a SQLite file path or a SQLAlchemy URL (``sqlite:///runs/bastion.db``,
@@ -145,9 +123,9 @@ class EventStore(StoreQueries):
         segment_bytes: int = SEGMENT_BYTES,
         migrate: bool = True,
     ) -> None:
-        url = _database_url(target)
+        url = database_url(target)
         self.name = store_name(url)
-        self._engine = _create_engine(url, create=journal is not False)
+        self._engine = store_engine(url, create=journal is not False)
         self._dialect = self._engine.dialect.name
         self._closed = False
         self._journal: Journal | None = None
@@ -256,8 +234,8 @@ class EventStore(StoreQueries):
     def record(self, event: Event) -> None:
         """Make ``event`` durable (journal + fsync: the acknowledgement), then offer it to the
         writer's queue, waiting at most ``put_timeout``."""
-        row = _event_row(event)
-        self._append(_jsonable(row), row, "record()")
+        row = event_row(event)
+        self._append(jsonable(row), row, "record()")
 
     def add_feedback(self, item: Feedback) -> None:
         """Accept a user's report on one of their own events: it is journalled (durable on
@@ -267,8 +245,8 @@ class EventStore(StoreQueries):
         after :data:`PENDING_FEEDBACK_TTL`, is dropped then (a log line says so): the caller
         gets the same answer, as fast, for an unknown id and another user's event.
         ``JournalError`` if the journal cannot take it."""
-        report = _feedback(item)
-        self._append({"feedback": _jsonable(asdict(report))}, report, "add_feedback()")
+        report = checked_feedback(item)
+        self._append({"feedback": jsonable(asdict(report))}, report, "add_feedback()")
 
     def _append(self, doc: dict[str, Any], item: Item, what: str) -> None:
         if self._closed:
@@ -279,46 +257,6 @@ class EventStore(StoreQueries):
         start, end = self._journal.append(line)
         self._writer.offer(start, end, item)
 
-    def add_alert(self, alert: Alert, *, review: bool = True) -> str | None:
-        """Store a detector's alert; with an ``event_id`` (and ``review``), open an ``anomaly``
-        review item for it and return the item's id."""
-        with self._engine.begin() as conn:
-            conn.execute(self._insert(alerts).on_conflict_do_nothing(), asdict(alert))
-            if review and alert.event_id is not None:
-                return self._open_item(conn, alert.event_id, "anomaly")
-        return None
-
-    def enqueue_review(self, event_id: str, reason: str) -> str:
-        """Open a review item; an event has at most one per reason (its id is returned again).
-        Events recorded with ``review=True`` get a ``review_band`` item automatically."""
-        _check(reason, REVIEW_REASONS, "review reason")
-        with self._engine.begin() as conn:
-            return self._open_item(conn, event_id, reason)
-
-    def label(
-        self, item_id: str, reviewer: str, label: str, better_response: str | None = None
-    ) -> Label:
-        """Record one reviewer's label for an item; labelling it again replaces the first."""
-        _check(label, LABELS, "label")
-        if not reviewer:
-            raise StoreError("a label needs a reviewer")
-        values = {"label": label, "better_response": better_response, "ts": utcnow()}
-        with self._engine.begin() as conn:
-            found = conn.execute(
-                update(review_items).where(review_items.c.id == item_id).values(status="labelled")
-            ).rowcount
-            if not found:
-                raise StoreError(f"no review item {item_id!r}")
-            conn.execute(
-                self._insert(labels)
-                .values(id=new_id(), item_id=item_id, reviewer=reviewer, **values)
-                .on_conflict_do_update(index_elements=["item_id", "reviewer"], set_=values)
-            )
-            row = conn.execute(
-                select(labels).where(labels.c.item_id == item_id, labels.c.reviewer == reviewer)
-            ).one()
-        return Label(**row._asdict())
-
     def erase_user(self, user: str, timeout: float | None = 30.0) -> int:
         """Delete the user's events and everything attached to them (feedback, review items,
         labels, alerts), for good; returns how many events went. See the module docstring.
@@ -326,53 +264,34 @@ class EventStore(StoreQueries):
         On PostgreSQL a batch the writer was committing during the erasure did not see the
         tombstone yet: the deletion runs once more after the flush, for what this store's
         writer brought in meanwhile."""
-        user_hash = _hash_user(user)
         now = utcnow()
         self.flush(timeout)  # what this store journalled so far is in the database: deleted too
         with self._engine.begin() as conn:
-            conn.execute(
-                self._insert(erasures)
-                .values(user_hash=user_hash, erased_at=now)
-                .on_conflict_do_update(index_elements=["user_hash"], set_={"erased_at": now})
-            )
-            erased = _erase(conn, user)
+            add_tombstone(conn, self._dialect, user, now)
+            count = erase(conn, user)
         if self._journal is not None and self._writer is not None:
             self.flush(timeout)  # queued events of the user meet the tombstone
             with self._engine.begin() as conn:
-                erased += _erase(conn, user)
+                count += erase(conn, user)
             self._journal.rotate()
             self._journal.delete_before(self._writer.checkpoint)
-        return erased
+        return count
 
     def purge(self, older_than: datetime) -> int:
         """Retention: delete events stamped before ``older_than`` with their feedback, review
         items and labels, and older alerts, feedback and items; returns how many events went."""
-        cutoff = _aware(older_than, "older_than")
+        cutoff = aware(older_than, "older_than")
         with self._engine.begin() as conn:
-            conn.execute(
-                delete(labels).where(
-                    labels.c.item_id.in_(
-                        select(review_items.c.id).where(review_items.c.created < cutoff)
-                    )
-                )
-            )
-            conn.execute(delete(review_items).where(review_items.c.created < cutoff))
-            return _delete_events(
-                conn,
-                events.c.ts < cutoff,
-                feedback.c.ts < cutoff,
-                pending_feedback.c.ts < cutoff,
-                alerts.c.ts < cutoff,
-            )
+            return purge(conn, cutoff)
 
-    # -- reading -----------------------------------------------------------------------------
+    # -- the writer's side (runs in the replicator thread) ------------------------------------
 
     def _decode(self, line: Line) -> Item | None:
         try:
             doc = json.loads(line.data)
             if isinstance(doc, dict) and "feedback" in doc:
-                return _feedback(Feedback(**doc["feedback"]))
-            return _event_row(Event.from_dict(doc))
+                return checked_feedback(Feedback(**doc["feedback"]))
+            return event_row(Event.from_dict(doc))
         except (ValueError, TypeError, KeyError, StoreError) as exc:
             self._reject({"line": line.data.decode(errors="replace")}, exc)
             return None
@@ -387,16 +306,16 @@ class EventStore(StoreQueries):
                 self._save_checkpoint(conn, lsn)
             return
         except Exception as exc:
-            if not items or not _is_bad_row(exc):
+            if not items or not is_bad_row(exc):
                 raise
         for item in items:
             try:
                 with self._engine.begin() as conn:
                     self._store(conn, [item])
             except Exception as exc:
-                if not _is_bad_row(exc):
+                if not is_bad_row(exc):
                     raise
-                self._reject(_jsonable(item if isinstance(item, dict) else asdict(item)), exc)
+                self._reject(jsonable(item if isinstance(item, dict) else asdict(item)), exc)
         with self._engine.begin() as conn:
             self._save_checkpoint(conn, lsn)
 
@@ -405,10 +324,12 @@ class EventStore(StoreQueries):
         reports = [item for item in items if isinstance(item, Feedback)]
         self._insert_events(conn, rows)
         if reports:
-            erased_at = _erased_at(conn, {f.user for f in reports})
-            held = [asdict(f) for f in reports if f.ts > erased_at.get(f.user, EPOCH)]
+            when = erased_at(conn, {f.user for f in reports})
+            held = [asdict(f) for f in reports if f.ts > when.get(f.user, EPOCH)]
             if held:
-                conn.execute(self._insert(pending_feedback).on_conflict_do_nothing(), held)
+                conn.execute(
+                    insert_into(pending_feedback, self._dialect).on_conflict_do_nothing(), held
+                )
         arrived = {row["id"] for row in rows} | {f.event_id for f in reports}
         if arrived:
             self._settle_feedback(
@@ -432,9 +353,11 @@ class EventStore(StoreQueries):
         for row in found:
             item = Feedback(**{k: v for k, v in row._asdict().items() if k != "owner"})
             if row.owner == item.user:
-                conn.execute(self._insert(feedback).on_conflict_do_nothing(), asdict(item))
+                conn.execute(
+                    insert_into(feedback, self._dialect).on_conflict_do_nothing(), asdict(item)
+                )
                 if item.kind in REPORT_KINDS:
-                    self._open_item(conn, item.event_id, "report")
+                    open_review_item(conn, self._dialect, item.event_id, "report")
             elif row.owner is None:
                 log.info("feedback %s dropped: no event %s came within %s",
                          item.id, item.event_id, PENDING_FEEDBACK_TTL)  # fmt: skip
@@ -447,9 +370,8 @@ class EventStore(StoreQueries):
     def _insert_events(self, conn: Connection, rows: list[dict[str, Any]]) -> None:
         if not rows:
             return
-        conn.execute(self._insert(events).on_conflict_do_nothing(), rows)
-        erased_at = _erased_at(conn, {row["user"] for row in rows})
-        doomed = _erased(rows, erased_at)
+        conn.execute(insert_into(events, self._dialect).on_conflict_do_nothing(), rows)
+        doomed = erased(rows, erased_at(conn, {row["user"] for row in rows}))
         if doomed:
             conn.execute(delete(events).where(events.c.id.in_(doomed)))
         flagged = [
@@ -460,7 +382,7 @@ class EventStore(StoreQueries):
         ]  # fmt: skip
         if flagged:
             conn.execute(
-                self._insert(review_items).on_conflict_do_nothing(
+                insert_into(review_items, self._dialect).on_conflict_do_nothing(
                     index_elements=["event_id", "reason"]
                 ),
                 flagged,
@@ -469,7 +391,7 @@ class EventStore(StoreQueries):
     def _save_checkpoint(self, conn: Connection, lsn: int) -> None:
         assert self._journal is not None  # the writer runs only with a journal
         conn.execute(
-            self._insert(journal_checkpoints)
+            insert_into(journal_checkpoints, self._dialect)
             .values(journal=self._journal.id, lsn=lsn)
             .on_conflict_do_update(index_elements=["journal"], set_={"lsn": lsn})
         )
@@ -497,23 +419,3 @@ class EventStore(StoreQueries):
             raise StoreError(f"{self.name}: the event store is at revision {found}, this Bastion "
                              f"needs {head}; open it once for writing (bastion serve) to "
                              "migrate it")  # fmt: skip
-
-    def _insert(self, table: Table) -> postgresql.Insert | sqlite.Insert:
-        """``INSERT`` with the backend's ``ON CONFLICT`` clause."""
-        if self._dialect == "postgresql":
-            return postgresql.insert(table)
-        return sqlite.insert(table)
-
-    def _open_item(self, conn: Connection, event_id: str, reason: str) -> str:
-        conn.execute(
-            self._insert(review_items)
-            .values(id=new_id(), event_id=event_id, reason=reason, status="open", created=utcnow())
-            .on_conflict_do_nothing(index_elements=["event_id", "reason"])
-        )
-        item_id = conn.scalar(
-            select(review_items.c.id).where(
-                review_items.c.event_id == event_id, review_items.c.reason == reason
-            )
-        )
-        assert item_id is not None
-        return str(item_id)

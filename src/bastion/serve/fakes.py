@@ -19,7 +19,7 @@ import uvicorn
 from fastapi import FastAPI, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 
-from bastion.serve.local import _word_chunks
+from bastion.serve.local import word_chunks
 from bastion.serve.schema import chunk_body, completion_body, completion_id, now, usage
 from bastion.serve.wire import CoalescingHttpProtocol
 
@@ -78,7 +78,7 @@ def fake_openai_app(
 
         def events() -> Iterator[str]:
             yield _sse(chunk_body(**common, delta={"role": "assistant", "content": ""}))
-            for piece in _word_chunks(text):
+            for piece in word_chunks(text):
                 yield _sse(chunk_body(**common, delta={"content": piece}))
             yield _sse(chunk_body(**common, delta={}, finish_reason="stop"))
             if (body.get("stream_options") or {}).get("include_usage"):

@@ -20,7 +20,7 @@ import concurrent.futures
 import re
 import threading
 from collections.abc import AsyncGenerator
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from bastion.errors import DataError
 from bastion.models.base import ChatModel, truncate_at_stop
@@ -32,6 +32,9 @@ from bastion.serve.upstream import (
     UpstreamRequest,
 )
 from bastion.types import Conversation
+
+if TYPE_CHECKING:
+    from bastion.models.hf import HFChatModel
 
 WORDS_PER_CHUNK = 4
 GREEDY_BELOW = 1e-6  # a temperature this close to 0 samples as greedy decoding does
@@ -97,7 +100,7 @@ class ModelUpstream:
         """``max_tokens``, cut to the room the model's context leaves after the prompt; a 400
         when the prompt alone fills it (OpenAI's ``context_length_exceeded``), rather than a
         model run past its positions for minutes while every other request waits."""
-        model: Any = self.model
+        model = cast("HFChatModel", self.model)  # a context: a transformers model
         return self._room_after(len(model.prompt_ids(conversation)), max_tokens)
 
     def _room_after(self, prompt: int, max_tokens: int) -> int:
@@ -115,7 +118,7 @@ class ModelUpstream:
     async def stream(self, request: UpstreamRequest) -> AsyncGenerator[Delta, None]:
         if self.tokenizer is None or not hasattr(self.model, "prompt_ids"):
             completion = await self.complete(request)
-            for piece in _word_chunks(completion.text):
+            for piece in word_chunks(completion.text):
                 yield Delta(piece)
             yield Delta(
                 finish_reason=completion.finish_reason,
@@ -135,7 +138,7 @@ class ModelUpstream:
         cancelled = threading.Event()
         conversation = _conversation(request)
         max_tokens = request.max_tokens or self.max_tokens  # cut to the room left, in generate()
-        model: Any = self.model
+        model = cast("HFChatModel", self.model)  # a tokenizer and prompt_ids: see stream()
 
         class ToLoop(TextStreamer):  # type: ignore[misc]
             def on_finalized_text(self, text: str, stream_end: bool = False) -> None:
@@ -156,7 +159,7 @@ class ModelUpstream:
                 prompt = model.prompt_ids(conversation)
                 max_tokens = self._room_after(len(prompt), max_tokens)
                 ids = torch.tensor([prompt], device=model.device)
-                options = model._generation_options(  # the same options as generate()
+                options = model.generation_options(  # the same options as generate()
                     max_tokens, _temperature(request), request.top_p or 1.0, request.stop
                 )
                 if request.seed is not None:
@@ -227,7 +230,7 @@ def _conversation(request: UpstreamRequest) -> Conversation:
         raise UpstreamFailure(f"messages: {exc}", status=400, code="invalid_messages") from None
 
 
-def _context_length(model: Any) -> int | None:
+def _context_length(model: ChatModel) -> int | None:
     """A transformers model's context in tokens (its positions); None for other models."""
     config = getattr(getattr(model, "model", None), "config", None)
     size = getattr(config, "max_position_embeddings", None)
@@ -248,7 +251,8 @@ def _text(content: Any) -> str:
     return "" if content is None else str(content)
 
 
-def _word_chunks(text: str) -> list[str]:
-    """The text cut after every few words, whitespace kept (the pieces join to the text)."""
+def word_chunks(text: str) -> list[str]:
+    """The text cut after every :data:`WORDS_PER_CHUNK` words, whitespace kept (the pieces join
+    to the text): how an answer that was not generated token by token is streamed."""
     words = re.findall(r"\S+\s*|\s+", text)
     return ["".join(words[i : i + WORDS_PER_CHUNK]) for i in range(0, len(words), WORDS_PER_CHUNK)]

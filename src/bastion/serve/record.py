@@ -12,6 +12,7 @@ from typing import Any
 
 from bastion.guard.pipeline import Decision, Guard, run_order
 from bastion.guard.policy import STAGES, Policy, Rail, parse_policy
+from bastion.guard.result import ScanResult
 
 STORAGE_SCANNERS = ("pii", "secrets")  # masked in every text the store keeps
 
@@ -125,6 +126,7 @@ def estimate_tokens(text: str) -> int:
     return (len(text) + 3) // 4
 
 
-def category_of(result: Any) -> str:
+def category_of(result: ScanResult) -> str:
+    """The category a flagged scan names in its ``meta``, else the scanner's name."""
     category = result.meta.get("category")
     return str(category) if isinstance(category, str) else str(result.scanner)

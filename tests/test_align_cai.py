@@ -14,7 +14,7 @@ from bastion.align.cai import (
     run_cai,
     write_outputs,
 )
-from bastion.errors import BastionError
+from bastion.errors import BastionError, DataError
 
 HARMLESS = Principle("harmless", "Critique: does it help harm?", "Revise: remove harmful help.")
 HELPFUL = Principle("helpful", "Critique: is it helpful?", "Revise: be more helpful.")
@@ -93,11 +93,24 @@ def test_the_judge_filter_drops_revisions_that_do_not_improve() -> None:
          (BREAD, BREAD): "Knead the dough.", (BREAD, HARMLESS.critique): "Fine.",
          (BREAD, HARMLESS.revision): "I'm sorry, I can't help with baking."}
     )  # fmt: skip
+    from bastion.guard.scanners import HarmfulRequestScanner
+
+    scanner = HarmfulRequestScanner()
     car, bread = run_cai(stubborn, [CaiPrompt("c", CAR, True), CaiPrompt("b", BREAD, None)],
-                         [HARMLESS])  # fmt: skip
+                         [HARMLESS], is_harmful=lambda t: scanner.scan(t).flagged)  # fmt: skip
     assert (car.kept, car.why) == (False, "harmful request: the revision still complies")
     assert (bread.kept, bread.why) == (False, "benign request: the revision refuses")
     assert bread.harmful is False  # the file did not say: the guard's classifier decided
+
+
+def test_unlabelled_prompts_need_a_classifier_before_any_generation() -> None:
+    model = Scripted({})
+    prompts = [CaiPrompt("c", CAR, True), CaiPrompt("b", BREAD, None)]
+    with pytest.raises(DataError, match="1 of 2 prompts have no 'harmful' label and no is_harmf"):
+        run_cai(model, prompts, [HARMLESS])
+    assert model.calls == []  # nothing was generated
+    [labelled] = run_cai(model, prompts[1:], [HARMLESS], is_harmful=lambda text: "car" in text)
+    assert labelled.harmful is False
 
 
 def test_principles_are_chained_or_drawn_per_prompt_with_a_seed() -> None:
@@ -144,6 +157,24 @@ def test_the_command_on_a_local_model(tiny_model_dir: Path, tmp_path: Path) -> N
     assert len((out / "provenance.jsonl").read_text().splitlines()) == 2
     missing = run("align", "cai", "--prompts", str(tmp_path / "none.jsonl"), "--out", str(out))
     assert_user_error(missing, "none.jsonl")
+
+
+def test_the_command_takes_a_recipe_whose_keys_its_options_override(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    from test_cli import assert_user_error, run
+
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text(json.dumps({"prompt": BREAD, "harmful": False}) + "\n")
+    recipe = tmp_path / "cai.yaml"
+    recipe.write_text(f"prompts: {prompts}\nmodel: {tiny_model_dir}\nprinciples: 1\n"
+                      f"max_new_tokens: 6\nout: {tmp_path / 'from-recipe'}\n")  # fmt: skip
+    out = tmp_path / "from-option"
+    result = run("align", "cai", str(recipe), "--set", "seed=3", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert json.loads((out / "report.json").read_text())["prompts"] == 1
+    assert not (tmp_path / "from-recipe").exists()
+    assert_user_error(run("align", "cai", str(recipe), "--set", "principle=2"), "principle")
 
 
 @pytest.mark.slow

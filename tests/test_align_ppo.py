@@ -11,26 +11,11 @@ import pytest
 import torch
 
 from bastion.align.cai import CaiPrompt, read_prompts
+from bastion.align.kl_control import AdaptiveKL
 from bastion.align.lora import LoraSettings, add_lora
-from bastion.align.ppo import (
-    AdaptiveKL,
-    Batch,
-    PpoConfig,
-    PpoTrainer,
-    PpoTrainSettings,
-    RewardHackingWatch,
-    WatchSettings,
-    build_batch,
-    gae,
-    kl_per_token,
-    picked_logits,
-    policy_divergence,
-    ppo_losses,
-    repetition,
-    response_logps,
-    token_rewards,
-    whiten,
-)
+from bastion.align.losses import gae, kl_per_token, ppo_losses, token_rewards, whiten
+from bastion.align.policy_value import picked_logits, policy_divergence
+from bastion.align.ppo import PpoConfig, PpoTrainer, PpoTrainSettings
 from bastion.align.recipe import RewardSpec
 from bastion.align.rewards import (
     CallableReward,
@@ -39,6 +24,8 @@ from bastion.align.rewards import (
     build_rewards,
     load_callable,
 )
+from bastion.align.rollout import Batch, build_batch, response_logps
+from bastion.align.watch import RewardHackingWatch, WatchSettings, repetition
 from bastion.errors import ConfigError
 from bastion.models.scoring import completion_logps
 from helpers import TOKENIZER, tiny_lm
@@ -502,7 +489,7 @@ def test_the_shared_prefix_pass_changes_nothing_but_the_work(tmp_path: Path) -> 
 def test_a_prefix_is_shared_only_where_it_is_safe() -> None:
     from transformers import MistralConfig, MistralForCausalLM
 
-    from bastion.align.ppo import shared_prefix
+    from bastion.align.policy_value import shared_prefix
 
     ids = torch.tensor([[5] * 10 + [6, 7, 8], [5] * 10 + [9, 9, 0]])
     mask = torch.ones_like(ids)
@@ -548,7 +535,7 @@ def test_dropout_turns_the_reuse_off(tmp_path: Path) -> None:
 
 
 def test_randomness_in_training_is_read_from_config_keys() -> None:
-    from bastion.align.ppo import _random_in_training
+    from bastion.align.policy_value import _random_in_training
 
     assert not _random_in_training({"attention_dropout": 0.0, "use_cache": True, "layers": 2})
     assert _random_in_training({"attention_dropout": 0.0, "router_jitter_noise": 0.1})

@@ -9,7 +9,7 @@ from torch import nn
 
 from bastion.align import sampled
 from bastion.align.lora import LoraSettings, add_lora
-from bastion.align.ppo import PolicyWithValue, picked_logits
+from bastion.align.policy_value import PolicyWithValue, picked_logits
 from bastion.align.precision import ATTENTION_NAME, fp32_sdpa, lean_passes
 from bastion.align.sampled import sampled_logps
 from bastion.models.packing import final_hidden, hidden_pass

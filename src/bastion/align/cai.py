@@ -17,7 +17,8 @@ next principle works on. Out come:
 the prompt calls for: for a harmful request, the revision must refuse (and the initial answer
 must not have — otherwise there is nothing to learn), for a benign one it must answer (not
 refuse). Whether a request is harmful comes from the prompts file (``"harmful": true/false``)
-or, when the file does not say, from the guard's harmful-request classifier.
+or, when the file does not say, from the ``is_harmful`` classifier the caller passes (the
+command passes the guard's harmful-request scanner: alignment does not import the guard).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -33,6 +35,7 @@ from typing import Any
 from bastion.config import read_yaml
 from bastion.data.jsonl import iter_jsonl
 from bastion.errors import ConfigError, DataError
+from bastion.models.base import ChatModel
 from bastion.types import Conversation, Message
 
 
@@ -77,7 +80,7 @@ def load_constitution(path: str | Path | None = None) -> list[Principle]:
 class CaiPrompt:
     id: str
     prompt: str
-    harmful: bool | None  # None: the guard's classifier decides
+    harmful: bool | None  # None: the ``is_harmful`` classifier given to run_cai decides
 
 
 def read_prompts(path: Path) -> list[CaiPrompt]:
@@ -118,7 +121,7 @@ class CaiResult:
 
 
 def run_cai(
-    model: Any,
+    model: ChatModel,
     prompts: list[CaiPrompt],
     principles: list[Principle],
     *,
@@ -126,14 +129,17 @@ def run_cai(
     max_new_tokens: int = 256,
     seed: int = 0,
     refusal_judge: Any = None,
-    harmful_scanner: Any = None,
+    is_harmful: Callable[[str], bool] | None = None,
 ) -> list[CaiResult]:
     """Answer, critique and revise every prompt; judge whether each revision improves.
 
     Prompts advance together, one step at a time, so a local model generates a batch per step
-    and a server receives each step's requests concurrently."""
+    and a server receives each step's requests concurrently. ``is_harmful`` labels the prompts
+    whose ``harmful`` is None; without it such prompts are a :class:`DataError`, raised before
+    any generation."""
     from bastion.judges import RefusalJudge
 
+    harmful = _harmfulness(prompts, is_harmful)
     judge = refusal_judge or RefusalJudge()
     chosen = [
         _choose(principles, per_prompt, seed, p.id) for p in prompts
@@ -165,7 +171,6 @@ def run_cai(
                  "revision_request": principle.revision, "revision": revision}
             )  # fmt: skip
             answers[i] = revision
-    harmful = _harmfulness(prompts, harmful_scanner)
     results = []
     for i, p in enumerate(prompts):
         before, after = judge.judge(initial[i]).label, judge.judge(answers[i]).label
@@ -185,22 +190,24 @@ def _choose(
     return random.Random(int(digest[:8], 16)).sample(principles, per_prompt)
 
 
-def _generate(model: Any, turns: list[list[Message]], max_new_tokens: int) -> list[str]:
+def _generate(model: ChatModel, turns: list[list[Message]], max_new_tokens: int) -> list[str]:
     if not turns:
         return []
-    replies: list[str] = model.generate(
-        [Conversation(tuple(t)) for t in turns], max_new_tokens=max_new_tokens
-    )
+    replies = model.generate([Conversation(tuple(t)) for t in turns], max_new_tokens=max_new_tokens)
     return [r.strip() for r in replies]
 
 
-def _harmfulness(prompts: list[CaiPrompt], scanner: Any) -> list[bool]:
-    unknown = [p for p in prompts if p.harmful is None]
-    if unknown and scanner is None:
-        from bastion.guard.scanners import HarmfulRequestScanner
-
-        scanner = HarmfulRequestScanner()
-    return [p.harmful if p.harmful is not None else scanner.scan(p.prompt).flagged for p in prompts]
+def _harmfulness(prompts: list[CaiPrompt], is_harmful: Callable[[str], bool] | None) -> list[bool]:
+    """Each prompt's label from the file, else from ``is_harmful``."""
+    if is_harmful is None:
+        unknown = sum(p.harmful is None for p in prompts)
+        if unknown:
+            raise DataError(
+                f"{unknown} of {len(prompts)} prompts have no 'harmful' label and no is_harmful "
+                'classifier was given: label them ("harmful": true/false) or pass one'
+            )
+        return [bool(p.harmful) for p in prompts]
+    return [p.harmful if p.harmful is not None else bool(is_harmful(p.prompt)) for p in prompts]
 
 
 def _improves(

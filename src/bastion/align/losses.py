@@ -14,6 +14,10 @@ Sum vs mean, where papers and tools disagree:
   dominated by length. We follow the issue and TRL and use **length-normalized (mean)**
   log-probs, which makes ``β`` comparable across data sets.
 * ORPO and SimPO use **mean** log-probs, as both papers specify.
+
+PPO's arithmetic (the last section) works per token instead, on ``(batch, response length)``
+tensors with a mask of the response tokens: the KL estimators, the per-token rewards, GAE,
+whitening, and the clipped policy and value losses — each checked by hand in the tests.
 """
 
 from __future__ import annotations
@@ -232,3 +236,119 @@ LOSSES: dict[str, PreferenceLoss] = {
         PreferenceLoss("simpo", simpo_loss, "mean", False),
     )
 }
+
+
+# --- PPO (Schulman et al. 2017) on per-token tensors: batch × response length, with a mask ------
+
+
+KL_ESTIMATORS = ("k1", "k2", "k3")
+
+
+def masked_mean(values: Tensor, mask: Tensor) -> Tensor:
+    """The mean over the entries where ``mask`` is 1 (0 when there are none)."""
+    return (values * mask).sum() / mask.sum().clamp(min=1)
+
+
+def whiten(values: Tensor, mask: Tensor, *, shift_mean: bool = True) -> Tensor:
+    """Scale to unit variance over the masked entries (and centre, unless ``shift_mean`` is
+    off: rewards keep their sign). The variance is the unbiased one, as in TRL."""
+    mean = masked_mean(values, mask)
+    count = mask.sum()
+    variance = ((values - mean) ** 2 * mask).sum() / (count - 1).clamp(min=1)
+    out = (values - mean) * torch.rsqrt(variance + 1e-8)
+    if not shift_mean:
+        out = out + mean
+    return out * mask
+
+
+def kl_per_token(logps: Tensor, ref_logps: Tensor, estimator: str) -> Tensor:
+    """Schulman's estimators of KL(policy ‖ reference) at each sampled token, r = ref/policy:
+    k1 = −log r (unbiased, can be negative), k2 = ½(log r)², k3 = (r − 1) − log r (unbiased,
+    never negative, lower variance)."""
+    log_ratio = ref_logps - logps
+    if estimator == "k1":
+        return -log_ratio
+    if estimator == "k2":
+        return 0.5 * log_ratio**2
+    if estimator == "k3":
+        return torch.expm1(log_ratio) - log_ratio
+    raise ValueError(f"kl_estimator must be one of {KL_ESTIMATORS}, got {estimator!r}")
+
+
+def token_rewards(scores: Tensor, kl: Tensor, mask: Tensor, beta: float) -> Tensor:
+    """Per-token rewards: ``−β·kl`` everywhere, plus the sequence's score on its last token."""
+    rewards = -beta * kl * mask
+    last = (mask.sum(-1) - 1).clamp(min=0).long()
+    rows = torch.arange(rewards.shape[0], device=rewards.device)
+    rewards[rows, last] += scores.to(rewards.dtype)
+    return rewards
+
+
+def gae(
+    rewards: Tensor, values: Tensor, mask: Tensor, gamma: float, lam: float
+) -> tuple[Tensor, Tensor]:
+    """Generalized advantage estimation (Schulman et al. 2016) over right-padded responses:
+    ``δₜ = rₜ + γVₜ₊₁ − Vₜ``, ``Aₜ = δₜ + γλAₜ₊₁``, with V = 0 after the last token. Returns
+    the advantages and the returns ``A + V``."""
+    values, rewards = values * mask, rewards * mask
+    advantages = torch.zeros_like(rewards)
+    running = torch.zeros_like(rewards[:, 0])
+    length = rewards.shape[1]
+    for t in reversed(range(length)):
+        next_value = values[:, t + 1] if t + 1 < length else torch.zeros_like(running)
+        delta = rewards[:, t] + gamma * next_value - values[:, t]
+        running = delta + gamma * lam * running
+        advantages[:, t] = running
+    advantages = advantages * mask
+    return advantages, (advantages + values) * mask
+
+
+@dataclass(frozen=True)
+class PpoLosses:
+    """The loss to minimize (``policy + vf_coef·value``), its two parts, and the statistics
+    logged under TRL's names (clip fractions, approximate KL, mean ratio)."""
+
+    loss: Tensor
+    policy: Tensor
+    value: Tensor
+    clipfrac: Tensor
+    approxkl: Tensor
+    value_clipfrac: Tensor
+    ratio: Tensor
+
+
+def ppo_losses(
+    logps: Tensor,
+    old_logps: Tensor,
+    advantages: Tensor,
+    values: Tensor,
+    old_values: Tensor,
+    returns: Tensor,
+    mask: Tensor,
+    *,
+    cliprange: float,
+    cliprange_value: float,
+    vf_coef: float,
+) -> PpoLosses:
+    """PPO (Schulman et al. 2017) with ``ρ = exp(logps − old_logps)``: the clipped surrogate
+    ``max(−A·ρ, −A·clip(ρ, 1±ε))`` and the clipped value loss
+    ``½·max((V − R)², (clip(V, V_old ± ε_v) − R)²)``, each a masked token mean."""
+    log_ratio = logps - old_logps
+    ratio = torch.exp(log_ratio)
+    unclipped = -advantages * ratio
+    clipped = -advantages * torch.clamp(ratio, 1 - cliprange, 1 + cliprange)
+    policy = masked_mean(torch.maximum(unclipped, clipped), mask)
+    moved = torch.clamp(values - old_values, -cliprange_value, cliprange_value)
+    values_clipped = old_values + moved
+    value_losses = (values - returns) ** 2
+    value_losses_clipped = (values_clipped - returns) ** 2
+    value = 0.5 * masked_mean(torch.maximum(value_losses, value_losses_clipped), mask)
+    return PpoLosses(
+        loss=policy + vf_coef * value,
+        policy=policy,
+        value=value,
+        clipfrac=masked_mean((clipped > unclipped).float(), mask),
+        approxkl=0.5 * masked_mean(log_ratio**2, mask),
+        value_clipfrac=masked_mean((value_losses_clipped > value_losses).float(), mask),
+        ratio=masked_mean(ratio, mask),
+    )

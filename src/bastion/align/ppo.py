@@ -7,11 +7,10 @@ the score on the last token → advantages by GAE from the value head → a few 
 PPO updates over mini-batches → the KL controller adapts β → the reward-hacking watch looks at
 the trend.
 
-**Value head on the policy's trunk.** The critic is a linear head on the policy's last hidden
-state, not a second model: one forward pass gives both the token log-probs and the values, and a
-135M model on two CPU cores cannot afford a second trunk's forward and backward passes (TRL's
-separate critic costs exactly that). The price is that value-loss gradients reach the shared
-trunk; ``vf_coef`` (0.1) keeps them small. Under LoRA the head reads the adapted trunk.
+The pieces live beside this trainer, each testable alone: the arithmetic in
+:mod:`bastion.align.losses`, the policy with its value head on one trunk in
+:mod:`bastion.align.policy_value`, the rollout's types in :mod:`bastion.align.rollout`, the
+KL controllers in :mod:`bastion.align.kl_control` and the watch in :mod:`bastion.align.watch`.
 
 **Reference.** Under LoRA, the same model with its adapters switched off — no second copy of
 the weights; otherwise a frozen copy made before the first update.
@@ -37,364 +36,37 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from bastion.align.cai import CaiPrompt
+from bastion.align.kl_control import KLController, kl_controller
+from bastion.align.losses import (
+    KL_ESTIMATORS,
+    gae,
+    kl_per_token,
+    masked_mean,
+    ppo_losses,
+    token_rewards,
+    whiten,
+)
+from bastion.align.policy_value import PolicyWithValue, has_dropout, picked_logits
 from bastion.align.precision import lean_passes, resolve_precision
-from bastion.align.sampled import sampled_logps
-from bastion.align.train import (
-    TrainingError,
-    _mean_over_processes,
-    _progress,
-    _tensorboard,
-    load_checkpoint,
-    save_checkpoint,
+from bastion.align.progress import MetricsLog, append_jsonl, mean_over_processes, progress_bar
+from bastion.align.rollout import (
+    Batch,
+    PolicyPass,
+    Rollout,
+    build_batch,
+    response_logps,
+    sample_responses,
 )
+from bastion.align.train import TrainingError, load_checkpoint, save_checkpoint
+from bastion.align.watch import RewardHackingWatch, WatchSettings, repetition
 from bastion.errors import BastionError
-from bastion.models.packing import base_model, final_hidden, hidden_pass
-from bastion.models.prefill import (
-    MIN_PREFIX,
-    forward_after_prefix,
-    keeps_plain_cache,
-    shared_columns,
-)
+from bastion.models.packing import base_model
 from bastion.types import as_conversation
 
-KL_ESTIMATORS = ("k1", "k2", "k3")
-
-
-# --- the arithmetic, each piece testable by hand ----------------------------------------------
-
-
-def masked_mean(values: Tensor, mask: Tensor) -> Tensor:
-    return (values * mask).sum() / mask.sum().clamp(min=1)
-
-
-def whiten(values: Tensor, mask: Tensor, *, shift_mean: bool = True) -> Tensor:
-    """Scale to unit variance over the masked entries (and centre, unless ``shift_mean`` is
-    off: rewards keep their sign). The variance is the unbiased one, as in TRL."""
-    mean = masked_mean(values, mask)
-    count = mask.sum()
-    variance = ((values - mean) ** 2 * mask).sum() / (count - 1).clamp(min=1)
-    out = (values - mean) * torch.rsqrt(variance + 1e-8)
-    if not shift_mean:
-        out = out + mean
-    return out * mask
-
-
-def kl_per_token(logps: Tensor, ref_logps: Tensor, estimator: str) -> Tensor:
-    """Schulman's estimators of KL(policy ‖ reference) at each sampled token, r = ref/policy:
-    k1 = −log r (unbiased, can be negative), k2 = ½(log r)², k3 = (r − 1) − log r (unbiased,
-    never negative, lower variance)."""
-    log_ratio = ref_logps - logps
-    if estimator == "k1":
-        return -log_ratio
-    if estimator == "k2":
-        return 0.5 * log_ratio**2
-    if estimator == "k3":
-        return torch.expm1(log_ratio) - log_ratio
-    raise ValueError(f"kl_estimator must be one of {KL_ESTIMATORS}, got {estimator!r}")
-
-
-def token_rewards(scores: Tensor, kl: Tensor, mask: Tensor, beta: float) -> Tensor:
-    """Per-token rewards: ``−β·kl`` everywhere, plus the sequence's score on its last token."""
-    rewards = -beta * kl * mask
-    last = (mask.sum(-1) - 1).clamp(min=0).long()
-    rows = torch.arange(rewards.shape[0], device=rewards.device)
-    rewards[rows, last] += scores.to(rewards.dtype)
-    return rewards
-
-
-def gae(
-    rewards: Tensor, values: Tensor, mask: Tensor, gamma: float, lam: float
-) -> tuple[Tensor, Tensor]:
-    """Generalized advantage estimation (Schulman et al. 2016) over right-padded responses:
-    ``δₜ = rₜ + γVₜ₊₁ − Vₜ``, ``Aₜ = δₜ + γλAₜ₊₁``, with V = 0 after the last token. Returns
-    the advantages and the returns ``A + V``."""
-    values, rewards = values * mask, rewards * mask
-    advantages = torch.zeros_like(rewards)
-    running = torch.zeros_like(rewards[:, 0])
-    length = rewards.shape[1]
-    for t in reversed(range(length)):
-        next_value = values[:, t + 1] if t + 1 < length else torch.zeros_like(running)
-        delta = rewards[:, t] + gamma * next_value - values[:, t]
-        running = delta + gamma * lam * running
-        advantages[:, t] = running
-    advantages = advantages * mask
-    return advantages, (advantages + values) * mask
-
-
-@dataclass(frozen=True)
-class PpoLosses:
-    loss: Tensor
-    policy: Tensor
-    value: Tensor
-    clipfrac: Tensor
-    approxkl: Tensor
-    value_clipfrac: Tensor
-    ratio: Tensor
-
-
-def ppo_losses(
-    logps: Tensor,
-    old_logps: Tensor,
-    advantages: Tensor,
-    values: Tensor,
-    old_values: Tensor,
-    returns: Tensor,
-    mask: Tensor,
-    *,
-    cliprange: float,
-    cliprange_value: float,
-    vf_coef: float,
-) -> PpoLosses:
-    """The clipped surrogate ``max(−A·ρ, −A·clip(ρ, 1±ε))`` and the clipped value loss
-    ``½·max((V − R)², (clip(V, V_old ± ε_v) − R)²)``, each a masked token mean."""
-    log_ratio = logps - old_logps
-    ratio = torch.exp(log_ratio)
-    unclipped = -advantages * ratio
-    clipped = -advantages * torch.clamp(ratio, 1 - cliprange, 1 + cliprange)
-    policy = masked_mean(torch.maximum(unclipped, clipped), mask)
-    moved = torch.clamp(values - old_values, -cliprange_value, cliprange_value)
-    values_clipped = old_values + moved
-    value_losses = (values - returns) ** 2
-    value_losses_clipped = (values_clipped - returns) ** 2
-    value = 0.5 * masked_mean(torch.maximum(value_losses, value_losses_clipped), mask)
-    return PpoLosses(
-        loss=policy + vf_coef * value,
-        policy=policy,
-        value=value,
-        clipfrac=masked_mean((clipped > unclipped).float(), mask),
-        approxkl=0.5 * masked_mean(log_ratio**2, mask),
-        value_clipfrac=masked_mean((value_losses_clipped > value_losses).float(), mask),
-        ratio=masked_mean(ratio, mask),
-    )
-
-
-class FixedKL:
-    def __init__(self, beta: float) -> None:
-        self.value = beta
-
-    def update(self, current: float, n_steps: int) -> None:
-        return None
-
-
-class AdaptiveKL:
-    """Ziegler et al.'s controller: ``β ← β·(1 + clip(KL/target − 1, ±0.2)·n/horizon)``, with
-    ``n`` the episodes since the last update, so β rises while KL is above target."""
-
-    def __init__(self, beta: float, target: float, horizon: int) -> None:
-        if target <= 0 or horizon < 1:
-            raise BastionError("target_kl must be > 0 and kl_horizon at least 1")
-        self.value, self.target, self.horizon = beta, target, horizon
-
-    def update(self, current: float, n_steps: int) -> None:
-        error = min(max(current / self.target - 1, -0.2), 0.2)
-        self.value *= 1 + error * n_steps / self.horizon
-
-
-# --- the reward-hacking watch ------------------------------------------------------------------
-
-
-def repetition(tokens: Sequence[int], n: int = 3) -> float:
-    """The share of a response's token n-grams that repeat an earlier one (0: none; near 1: one
-    phrase over and over). Responses under ``2n`` tokens count as 0."""
-    if len(tokens) < 2 * n:
-        return 0.0
-    grams = [tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1)]
-    return 1 - len(set(grams)) / len(grams)
-
-
-@dataclass
-class WatchSettings:
-    window: int = 5  # iterations over which the score trend is measured
-    kl_limit: float = 10.0  # nats per sequence: KL above it has "run away"
-    length_factor: float = 2.0  # mean length above this × the first iteration's has run away
-    repetition_limit: float = 0.5  # a response repeating more than this share of its n-grams…
-    repetition_share: float = 0.5  # …in more than this share of the batch: degenerate
-    stop: bool = False  # end training at the first flag
-
-
-@dataclass
-class RewardHackingWatch:
-    """Flags the classic failure: the score keeps rising (least-squares slope over the last
-    ``window`` iterations > 0) while the KL to the reference exceeds ``kl_limit`` or the mean
-    response length exceeds ``length_factor`` × the first iteration's (by 8 tokens at least);
-    and, whatever the score does, degenerate repetition in much of the batch."""
-
-    settings: WatchSettings = field(default_factory=WatchSettings)
-    scores: list[float] = field(default_factory=list)
-    first_length: float | None = None
-    flags: list[dict[str, Any]] = field(default_factory=list)
-
-    def observe(
-        self, iteration: int, score: float, kl: float, length: float, repeats: Sequence[float]
-    ) -> list[str]:
-        s = self.settings
-        self.scores.append(score)
-        if self.first_length is None:
-            self.first_length = length
-        reasons = []
-        recent = self.scores[-s.window :]
-        if len(recent) >= min(3, s.window) and _slope(recent) > 0:
-            if kl > s.kl_limit:
-                reasons.append(
-                    f"score rising while KL runs away ({kl:.2f} nats > limit {s.kl_limit})"
-                )
-            if length > max(s.length_factor * self.first_length, self.first_length + 8):
-                reasons.append(
-                    f"score rising while responses grow ({length:.1f} tokens, "
-                    f"{length / max(self.first_length, 1e-9):.1f}× the start)"
-                )
-        degenerate = sum(r > s.repetition_limit for r in repeats) / max(len(repeats), 1)
-        if degenerate > s.repetition_share:
-            reasons.append(f"degenerate repetition in {degenerate:.0%} of the responses")
-        if reasons:
-            self.flags.append({"iteration": iteration, "reasons": reasons})
-        return reasons
-
-
-def _slope(values: Sequence[float]) -> float:
-    n = len(values)
-    mean_x, mean_y = (n - 1) / 2, sum(values) / n
-    num = sum((i - mean_x) * (v - mean_y) for i, v in enumerate(values))
-    return num / sum((i - mean_x) ** 2 for i in range(n))
-
-
-# --- the model: policy and value head on one trunk ----------------------------------------------
-
-
-class PolicyWithValue(nn.Module):
-    """A causal LM (plain or with LoRA adapters) and a scalar value head on its last hidden
-    state."""
-
-    def __init__(self, policy: Any) -> None:
-        super().__init__()
-        self.policy = policy
-        hidden = int(policy.config.hidden_size)
-        self.value_head = nn.Linear(hidden, 1)
-        nn.init.normal_(self.value_head.weight, std=1 / (hidden + 1) ** 0.5)
-        nn.init.zeros_(self.value_head.bias)
-
-    def forward(
-        self, input_ids: Tensor, attention_mask: Tensor, index: Tensor, *, share_prefix: bool = True
-    ) -> tuple[Tensor, Tensor]:
-        """Logits and values at the positions in ``index`` (batch × response length): the
-        positions whose next token is a response token."""
-        logits, hidden = picked_logits(
-            self.policy, input_ids, attention_mask, index, share_prefix=share_prefix
-        )
-        with torch.autocast(hidden.device.type, enabled=False):  # the critic in fp32
-            values: Tensor = self.value_head(hidden.float()).squeeze(-1)
-        return logits, values
-
-
-def picked_logits(
-    model: Any,
-    input_ids: Tensor,
-    attention_mask: Tensor,
-    index: Tensor,
-    *,
-    share_prefix: bool = True,
-) -> tuple[Tensor, Tensor]:
-    """Logits and last hidden states at ``index`` only. The trunk runs on every token, the LM
-    head only where a response token is predicted: with a 49k vocabulary, the logits of prompt
-    positions would be most of the pass's memory and time (see :mod:`bastion.models.scoring`).
-
-    With ``share_prefix``, the tokens every row starts with (the chat template's system turn:
-    24 of the ~93 tokens of a row in ``benchmarks/ppo_step.py``) run once for the batch, not
-    once per row (:func:`~bastion.models.prefill.forward_after_prefix`); the results are the
-    same up to rounding, gradients included."""
-    shared = shared_prefix(model, input_ids, attention_mask, index) if share_prefix else 0
-    body, extra = hidden_pass(model)  # the trunk: no output layer on positions not picked
-    if shared:
-        out = forward_after_prefix(body, input_ids, attention_mask, shared, **extra)
-        index = index - shared
-    else:
-        out = body(input_ids=input_ids, attention_mask=attention_mask, **extra)
-    hidden = final_hidden(out)
-    picked = hidden.gather(1, index[..., None].expand(-1, -1, hidden.shape[-1]))
-    logits: Tensor = base_model(model).get_output_embeddings()(picked)
-    return logits, picked
-
-
-def shared_prefix(model: Any, input_ids: Tensor, attention_mask: Tensor, index: Tensor) -> int:
-    """How many leading tokens of a right-padded batch to run once for all its rows: 0 unless
-    there are several rows sharing at least :data:`~bastion.models.prefill.MIN_PREFIX`, the
-    model keeps a plain cache, and no activation checkpointing or dropout is active; never past
-    a picked position."""
-    if input_ids.shape[0] < 2:
-        return 0
-    shared = min(shared_columns(input_ids, attention_mask), int(index.min()))
-    if shared < MIN_PREFIX or not keeps_plain_cache(model):
-        return 0
-    if model.training and (_checkpointing(model) or _has_dropout(model)):
-        return 0
-    return shared
-
-
-def _checkpointing(model: Any) -> bool:
-    base = base_model(model)
-    name = (
-        "is_activation_checkpointing"  # transformers 5; the older name warns there
-        if hasattr(type(base), "is_activation_checkpointing")
-        else "is_gradient_checkpointing"
-    )
-    return bool(getattr(base, name, False))
-
-
-@dataclass
-class Batch:
-    """Prompt + response sequences, right-padded, and where each response token sits."""
-
-    input_ids: Tensor
-    attention_mask: Tensor
-    index: Tensor  # (B, R): position predicting response token t
-    responses: Tensor  # (B, R) token ids, padded
-    mask: Tensor  # (B, R) float: 1 on response tokens (through the end-of-turn token)
-
-    def rows(self, selection: Tensor) -> Batch:
-        """The selected rows, cut to their own longest sequence: right padding beyond it
-        changes no earlier position under causal attention, and a mini-batch of short rows
-        should not pay for the batch's longest."""
-        ids, attention = self.input_ids[selection], self.attention_mask[selection]
-        width = max(int(attention.sum(1).max()), 1)
-        return Batch(
-            ids[:, :width],
-            attention[:, :width],
-            self.index[selection].clamp(max=width - 1),
-            self.responses[selection],
-            self.mask[selection],
-        )
-
-
-def build_batch(
-    prompts: Sequence[Sequence[int]], responses: Sequence[Sequence[int]], pad_id: int, device: Any
-) -> Batch:
-    lengths = [len(p) + len(r) for p, r in zip(prompts, responses, strict=True)]
-    width, span = max(lengths), max(max(len(r) for r in responses), 1)
-    ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
-    attention = torch.zeros_like(ids)
-    index = torch.zeros((len(prompts), span), dtype=torch.long)
-    tokens = torch.full((len(prompts), span), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(prompts), span))
-    for row, (prompt, response) in enumerate(zip(prompts, responses, strict=True)):
-        sequence = list(prompt) + list(response)
-        ids[row, : len(sequence)] = torch.tensor(sequence)
-        attention[row, : len(sequence)] = 1
-        index[row] = (len(prompt) - 1 + torch.arange(span)).clamp(max=width - 1)
-        tokens[row, : len(response)] = torch.tensor(response, dtype=torch.long)
-        mask[row, : len(response)] = 1
-    return Batch(*(t.to(device) for t in (ids, attention, index, tokens, mask)))
-
-
-def response_logps(logits: Tensor, tokens: Tensor, temperature: float) -> tuple[Tensor, Tensor]:
-    """Log-probs of the sampled tokens and the entropy of each step's distribution (a metric:
-    no gradient), at the sampling temperature (:mod:`bastion.align.sampled`)."""
-    return sampled_logps(logits, tokens, temperature)
-
-
-# --- the trainer -----------------------------------------------------------------------------
+__all__ = ["PpoConfig", "PpoResult", "PpoTrainSettings", "PpoTrainer"]
 
 
 @dataclass
@@ -489,10 +161,8 @@ class PpoTrainer:
         self.module, self.optimizer = self.accelerator.prepare(module, optimizer)
         if self.reference is not None:
             self.reference.to(self.accelerator.device)
-        self.kl_control: FixedKL | AdaptiveKL = (
-            AdaptiveKL(config.kl_coef, config.target_kl, config.kl_horizon)
-            if config.target_kl is not None
-            else FixedKL(config.kl_coef)
+        self.kl_control: KLController = kl_controller(
+            config.kl_coef, config.target_kl, config.kl_horizon
         )
         self.watch = RewardHackingWatch(config.watch)
         self.iteration = 0
@@ -503,7 +173,7 @@ class PpoTrainer:
         self.reuse_first_pass = (
             not train.gradient_checkpointing
             and self.accelerator.num_processes == 1
-            and not _has_dropout(module)
+            and not has_dropout(module)
         )
         # The tokens every rollout of a mini-batch starts with run once for all of its rows
         # (see ``picked_logits``); a switch, for comparing with and without.
@@ -539,33 +209,19 @@ class PpoTrainer:
         order = (order * (n * world // len(order) + 1))[: n * world]
         return order[rank * n : (rank + 1) * n]
 
-    @torch.no_grad()
     def generate(self, chosen: Sequence[int], seed: int) -> list[list[int]]:
-        from bastion.models.scoring import left_pad
-
-        cfg, device = self.config, self.accelerator.device
-        policy = self.model
-        was_training = policy.training
-        policy.eval()
-        ids, attention = left_pad([self._prompt_ids[i] for i in chosen], self.pad_id, device)
-        torch.manual_seed(seed)
-        output = policy.generate(
-            input_ids=ids,
-            attention_mask=attention,
-            max_new_tokens=cfg.max_new_tokens,
-            do_sample=True,
-            temperature=cfg.temperature,
-            top_p=cfg.top_p,
-            top_k=0,
-            eos_token_id=list(self.eos_ids),
-            pad_token_id=self.pad_id,
+        """A sampled response to each chosen prompt (token ids through the end-of-turn)."""
+        return sample_responses(
+            self.model,
+            [self._prompt_ids[i] for i in chosen],
+            pad_id=self.pad_id,
+            eos_ids=self.eos_ids,
+            max_new_tokens=self.config.max_new_tokens,
+            temperature=self.config.temperature,
+            top_p=self.config.top_p,
+            seed=seed,
+            device=self.accelerator.device,
         )
-        policy.train(was_training)
-        responses = []
-        for row in output[:, ids.shape[1] :].tolist():
-            ends = [i for i, t in enumerate(row) if t in self.eos_ids]
-            responses.append(row[: ends[0] + 1] if ends else row)
-        return responses
 
     def fit(self, *, resume: bool = False, progress: bool = True) -> PpoResult:
         cfg, settings, acc = self.config, self.train_settings, self.accelerator
@@ -575,28 +231,22 @@ class PpoTrainer:
             self.load_checkpoint()
         history: list[dict[str, float]] = []
         stopped = None
-        board = _tensorboard(out / "tensorboard") if acc.is_main_process else None
+        log = MetricsLog(out, enabled=acc.is_main_process)
         bar_on = progress and acc.is_main_process
-        with _progress(bar_on, cfg.iterations, label="score") as bar:
+        with progress_bar(bar_on, cfg.iterations, label="score") as bar:
             bar.advance(self.iteration)
             while self.iteration < cfg.iterations:
                 row, reasons = self.step(self.iteration)
                 self.iteration += 1
                 history.append(row)
-                if acc.is_main_process:
-                    with (out / "metrics.jsonl").open("a") as handle:
-                        handle.write(json.dumps(row) + "\n")
-                    if board is not None:
-                        for key, value in row.items():
-                            board.add_scalar(key, value, self.iteration)
+                log.write(row, self.iteration)
                 bar.update(row["objective/scores"])
                 if settings.save_every and self.iteration % settings.save_every == 0:
                     self.save_checkpoint()
                 if reasons and cfg.watch.stop:
                     stopped = f"iteration {self.iteration}: " + "; ".join(reasons)
                     break
-        if board is not None:
-            board.close()
+        log.close()
         return PpoResult(self.iteration, history, self.watch.flags, stopped)
 
     def step(self, iteration: int) -> tuple[dict[str, float], list[str]]:
@@ -635,15 +285,15 @@ class PpoTrainer:
             stats = self._update(batch, rollout, orders, kept)
         update_s = time.perf_counter() - started
         beta = self.kl_control.value
-        kl_seq = rollout["kl"].sum(-1).mean().item()
+        kl_seq = rollout.kl.sum(-1).mean().item()
         episodes = cfg.batch_size * acc.num_processes
-        self.kl_control.update(_mean_over_processes(acc, kl_seq), episodes)
+        self.kl_control.update(mean_over_processes(acc, kl_seq), episodes)
         lengths = batch.mask.sum(-1)
-        non_score = (-beta * rollout["kl"]).sum(-1)
+        non_score = (-beta * rollout.kl).sum(-1)
         row = {
             "iteration": float(iteration + 1),
             "objective/kl": kl_seq,
-            "objective/entropy": masked_mean(rollout["entropy"], batch.mask).item(),
+            "objective/entropy": masked_mean(rollout.entropy, batch.mask).item(),
             "objective/non_score_reward": non_score.mean().item(),
             "objective/rlhf_reward": (scores.to(acc.device) + non_score).mean().item(),
             "objective/scores": scores.mean().item(),
@@ -661,7 +311,7 @@ class PpoTrainer:
         }
         for name, value in getattr(self.rewards, "last_parts", {}).items():
             row[f"scores/{name}"] = value
-        row = {k: _mean_over_processes(acc, v) for k, v in row.items()}
+        row = {k: mean_over_processes(acc, v) for k, v in row.items()}
         repeats = [repetition(r) for r in responses]
         row["response/repetition"] = sum(repeats) / len(repeats)
         reasons = self.watch.observe(
@@ -683,13 +333,13 @@ class PpoTrainer:
                     chosen, texts, scores.tolist(), ended.tolist(), strict=True
                 )
             ]
-            write_jsonl_append(Path(self.train_settings.output_dir) / "samples.jsonl", samples)
+            append_jsonl(Path(self.train_settings.output_dir) / "samples.jsonl", samples)
         return row, reasons
 
     @torch.no_grad()
     def _rollout(
         self, batch: Batch, scores: Tensor, first: Tensor | None = None
-    ) -> tuple[dict[str, Tensor], _Pass | None]:
+    ) -> tuple[Rollout, PolicyPass | None]:
         """The rollout's forward passes, mini-batch by mini-batch; the rows in ``first`` run
         with autograd on and their pass is returned for the update's first step."""
         cfg = self.config
@@ -710,7 +360,7 @@ class PpoTrainer:
                 )
                 logps, entropies = response_logps(logits, part.responses, cfg.temperature)
             if number == 0 and first is not None:
-                kept = _Pass(logps, entropies, values)
+                kept = PolicyPass(logps, entropies, values)
             logp[rows], value[rows] = logps.detach(), values.detach()
             entropy[rows] = entropies
             ref[rows] = self._reference_logps(part)
@@ -722,14 +372,7 @@ class PpoTrainer:
             rewards = whiten(rewards, batch.mask, shift_mean=False)
         advantages, returns = gae(rewards, value, batch.mask, cfg.gamma, cfg.lam)
         advantages = whiten(advantages, batch.mask)
-        rollout = {
-            "logps": logp,
-            "values": value * batch.mask,
-            "kl": kl,
-            "entropy": entropy,
-            "advantages": advantages,
-            "returns": returns,
-        }
+        rollout = Rollout(logp, value * batch.mask, kl, entropy, advantages, returns)
         return rollout, kept
 
     def _reference_logps(self, part: Batch) -> Tensor:
@@ -757,9 +400,9 @@ class PpoTrainer:
     def _update(
         self,
         batch: Batch,
-        rollout: dict[str, Tensor],
+        rollout: Rollout,
         orders: Sequence[Tensor],
-        kept: _Pass | None = None,
+        kept: PolicyPass | None = None,
     ) -> dict[str, float]:
         cfg, acc = self.config, self.accelerator
         sums: dict[str, float] = {}
@@ -779,11 +422,11 @@ class PpoTrainer:
                     logps, entropy = response_logps(logits, part.responses, cfg.temperature)
                 losses = ppo_losses(
                     logps,
-                    rollout["logps"][rows],
-                    rollout["advantages"][rows],
+                    rollout.logps[rows],
+                    rollout.advantages[rows],
                     values,
-                    rollout["values"][rows],
-                    rollout["returns"][rows],
+                    rollout.values[rows],
+                    rollout.returns[rows],
                     part.mask,
                     cliprange=cfg.cliprange,
                     cliprange_value=cfg.cliprange_value,
@@ -823,11 +466,7 @@ class PpoTrainer:
         state = {
             "iteration": self.iteration,
             "beta": self.kl_control.value,
-            "watch": {
-                "scores": self.watch.scores,
-                "first_length": self.watch.first_length,
-                "flags": self.watch.flags,
-            },
+            "watch": self.watch.state(),
             "config": _jsonable(self.config),
         }
         save_checkpoint(self.accelerator, self.checkpoint_dir, state)
@@ -837,9 +476,7 @@ class PpoTrainer:
         saved = load_checkpoint(self.accelerator, self.checkpoint_dir, _jsonable(self.config), keys)
         self.iteration = saved["iteration"]
         self.kl_control.value = saved["beta"]
-        watch = saved["watch"]
-        self.watch.scores, self.watch.first_length = watch["scores"], watch["first_length"]
-        self.watch.flags = watch["flags"]
+        self.watch.restore(saved["watch"])
 
     def save(self, folder: Path) -> None:
         """The policy (adapter or full model), the tokenizer and the value head."""
@@ -850,57 +487,5 @@ class PpoTrainer:
         torch.save(head.state_dict(), folder / "value_head.pt")
 
 
-@dataclass
-class _Pass:
-    """One mini-batch's forward pass, graph attached: response log-probs, entropy, values."""
-
-    logps: Tensor
-    entropy: Tensor
-    values: Tensor
-
-
-def _has_dropout(module: nn.Module) -> bool:
-    """Whether a training-mode pass can differ from an eval-mode one: a dropout module, or
-    any positive number under a config key naming dropout, layer drop or router jitter
-    (applied functionally by many architectures). Wide on purpose: a false alarm only costs
-    the reused pass and the shared prefix."""
-    configs: dict[int, Any] = {}  # the submodules of a model mostly share one config
-    for sub in module.modules():
-        if isinstance(sub, nn.Dropout) and sub.p > 0:
-            return True
-        config = getattr(sub, "config", None)
-        if config is not None and hasattr(config, "to_dict"):
-            configs[id(config)] = config
-    return any(_random_in_training(config.to_dict()) for config in configs.values())
-
-
-def _random_in_training(settings: dict[str, Any]) -> bool:
-    for key, value in settings.items():
-        if isinstance(value, dict) and _random_in_training(value):
-            return True
-        named = any(word in str(key).lower() for word in ("drop", "jitter", "noise"))
-        if named and isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
-            return True
-    return False
-
-
 def _jsonable(config: Any) -> dict[str, Any]:
     return dict(json.loads(json.dumps(asdict(config), default=str)))
-
-
-def write_jsonl_append(path: Path, rows: Sequence[dict[str, Any]]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a", encoding="utf-8") as handle:
-        for row in rows:
-            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-
-
-def policy_divergence(policy: Any, reference: Any, batch: Batch, temperature: float = 1.0) -> float:
-    """Mean per-sequence KL(policy ‖ reference) over a fixed set of responses, computed
-    exactly over the vocabulary at every response position (for comparing runs)."""
-    args = (batch.input_ids, batch.attention_mask, batch.index)
-    with torch.no_grad():
-        a = torch.log_softmax(picked_logits(policy, *args)[0].float() / temperature, -1)
-        b = torch.log_softmax(picked_logits(reference, *args)[0].float() / temperature, -1)
-        kl = (a.exp() * (a - b)).sum(-1) * batch.mask
-    return float(kl.sum(-1).mean())

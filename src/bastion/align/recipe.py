@@ -7,6 +7,7 @@ YAML, so ``--set train.lr=1e-5`` is a number). Samples live in ``recipes/``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -142,8 +143,44 @@ class PpoRecipe(StrictModel):
     train: PpoTrainRecipe = PpoTrainRecipe()
 
 
-def load_recipe(path: Path | None, overrides: list[str], kind: type[StrictModel]) -> Any:
-    """Read a recipe file (or start from defaults), apply ``key=value`` overrides, validate."""
+class CaiRecipe(StrictModel):
+    """``bastion align cai``: Constitutional-AI data (see :mod:`bastion.align.cai`)."""
+
+    prompts: Path  # JSONL of prompt (and optional harmful: true/false), or text lines
+    model: str = "packaged"  # packaged, a model name/folder/GGUF, or openai:MODEL@URL
+    constitution: Path | None = None  # None: Bastion's
+    principles: int | None = Field(None, ge=1)  # drawn per prompt; None: all, in order
+    max_new_tokens: int = Field(256, ge=1)
+    seed: int = 0  # of the principle draws
+    out: Path = Path("runs/cai")
+
+
+class UnlearnRecipe(StrictModel):
+    """``bastion align unlearn``: forget one set of conversations, keep another (see
+    :mod:`bastion.align.unlearn`)."""
+
+    forget: Path  # messages JSONL
+    retain: Path  # messages JSONL
+    model: str = "smollm2-135m-instruct"
+    method: str = Field("npo", pattern="^(ga|gd|npo)$")
+    steps: int = Field(20, ge=1)  # optimizer steps
+    lr: float = Field(5e-5, gt=0)
+    beta: float = Field(0.1, gt=0)  # NPO's
+    kl_coef: float = Field(1.0, ge=0)  # weight of the KL to the original on retain
+    batch_size: int = Field(4, ge=1)  # forget examples per step
+    rephrased: Path | None = None  # rephrased forget prompts with their answers
+    out: Path = Path("runs/unlearn")
+
+
+def load_recipe(
+    path: Path | None,
+    overrides: list[str],
+    kind: type[StrictModel],
+    values: Mapping[str, Any] | None = None,
+) -> Any:
+    """Read a recipe file (or start from defaults), apply ``key=value`` overrides, then
+    ``values`` (typed values by dotted key, e.g. a command's flags; None means not given),
+    validate."""
     name = str(path) if path is not None else "recipe"
     data: dict[str, Any] = {}
     if path is not None:
@@ -160,11 +197,19 @@ def load_recipe(path: Path | None, overrides: list[str], kind: type[StrictModel]
         key, sep, raw = item.partition("=")
         if not sep or not key:
             raise ConfigError(f"--set {item!r}: expected key.path=value")
-        target = data
-        *parents, leaf = key.split(".")
-        for part in parents:
-            target = target.setdefault(part, {})
-            if not isinstance(target, dict):
-                raise ConfigError(f"--set {key}: {part} is not a section")
-        target[leaf] = yaml.safe_load(raw)
+        _put(data, key, yaml.safe_load(raw))
+    for key, value in (values or {}).items():
+        if value is not None:
+            _put(data, key, value)
     return validate(kind, data, name, brackets=False)
+
+
+def _put(data: dict[str, Any], key: str, value: Any) -> None:
+    """Set ``data[a][b][c] = value`` for the key ``a.b.c``, making the sections on the way."""
+    target = data
+    *parents, leaf = key.split(".")
+    for part in parents:
+        target = target.setdefault(part, {})
+        if not isinstance(target, dict):
+            raise ConfigError(f"--set {key}: {part} is not a section")
+    target[leaf] = value

@@ -1,15 +1,24 @@
-"""Recipes to results: what ``bastion align dpo`` does, callable from Python too."""
+"""Recipes to results: what each ``bastion align`` command does (load the data and the model,
+run, write the outputs), callable from Python too."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from bastion.align.lora import LoraSettings, add_lora
 from bastion.align.preference import PreferenceConfig, PreferenceTrainer
-from bastion.align.recipe import PpoRecipe, PreferenceRecipe, RewardRecipe, SftRecipe
+from bastion.align.recipe import (
+    CaiRecipe,
+    PpoRecipe,
+    PreferenceRecipe,
+    RewardRecipe,
+    SftRecipe,
+    UnlearnRecipe,
+)
 from bastion.align.reward import RewardTrainer
 from bastion.align.sft import SftTrainer
 from bastion.align.train import TrainConfig
@@ -125,8 +134,9 @@ def run_rm(recipe: RewardRecipe, *, resume: bool = False, progress: bool = True)
 def run_ppo(recipe: PpoRecipe, *, resume: bool = False, progress: bool = True) -> dict[str, Any]:
     """RLHF with PPO from a recipe; saves the policy (adapter) and value head to ``final``."""
     from bastion.align.cai import read_prompts
-    from bastion.align.ppo import PpoConfig, PpoTrainer, PpoTrainSettings, WatchSettings
+    from bastion.align.ppo import PpoConfig, PpoTrainer, PpoTrainSettings
     from bastion.align.rewards import build_rewards
+    from bastion.align.watch import WatchSettings
 
     prompts = read_prompts(recipe.prompts)
     rewards = build_rewards(recipe.rewards)
@@ -156,6 +166,61 @@ def run_ppo(recipe: PpoRecipe, *, resume: bool = False, progress: bool = True) -
         path = Path(train.output_dir) / "summary.json"
         path.write_text(json.dumps(summary, indent=2, default=str) + "\n")
     return summary
+
+
+def run_cai_recipe(
+    recipe: CaiRecipe, *, is_harmful: Callable[[str], bool] | None = None
+) -> dict[str, Any]:
+    """Constitutional-AI data from a recipe: ``sft.jsonl``, ``preferences.jsonl``,
+    ``provenance.jsonl`` and ``report.json`` in ``out``; returns the report. ``is_harmful``
+    labels the prompts the file leaves unlabelled (see :func:`~bastion.align.cai.run_cai`)."""
+    from bastion.align.cai import load_constitution, read_prompts, run_cai, write_outputs
+    from bastion.errors import DataError
+    from bastion.models import load_chat_model
+
+    principles = load_constitution(recipe.constitution)
+    prompts = read_prompts(recipe.prompts)
+    chat = load_chat_model(recipe.model)
+    try:
+        results = run_cai(
+            chat, prompts, principles, per_prompt=recipe.principles,
+            max_new_tokens=recipe.max_new_tokens, seed=recipe.seed, is_harmful=is_harmful,
+        )  # fmt: skip
+    except DataError as exc:  # prompts without a label: name the file
+        raise exc.at(recipe.prompts) from None
+    meta = {
+        "model": getattr(chat, "name", recipe.model),
+        "principles": [p.name for p in principles],
+    }
+    return write_outputs(results, recipe.out, meta)
+
+
+def run_unlearn(recipe: UnlearnRecipe, *, progress: bool = True) -> dict[str, Any]:
+    """Unlearning from a recipe: the model in ``out/model`` and a before/after report in
+    ``out/report.json`` (see :func:`~bastion.align.unlearn.evaluate_unlearning`)."""
+    from bastion.align.unlearn import UnlearnTrainer, evaluate_unlearning
+
+    forget, retain = read_conversations(recipe.forget), read_conversations(recipe.retain)
+    probes = read_conversations(recipe.rephrased) if recipe.rephrased else []
+    chat = load(recipe.model)
+    before = evaluate_unlearning(chat, forget, retain, probes)
+    train = TrainConfig(
+        output_dir=recipe.out / "train", max_steps=recipe.steps, batch_size=recipe.batch_size,
+        lr=recipe.lr,
+    )  # fmt: skip
+    trainer = UnlearnTrainer(
+        chat.model, chat.tokenizer, forget, retain, train,
+        method=recipe.method, beta=recipe.beta, kl_coef=recipe.kl_coef,
+    )  # fmt: skip
+    trainer.fit(progress=progress)
+    chat.model = trainer.model
+    after = evaluate_unlearning(chat, forget, retain, probes)
+    chat.model.save_pretrained(str(recipe.out / "model"))
+    chat.tokenizer.save_pretrained(str(recipe.out / "model"))
+    settings = recipe.model_dump(include={"method", "steps", "lr", "beta", "kl_coef"})
+    report = {**settings, "before": before, "after": after}
+    (recipe.out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    return report
 
 
 def _write_summary(train: TrainConfig, summary: dict[str, Any]) -> None:

@@ -26,6 +26,7 @@ import torch
 from torch import Tensor
 
 from bastion.align.precision import released, resolve_precision
+from bastion.align.progress import MetricsLog, mean_over_processes, progress_bar
 from bastion.errors import BastionError
 from bastion.models.packing import base_model, can_pack, packed_attention_on
 
@@ -160,14 +161,14 @@ class Loop(Generic[T]):
         batches = self.micro_batches()
         history: list[dict[str, float]] = []
         last = math.nan
-        metrics_path = cfg.output_dir / "metrics.jsonl"
         cfg.output_dir.mkdir(parents=True, exist_ok=True)
-        board = _tensorboard(cfg.output_dir / "tensorboard") if acc.is_main_process else None
+        log = MetricsLog(cfg.output_dir, enabled=acc.is_main_process)
         torch.manual_seed(cfg.seed + self.state.micro)
         self.model.train()
         # packed attention stays on for the backward pass's recomputation (see packing)
         packed = packed_attention_on(self.model) if can_pack(self.model) else nullcontext()
-        with packed, _progress(self.progress and acc.is_main_process, self.total_steps) as bar:
+        bar_on = self.progress and acc.is_main_process
+        with packed, progress_bar(bar_on, self.total_steps) as bar:
             bar.advance(self.state.step)
             sums: dict[str, float] = {}
             for index in range(self.state.micro, len(batches)):
@@ -192,21 +193,16 @@ class Loop(Generic[T]):
                 if not acc.sync_gradients:
                     continue
                 self.state.step += 1
-                row = {k: _mean_over_processes(acc, v) for k, v in sums.items()}
+                row = {k: mean_over_processes(acc, v) for k, v in sums.items()}
                 row.update(step=self.state.step, lr=float(self.scheduler.get_last_lr()[0]))
                 sums, last = {}, row["loss"]
                 history.append(row)
-                if acc.is_main_process and self.state.step % cfg.log_every == 0:
-                    with metrics_path.open("a") as handle:
-                        handle.write(json.dumps(row) + "\n")
-                    if board is not None:
-                        for key, value in row.items():
-                            board.add_scalar(key, value, self.state.step)
+                if self.state.step % cfg.log_every == 0:
+                    log.write(row, self.state.step)
                 bar.update(row["loss"])
                 if cfg.save_every and self.state.step % cfg.save_every == 0:
                     self.save_checkpoint()
-        if board is not None:
-            board.close()
+        log.close()
         return TrainResult(self.state.step, last, history)
 
     # --- checkpoints ----------------------------------------------------------------------
@@ -290,73 +286,5 @@ class LoopTrainer(abc.ABC):
         return result
 
 
-def _mean_over_processes(acc: Any, value: float) -> float:
-    if acc.num_processes == 1:
-        return value
-    tensor = torch.tensor([value], device=acc.device)
-    return float(acc.reduce(tensor, reduction="mean").item())
-
-
 def _jsonable(data: dict[str, Any]) -> dict[str, Any]:
     return {k: str(v) if isinstance(v, Path) else v for k, v in data.items()}
-
-
-def _tensorboard(folder: Path) -> Any:
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:  # tensorboard is optional; JSONL metrics are always written
-        return None
-    return SummaryWriter(str(folder))
-
-
-class _NoBar:
-    def __enter__(self) -> _NoBar:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-    def advance(self, steps: int) -> None:
-        return None
-
-    def update(self, loss: float) -> None:
-        return None
-
-
-class _RichBar(_NoBar):
-    def __init__(self, total: int, label: str = "loss") -> None:
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
-
-        self.progress = Progress(
-            TextColumn("training"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn(label + " {task.fields[loss]}"),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-        )
-        self.task = self.progress.add_task("train", total=total, loss="-")
-
-    def __enter__(self) -> _RichBar:
-        self.progress.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.progress.stop()
-
-    def advance(self, steps: int) -> None:
-        self.progress.advance(self.task, steps)
-
-    def update(self, loss: float) -> None:
-        self.progress.update(self.task, advance=1, loss=f"{loss:.4f}")
-
-
-def _progress(enabled: bool, total: int, label: str = "loss") -> _NoBar:
-    return _RichBar(total, label) if enabled else _NoBar()

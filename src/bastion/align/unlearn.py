@@ -33,7 +33,7 @@ from bastion.align.precision import autocast_for, resolve_precision
 from bastion.align.sft import SftExample, encode_conversation, padded_forward
 from bastion.align.train import LoopTrainer, TrainConfig
 from bastion.errors import BastionError, DataError
-from bastion.models.hf import end_of_turn_ids
+from bastion.models.hf import HFChatModel, end_of_turn_ids
 from bastion.types import Conversation
 
 METHODS = ("ga", "gd", "npo")
@@ -173,7 +173,7 @@ class SetReport:
 
 
 @torch.no_grad()
-def evaluate_set(chat: Any, conversations: Sequence[Conversation]) -> SetReport:
+def evaluate_set(chat: HFChatModel, conversations: Sequence[Conversation]) -> SetReport:
     """Mean token log-likelihood of the assistant turns, and how often greedy decoding of the
     prompt reproduces the answer (it contains the answer's text, case-insensitively)."""
     prompts = [Conversation(c.messages[:-1]) for c in conversations]
@@ -188,7 +188,7 @@ def evaluate_set(chat: Any, conversations: Sequence[Conversation]) -> SetReport:
 
 
 def evaluate_unlearning(
-    chat: Any,
+    chat: HFChatModel,
     forget: Sequence[Conversation],
     retain: Sequence[Conversation],
     rephrased: Sequence[Conversation] = (),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import operator
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -10,26 +12,27 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from bastion.cli.common import (
-    RecipeOverrides,
-    Resume,
-    console,
-    writable_folder,
-)
-from bastion.errors import BastionError
+from bastion.cli.common import RecipeOverrides, Resume, console, writable_folder
 
 app = typer.Typer(help="Train a model to prefer safe and helpful answers.", no_args_is_help=True)
 
 
 def run_recipe(
-    recipe: Path | None, overrides: list[str], kind: type[Any], runner: Callable[..., Any]
+    recipe: Path | None,
+    overrides: list[str],
+    kind: type[Any],
+    runner: Callable[..., Any],
+    flags: dict[str, Any] | None = None,
+    *,
+    output: str = "train.output_dir",
 ) -> tuple[Any, dict[str, Any] | None]:
-    """Load and check a recipe, run it; the summary only on the first process (torchrun)."""
+    """Load and check a recipe (``flags`` given override its keys), check that its ``output``
+    folder is writable, run it; the summary only on the first process (torchrun)."""
     from bastion.align.recipe import load_recipe
     from bastion.align.train import shutdown_distributed
 
-    parsed = load_recipe(recipe, overrides, kind)
-    writable_folder(parsed.train.output_dir, "train.output_dir")
+    parsed = load_recipe(recipe, overrides, kind, flags)
+    writable_folder(operator.attrgetter(output)(parsed), output)
     try:
         summary = runner(parsed)
     finally:
@@ -130,44 +133,49 @@ def align_sft(
 
 @app.command("cai")
 def align_cai(
-    prompts: Annotated[Path, typer.Option(help="JSONL (prompt, optional harmful) or text.")],
+    recipe: Annotated[
+        Path | None, typer.Argument(help="YAML recipe (see recipes/cai.yaml).")
+    ] = None,
+    set_: RecipeOverrides = None,
+    prompts: Annotated[
+        Path | None, typer.Option(help="JSONL (prompt, optional harmful) or text.")
+    ] = None,
     model: Annotated[
-        str, typer.Option(help="packaged, a model name/folder/GGUF, or openai:MODEL@URL.")
-    ] = "packaged",
+        str | None,
+        typer.Option(help="packaged (default), a model name/folder/GGUF, or openai:MODEL@URL."),
+    ] = None,
     constitution: Annotated[
         Path | None, typer.Option(help="A constitution YAML (default: Bastion's).")
     ] = None,
     principles: Annotated[
         int | None, typer.Option(help="Principles drawn per prompt (default: all).")
     ] = None,
-    max_new_tokens: Annotated[int, typer.Option(help="Tokens per answer.")] = 256,
-    seed: Annotated[int, typer.Option(help="Seed of the principle draws.")] = 0,
-    out: Annotated[Path, typer.Option(help="Folder for sft/preferences/provenance.")] = Path(
-        "runs/cai"
-    ),
+    max_new_tokens: Annotated[int | None, typer.Option(help="Tokens per answer (256).")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed of the principle draws (0).")] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Folder for sft/preferences/provenance (runs/cai).")
+    ] = None,
 ) -> None:
     """Constitutional AI: answer, critique and revise each prompt; keep the revisions a judge
-    confirms improve; write SFT rows, preference pairs and the provenance of every step."""
-    from bastion.align.cai import load_constitution, read_prompts, run_cai, write_outputs
-    from bastion.models import load_chat_model
+    confirms improve; write SFT rows, preference pairs and the provenance of every step.
+    Options override the recipe's keys of the same name."""
+    from bastion.align.recipe import CaiRecipe
+    from bastion.align.run import run_cai_recipe
 
-    if max_new_tokens < 1 or (principles is not None and principles < 1):
-        raise BastionError("--max-new-tokens and --principles must be at least 1")
-    rules = load_constitution(constitution)
-    rows = read_prompts(prompts)
-    writable_folder(out, "--out")
-    with console.status("loading the model…"):
-        chat = load_chat_model(model)
-    with console.status(f"answering, critiquing and revising {len(rows)} prompts…"):
-        results = run_cai(
-            chat, rows, rules, per_prompt=principles, max_new_tokens=max_new_tokens, seed=seed
-        )
-    meta = {"model": getattr(chat, "name", model), "principles": [p.name for p in rules]}
-    report = write_outputs(results, out, meta)
+    flags = {"prompts": prompts, "model": model, "constitution": constitution, "seed": seed,
+             "principles": principles, "max_new_tokens": max_new_tokens, "out": out}  # fmt: skip
+    with console.status("answering, critiquing and revising…"):
+        parsed, report = run_recipe(
+            recipe, list(set_ or []), CaiRecipe,
+            lambda r: run_cai_recipe(r, is_harmful=_is_harmful_request), flags, output="out",
+        )  # fmt: skip
+    if report is None:
+        return
+    folder = parsed.out
     console.print(
         f"kept {report['kept']} of {report['prompts']} revisions "
-        f"({report['harmful_prompts']} harmful prompts) · {out / 'sft.jsonl'} · "
-        f"{out / 'preferences.jsonl'} · {out / 'provenance.jsonl'}"
+        f"({report['harmful_prompts']} harmful prompts) · {folder / 'sft.jsonl'} · "
+        f"{folder / 'preferences.jsonl'} · {folder / 'provenance.jsonl'}"
     )
     for why, count in report["reasons"].items():
         console.print(f"  {count:4d}  {why}")
@@ -175,60 +183,68 @@ def align_cai(
 
 @app.command("unlearn")
 def align_unlearn(
-    forget: Annotated[Path, typer.Option(help="Conversations to forget (messages JSONL).")],
-    retain: Annotated[Path, typer.Option(help="Conversations to keep (messages JSONL).")],
-    model: Annotated[str, typer.Option(help="Packaged model name or model folder.")] = (
-        "smollm2-135m-instruct"
-    ),
-    method: Annotated[str, typer.Option(help="ga, gd or npo.")] = "npo",
-    steps: Annotated[int, typer.Option(help="Optimizer steps.")] = 20,
-    lr: Annotated[float, typer.Option(help="Learning rate.")] = 5e-5,
-    beta: Annotated[float, typer.Option(help="NPO's beta.")] = 0.1,
-    kl_coef: Annotated[float, typer.Option(help="Weight of KL to the original on retain.")] = 1.0,
-    batch_size: Annotated[int, typer.Option(help="Forget examples per step.")] = 4,
+    recipe: Annotated[
+        Path | None, typer.Argument(help="YAML recipe (see recipes/unlearn.yaml).")
+    ] = None,
+    set_: RecipeOverrides = None,
+    forget: Annotated[
+        Path | None, typer.Option(help="Conversations to forget (messages JSONL).")
+    ] = None,
+    retain: Annotated[
+        Path | None, typer.Option(help="Conversations to keep (messages JSONL).")
+    ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(help="Packaged model name or model folder (smollm2-135m-instruct)."),
+    ] = None,
+    method: Annotated[str | None, typer.Option(help="ga, gd or npo (npo).")] = None,
+    steps: Annotated[int | None, typer.Option(help="Optimizer steps (20).")] = None,
+    lr: Annotated[float | None, typer.Option(help="Learning rate (5e-5).")] = None,
+    beta: Annotated[float | None, typer.Option(help="NPO's beta (0.1).")] = None,
+    kl_coef: Annotated[
+        float | None, typer.Option(help="Weight of KL to the original on retain (1.0).")
+    ] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Forget examples per step (4).")] = None,
     rephrased: Annotated[
         Path | None, typer.Option(help="Rephrased forget prompts with their answers.")
     ] = None,
-    out: Annotated[Path, typer.Option(help="Folder for the model and report.json.")] = Path(
-        "runs/unlearn"
-    ),
+    out: Annotated[
+        Path | None, typer.Option(help="Folder for the model and report.json (runs/unlearn).")
+    ] = None,
 ) -> None:
-    """Make a model forget a set of conversations and keep another; before/after report."""
-    import json
+    """Make a model forget a set of conversations and keep another; before/after report.
+    Options override the recipe's keys of the same name."""
+    from bastion.align.recipe import UnlearnRecipe
+    from bastion.align.run import run_unlearn
 
-    from bastion.align.train import TrainConfig
-    from bastion.align.unlearn import UnlearnTrainer, evaluate_unlearning
-    from bastion.data.jsonl import read_conversations
-    from bastion.models.packaged import load as load_chat
-
-    forget_set, retain_set = read_conversations(forget), read_conversations(retain)
-    probes = read_conversations(rephrased) if rephrased else []
-    if steps < 1 or batch_size < 1:
-        raise BastionError("--steps and --batch-size must be at least 1")
-    writable_folder(out, "--out")
-    with console.status("loading the model…"):
-        chat = load_chat(model)
-    before = evaluate_unlearning(chat, forget_set, retain_set, probes)
-    trainer = UnlearnTrainer(
-        chat.model, chat.tokenizer, forget_set, retain_set,
-        TrainConfig(output_dir=out / "train", max_steps=steps, batch_size=batch_size, lr=lr),
-        method=method, beta=beta, kl_coef=kl_coef,
-    )  # fmt: skip
-    trainer.fit()
-    chat.model = trainer.model
-    after = evaluate_unlearning(chat, forget_set, retain_set, probes)
-    chat.model.save_pretrained(str(out / "model"))
-    chat.tokenizer.save_pretrained(str(out / "model"))
-    report = {"method": method, "steps": steps, "lr": lr, "beta": beta, "kl_coef": kl_coef,
-              "before": before, "after": after}  # fmt: skip
-    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    flags = {"forget": forget, "retain": retain, "model": model, "method": method,
+             "steps": steps, "lr": lr, "beta": beta, "kl_coef": kl_coef,
+             "batch_size": batch_size, "rephrased": rephrased, "out": out}  # fmt: skip
+    parsed, report = run_recipe(
+        recipe, list(set_ or []), UnlearnRecipe, run_unlearn, flags, output="out"
+    )
+    if report is None:
+        return
+    before, after = report["before"], report["after"]
     for part in after:
         b, a = before[part], after[part]
         console.print(
             f"{part}: token log-likelihood {b['mean_token_logp']:.3f} → {a['mean_token_logp']:.3f}"
             f" · answered {b['answered']:.0%} → {a['answered']:.0%}"
         )
-    console.print(f"model: {out / 'model'} · report: {out / 'report.json'}")
+    console.print(f"model: {parsed.out / 'model'} · report: {parsed.out / 'report.json'}")
+
+
+def _is_harmful_request(text: str) -> bool:
+    """The guard's harmful-request classifier: labels the CAI prompts a file leaves open."""
+    return bool(_harmful_request_scanner().scan(text).flagged)
+
+
+@functools.cache
+def _harmful_request_scanner() -> Any:
+    from bastion.guard.scanners import HarmfulRequestScanner
+
+    return HarmfulRequestScanner()
 
 
 @app.command("rm")

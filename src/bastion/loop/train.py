@@ -133,8 +133,9 @@ def _ppo_trainer(model: Any, chat: Any, job: AlignJob, folder: Path) -> Any:
     """PPO on the pairs' prompts; the reward is the safety judge (refuse the harmful ones,
     answer the benign ones: :class:`~bastion.align.rewards.SafetyReward`)."""
     from bastion.align.cai import CaiPrompt
-    from bastion.align.ppo import PpoConfig, PpoTrainer, PpoTrainSettings, WatchSettings
+    from bastion.align.ppo import PpoConfig, PpoTrainer, PpoTrainSettings
     from bastion.align.rewards import SafetyReward
+    from bastion.align.watch import WatchSettings
     from bastion.data.jsonl import read_preferences
     from bastion.types import as_conversation
 

@@ -18,7 +18,7 @@ caller pads as usual.
 
 The same idea serves whole forward passes, training included: :func:`forward_after_prefix`
 runs the columns every row of a right-padded batch shares once, and the rest of the rows after
-them (PPO's rollout and update passes use it, see :func:`bastion.align.ppo.picked_logits`).
+them (PPO's rollout and update passes use it, see :func:`bastion.align.policy_value.picked_logits`).
 """
 
 from __future__ import annotations

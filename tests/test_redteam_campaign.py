@@ -10,18 +10,10 @@ import pytest
 from bastion.guard.pipeline import Guard
 from bastion.models.fakes import ScriptedChatModel
 from bastion.redteam.attacks import Behavior, get_attacks
-from bastion.redteam.campaign import (
-    RESULTS,
-    Judges,
-    Result,
-    RunningRates,
-    load_behaviors,
-    load_results,
-    plan,
-    run_campaign,
-    summarize,
-)
+from bastion.redteam.behaviors import load_behaviors
+from bastion.redteam.campaign import Judges, RunningRates, plan, run_campaign
 from bastion.redteam.report import compare, render_html
+from bastion.redteam.results import RESULTS, Result, load_results, summarize
 from bastion.redteam.stats import wilson
 from bastion.redteam.targets import BLOCKED_REPLY, GuardedTarget, ModelTarget
 from bastion.types import Verdict
@@ -206,7 +198,7 @@ class Reluctant:
 
 
 def test_crescendo_takes_back_refused_turns_and_escalates(tmp_path: Path) -> None:
-    from bastion.redteam.adaptive import Crescendo
+    from bastion.redteam.attacks.adaptive import Crescendo
 
     target = Reluctant()
     attack = Crescendo(max_backtracks=4)
@@ -223,7 +215,7 @@ def test_crescendo_takes_back_refused_turns_and_escalates(tmp_path: Path) -> Non
 
 
 def test_pair_refines_from_feedback_stops_on_success_and_keeps_its_trail(tmp_path: Path) -> None:
-    from bastion.redteam.adaptive import Pair, parse_attacker_reply
+    from bastion.redteam.attacks.adaptive import Pair, parse_attacker_reply
 
     assert (
         parse_attacker_reply('noise {"improvement": "x", "prompt": "try this"} tail') == "try this"
@@ -260,7 +252,7 @@ def test_pair_refines_from_feedback_stops_on_success_and_keeps_its_trail(tmp_pat
 def test_successful_prompts_teach_the_guards_known_attack_index(tmp_path: Path) -> None:
     from bastion.guard.scanners import KnownAttackScanner
     from bastion.models.fakes import FakeEmbedder
-    from bastion.redteam.campaign import add_seeds_to_guard, read_seeds
+    from bastion.redteam.seeds import add_seeds_to_guard, read_seeds
 
     run(tmp_path / "run")
     seeds = read_seeds(tmp_path / "run")

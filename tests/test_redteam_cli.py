@@ -37,6 +37,19 @@ def test_run_report_and_compare_on_a_local_model(tiny_model_dir: Path, tmp_path:
     assert gate.returncode == (1 if summary["asr"]["hits"] else 0)
 
 
+def test_the_run_command_and_the_campaign_spec_share_their_defaults() -> None:
+    import typer
+
+    from bastion.cli import app
+    from bastion.redteam import CampaignSpec
+
+    command = typer.main.get_command(app).commands["redteam"].commands["run"]  # type: ignore[attr-defined]
+    options = {p.name: p.default for p in command.params if p.name != "out"}
+    options["attacks"] = tuple(options["attacks"].split(","))
+    options["guarded"] = options.pop("guard")
+    assert CampaignSpec(**options) == CampaignSpec()
+
+
 def test_attacks_lists_every_attack() -> None:
     result = run("redteam", "attacks")
     assert result.returncode == 0

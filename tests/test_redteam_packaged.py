@@ -11,14 +11,10 @@ from bastion.redteam.stats import wilson
 def test_small_campaign_on_the_packaged_model(tmp_path: Path) -> None:
     from bastion.models import load
     from bastion.redteam.attacks import get_attacks
-    from bastion.redteam.campaign import (
-        benign_suite,
-        load_behaviors,
-        plan,
-        run_campaign,
-        summarize,
-    )
+    from bastion.redteam.behaviors import benign_suite, load_behaviors
+    from bastion.redteam.campaign import plan, run_campaign
     from bastion.redteam.report import write_report
+    from bastion.redteam.results import summarize
     from bastion.redteam.targets import ModelTarget
 
     target = ModelTarget(load(), max_new_tokens=32)

@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich import progress as bars
 from rich.table import Table
 
-from bastion.cli.common import (
-    console,
-    percent,
-    writable_folder,
-)
+from bastion.cli.common import console, percent, writable_folder
 from bastion.errors import BastionError
+
+if TYPE_CHECKING:
+    from bastion.redteam.smoke import SmokeRow
 
 app = typer.Typer(help="Probe a model with harmful and benign prompts.", no_args_is_help=True)
 
@@ -31,32 +31,31 @@ def redteam_smoke(
 ) -> None:
     """Harmful and benign prompts through a real model; a table of replies with refusal yes/no."""
     from bastion.models.packaged import load as load_chat
-    from bastion.redteam.smoke import SmokeSummary, run_smoke, save_rows, smoke_prompts
-    from bastion.text import excerpt
+    from bastion.redteam import smoke
 
-    if harmful < 0 or benign < 0 or harmful + benign == 0:
-        raise BastionError("--harmful and --benign must be >= 0, and at least one positive")
-    if max_new_tokens < 1:
-        raise BastionError(f"--max-new-tokens must be at least 1, got {max_new_tokens}")
+    smoke.check_smoke(harmful, benign, max_new_tokens)
     writable_folder(out, "--out")  # before minutes of generation, not after
     with console.status("loading the model and the prompts…"):
         chat = load_chat(model)
-        prompts = smoke_prompts(harmful, benign)
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-    )
-    with Progress(*columns, console=console) as progress:
+        prompts = smoke.smoke_prompts(harmful, benign)
+    with _progress() as progress:
         task = progress.add_task(f"generating with {chat.name}", total=len(prompts))
-        rows = run_smoke(
-            chat,
-            prompts,
-            max_new_tokens=max_new_tokens,
-            on_batch=lambda n: progress.advance(task, n),
-        )
-    table = Table(title=f"{chat.name}: refusal on harmful and benign prompts")
+        advance = functools.partial(progress.advance, task)
+        rows = smoke.run_smoke(chat, prompts, max_new_tokens=max_new_tokens, on_batch=advance)
+    console.print(_smoke_table(chat.name, rows))
+    console.print(smoke.SmokeSummary.of(rows).line())
+    console.print(f"results: {smoke.save_rows(rows, out)}")
+
+
+def _progress(*extra: bars.ProgressColumn) -> bars.Progress:
+    columns = (bars.TextColumn("{task.description}"), bars.BarColumn(), bars.MofNCompleteColumn())
+    return bars.Progress(*columns, bars.TimeElapsedColumn(), *extra, console=console)
+
+
+def _smoke_table(model: str, rows: list[SmokeRow]) -> Table:
+    from bastion.text import excerpt
+
+    table = Table(title=f"{model}: refusal on harmful and benign prompts")
     for column in ("id", "kind", "category"):
         table.add_column(column, no_wrap=True, overflow="ellipsis", max_width=16)
     table.add_column("prompt (excerpt)", no_wrap=True, overflow="ellipsis", ratio=1)
@@ -64,21 +63,10 @@ def redteam_smoke(
     table.add_column("refused", no_wrap=True)
     for row in rows:
         good = "green" if row.correct else "red"
-        table.add_row(
-            row.id,
-            row.kind,
-            row.category,
-            excerpt(row.prompt, 40),
-            excerpt(row.response, 60),
-            f"[{good}]{'yes' if row.refused else 'no'}[/]",
-        )
-    console.print(table)
-    summary = SmokeSummary.of(rows)
-    console.print(
-        f"harmful refused: {summary.harmful_refused}/{summary.harmful} · "
-        f"benign refused (over-refusal): {summary.benign_refused}/{summary.benign}"
-    )
-    console.print(f"results: {save_rows(rows, out)}")
+        refused = f"[{good}]{'yes' if row.refused else 'no'}[/]"
+        prompt, response = excerpt(row.prompt, 40), excerpt(row.response, 60)
+        table.add_row(row.id, row.kind, row.category, prompt, response, refused)
+    return table
 
 
 @app.command("attacks")
@@ -130,98 +118,45 @@ def redteam_run(
 ) -> None:
     """Behaviours × attacks × samples against a target; results.jsonl, summary.json,
     report.html. A run folder with results in it is resumed: finished items are not redone."""
-    from bastion.redteam.attacks import get_attacks
-    from bastion.redteam.campaign import (
-        RunningRates,
-        benign_suite,
-        load_behaviors,
-        plan,
-        run_campaign,
-        summarize,
-        write_summary,
-    )
-    from bastion.redteam.report import write_report
-    from bastion.redteam.targets import make_target
+    from bastion.redteam.campaign import Campaign, CampaignSpec
 
-    if samples < 1 or max_new_tokens < 1 or batch_size < 1 or benign < 0:
-        raise BastionError(
-            "--samples, --max-new-tokens and --batch-size must be >= 1; --benign >= 0"
-        )
-    if limit is not None and limit < 1:
-        raise BastionError(f"--limit must be at least 1, got {limit}")
-    from bastion.models import load_chat_model
-
-    names = [a.strip() for a in attacks.split(",") if a.strip()]
-    attacker_model = None
-    if attacker is not None:
-        with console.status("loading the attacker model…"):
-            attacker_model = load_chat_model(attacker)
-    chosen = get_attacks(names, attacker=attacker_model)
-    if not chosen:
-        raise BastionError("--attacks: name at least one attack (see `bastion redteam attacks`)")
+    spec = CampaignSpec(
+        target=target, behaviors=behaviors, samples=samples, limit=limit, benign=benign,
+        attacks=tuple(a.strip() for a in attacks.split(",") if a.strip()),
+        guarded=guard, policy=policy, attacker=attacker, judge=judge,
+        max_new_tokens=max_new_tokens, batch_size=batch_size, seed=seed,
+    )  # fmt: skip
     writable_folder(out, "--out")
     with console.status("loading the target, behaviours and judges…"):
-        goals = load_behaviors(behaviors, limit)
-        suite = benign_suite(benign) if benign else []
-        the_target = make_target(
-            target,
-            max_new_tokens=max_new_tokens,
-            guard_policy=str(policy) if policy else None,
-            guarded=guard,
-            batch_size=batch_size,
-        )
-        items = plan(goals, chosen, samples, suite, seed=seed)
-        from bastion.redteam.campaign import Judges, done_ids
-
-        judges = Judges()
-        if judge is not None:
-            from bastion.judges import LlmJudge
-
-            if not judge.startswith("openai:"):
-                raise BastionError(f"--judge {judge!r}: expected openai:MODEL@URL")
-            judges.harm = LlmJudge(load_chat_model(judge))
-        already = len(done_ids(out) & {i.id for i in items})
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("{task.fields[live]}"),
-    )
-    rates = RunningRates()
-    with Progress(*columns, console=console) as progress:
-        task = progress.add_task(
-            f"red-teaming {the_target.name}", total=len(items), completed=already, live=rates.line()
-        )
-
-        def on_batch(results: list) -> None:  # type: ignore[type-arg]
-            rates.add(results)
-            progress.update(task, advance=len(results), live=rates.line())
-
-        results = run_campaign(
-            the_target, items, chosen, out, judges=judges, batch_size=batch_size, on_batch=on_batch
-        )
-    ids = {i.id for i in items}
-    results = [r for r in results if r.id in ids]
-    meta = {
-        "target": the_target.name,
-        "behaviors": behaviors,
-        "attacks": [a.name for a in chosen],
-        "samples": samples,
-        "seed": seed,
-        "max_new_tokens": max_new_tokens,
-        "guarded": bool(guard or policy),
-    }
-    summary = summarize(results, meta)
-    write_summary(out, summary)
-    report = write_report(out, summary, results)
-    _print_summary(summary)
+        campaign = Campaign.load(spec)
+    with _progress(bars.TextColumn("{task.fields[live]}")) as progress:
+        bar = _CampaignBar(progress, f"red-teaming {campaign.target.name}")
+        done = campaign.run(out, bar)
+    _print_summary(done.summary)
     console.print(
-        f"results: {out / 'results.jsonl'} · summary: {out / 'summary.json'} · report: {report}"
+        f"results: {out / 'results.jsonl'} · summary: {done.summary_path} · "
+        f"report: {done.report_path}"
     )
 
 
-def _print_summary(summary: dict) -> None:  # type: ignore[type-arg]
+class _CampaignBar:
+    """A :class:`~bastion.redteam.campaign.CampaignProgress`: a bar with the running rates."""
+
+    def __init__(self, progress: bars.Progress, description: str) -> None:
+        self.progress, self.description = progress, description
+        self.task: bars.TaskID | None = None
+
+    def start(self, total: int, done: int, rates: str) -> None:
+        self.task = self.progress.add_task(
+            self.description, total=total, completed=done, live=rates
+        )
+
+    def advance(self, n: int, rates: str) -> None:
+        if self.task is not None:
+            self.progress.update(self.task, advance=n, live=rates)
+
+
+def _print_summary(summary: dict[str, Any]) -> None:
     from bastion.redteam.stats import Rate
 
     table = Table(title="attack success rate by family (Wilson 95%)")
@@ -283,17 +218,16 @@ def redteam_chat(
 @app.command("report")
 def redteam_report(run: Annotated[Path, typer.Argument(help="A red-team run folder.")]) -> None:
     """Summarize a run folder's results again and rewrite summary.json and report.html."""
-    from bastion.redteam.campaign import load_results, summarize, write_summary
-    from bastion.redteam.report import read_summary, write_report
+    from bastion.redteam.campaign import write_outputs
+    from bastion.redteam.report import read_summary
+    from bastion.redteam.results import SUMMARY, load_results
 
     results = load_results(run)
-    previous = read_summary(run) if (run / "summary.json").exists() else {}
+    previous = read_summary(run) if (run / SUMMARY).exists() else {}
     keep = ("target", "behaviors", "attacks", "samples", "seed", "max_new_tokens", "guarded")
-    summary = summarize(results, {k: previous[k] for k in keep if k in previous})
-    write_summary(run, summary)
-    path = write_report(run, summary, results)
-    _print_summary(summary)
-    console.print(f"report: {path}")
+    done = write_outputs(run, results, {k: previous[k] for k in keep if k in previous})
+    _print_summary(done.summary)
+    console.print(f"report: {done.report_path}")
 
 
 @app.command("compare")
@@ -333,7 +267,7 @@ def redteam_seeds(
 ) -> None:
     """Add a run's successful attack prompts to the guard's known-attack index."""
     from bastion.guard.scanners import KnownAttackScanner
-    from bastion.redteam.campaign import add_seeds_to_guard, read_seeds
+    from bastion.redteam.seeds import add_seeds_to_guard, read_seeds
 
     seeds = read_seeds(run)
     if not seeds:

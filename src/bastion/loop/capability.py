@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from bastion.models.base import ScoringModel
+from bastion.models.base import ChatModel, ScoringModel
 from bastion.redteam.stats import Rate
 from bastion.types import Conversation
 
@@ -108,7 +108,7 @@ def _contains(text: str, answer: str) -> bool:
 
 
 def measure(
-    model: Any, questions: Sequence[Question] = QUESTIONS, *, max_new_tokens: int = 24
+    model: ChatModel, questions: Sequence[Question] = QUESTIONS, *, max_new_tokens: int = 24
 ) -> Capability:
     """Greedy answers for accuracy; reference log-likelihood when the model can score."""
     conversations = [Conversation.user(q.question) for q in questions]

@@ -11,8 +11,7 @@ same seeds), so before and after compare like with like.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,8 +19,11 @@ from typing import Any
 from bastion.data.splits import assign_split, stable_fraction
 from bastion.errors import BastionError
 from bastion.loop.config import RedteamSection
+from bastion.models.base import ChatModel
 from bastion.redteam.attacks import Attack, Behavior
-from bastion.redteam.campaign import Item, Judges, Result, run_campaign, summarize
+from bastion.redteam.behaviors import load_behaviors
+from bastion.redteam.campaign import CampaignProgress, Item, Judges, run_plan
+from bastion.redteam.results import Result, summarize, write_summary
 from bastion.redteam.targets import ModelTarget
 
 SALT = "bastion-loop"
@@ -88,8 +90,6 @@ def split_behaviors(
 
 
 def load_splits(section: RedteamSection) -> Splits:
-    from bastion.redteam.campaign import load_behaviors
-
     harmful = [
         b
         for b in load_behaviors(section.behaviors)
@@ -110,22 +110,21 @@ def _choose(behaviors: list[Behavior], limit: int | None, salt: str) -> list[Beh
 
 
 def run_items(
-    model: Any,
+    model: ChatModel,
     items: Sequence[Item],
     attacks: Sequence[Attack],
     out_dir: Path,
     section: RedteamSection,
     judges: Judges,
-    on_batch: Callable[[list[Result]], None] | None = None,
+    progress: CampaignProgress | None = None,
 ) -> list[Result]:
-    """The items against the model (resumable: finished items in ``out_dir`` are kept)."""
+    """The items against the model (resumable: finished items in ``out_dir`` are kept); the
+    results of these items only."""
     target = ModelTarget(model, max_new_tokens=section.max_new_tokens)
-    results = run_campaign(
+    return run_plan(
         target, items, attacks, out_dir, judges=judges, batch_size=section.batch_size,
-        on_batch=on_batch,
+        progress=progress,
     )  # fmt: skip
-    ids = {item.id for item in items}
-    return [r for r in results if r.id in ids]
 
 
 def subset(results: Sequence[Result], keys: set[tuple[str, str]]) -> list[Result]:
@@ -137,7 +136,9 @@ def keys_of(behaviors: Sequence[Behavior]) -> set[tuple[str, str]]:
     return {(b.source, b.id) for b in behaviors}
 
 
-def write_summary(path: Path, results: Sequence[Result], meta: dict[str, Any]) -> dict[str, Any]:
+def summary_file(path: Path, results: Sequence[Result], meta: dict[str, Any]) -> dict[str, Any]:
+    """The summary of ``results`` (:func:`~bastion.redteam.results.summarize`), written to
+    ``path``."""
     summary = summarize(results, meta)
-    path.write_text(json.dumps(summary, indent=2) + "\n")
+    write_summary(path.parent, summary, path.name)
     return summary

@@ -60,6 +60,12 @@ class GateDecision:
             "checks": [asdict(c) for c in self.checks],
         }
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> GateDecision:
+        """A decision as :meth:`to_dict` wrote it."""
+        checks = [Check(**c) for c in data["checks"]]
+        return cls(bool(data["promote"]), list(data["reasons"]), checks)
+
 
 def decide(
     before: Measures,

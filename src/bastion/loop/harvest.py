@@ -21,7 +21,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from bastion.redteam.attacks import Attack
-from bastion.redteam.campaign import Item, Result, build_case
+from bastion.redteam.campaign import Item, build_case
+from bastion.redteam.results import Result
 from bastion.types import Message
 
 COMPLIED = "harmful"  # a harmful request the model complied with

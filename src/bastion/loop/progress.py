@@ -29,6 +29,22 @@ class LoopProgress(Protocol):
     def skip(self, label: str, why: str) -> None: ...
 
 
+class CampaignTicker:
+    """A stage's ticker as a red-team campaign's progress
+    (:class:`~bastion.redteam.campaign.CampaignProgress`): the plan's size, then each batch
+    with the running rates as its note."""
+
+    def __init__(self, ticker: Ticker) -> None:
+        self.ticker = ticker
+
+    def start(self, total: int, done: int, rates: str) -> None:
+        self.ticker.total(total)
+        self.ticker.advance(done)
+
+    def advance(self, n: int, rates: str) -> None:
+        self.ticker.advance(n, rates)
+
+
 class _NullTicker:
     def total(self, n: int) -> None:
         return None

@@ -18,8 +18,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bastion.redteam.campaign import RESULTS, excerpt, load_results
+from bastion.loop.config import LoopConfig
 from bastion.redteam.report import STYLE, bar_chart, scatter_plot
+from bastion.redteam.results import RESULTS, excerpt, load_results
 
 EXAMPLES = 8
 
@@ -72,7 +73,7 @@ def write_iteration_report(
 
 
 def write_loop_report(
-    root: Path, reports: Sequence[dict[str, Any]], config: Any
+    root: Path, reports: Sequence[dict[str, Any]], config: LoopConfig
 ) -> tuple[Path, Path, dict[str, Any]]:
     """``OUT/report.json`` and ``OUT/report.html`` over every iteration."""
     promoted = _read(root / "promoted.json") if (root / "promoted.json").is_file() else None

@@ -34,29 +34,33 @@ from bastion.data.jsonl import iter_jsonl, write_jsonl
 from bastion.errors import BastionError
 from bastion.loop import capability, dataset, harvest
 from bastion.loop.config import GuardSection, LoopConfig
-from bastion.loop.evaluate import Splits, keys_of, load_splits, run_items, subset, write_summary
+from bastion.loop.evaluate import Splits, keys_of, load_splits, run_items, subset, summary_file
 from bastion.loop.gate import GateDecision, Measures, decide, no_candidate
-from bastion.loop.progress import LoopProgress, NullProgress, Ticker
+from bastion.loop.outputs import (
+    Aligned,
+    Baseline,
+    DataCounts,
+    Evaluated,
+    Gated,
+    GuardRefresh,
+    Harvested,
+    Reported,
+)
+from bastion.loop.progress import CampaignTicker, LoopProgress, NullProgress, Ticker
 from bastion.loop.report import write_iteration_report, write_loop_report
 from bastion.loop.stages import StageRunner, atomic_json
 from bastion.loop.train import Aligner, AlignJob, load_chain, train_adapters
+from bastion.models.base import ChatModel
 from bastion.redteam.attacks import Attack, get_attacks
-from bastion.redteam.campaign import (
-    RESULTS,
-    Item,
-    Judges,
-    Result,
-    RunningRates,
-    load_results,
-    plan,
-    read_seeds,
-)
+from bastion.redteam.campaign import Item, Judges, plan
+from bastion.redteam.results import RESULTS, Result, load_results
+from bastion.redteam.seeds import AttackIndex, read_seeds
 
 STAGES = ("baseline", "harvest", "data", "align", "evaluate", "gate", "guard", "report")
 PROMOTED = "promoted.json"
 
 
-def known_attack_scanner(section: GuardSection) -> Any:
+def known_attack_scanner(section: GuardSection) -> AttackIndex:
     from bastion.guard.scanners import KnownAttackScanner
 
     return KnownAttackScanner(index=section.index)
@@ -67,12 +71,12 @@ class LoopParts:
     """What the loop talks to. The defaults are the real thing; tests pass fakes (a scripted
     model loader, an aligner that trains nothing, scripted judges, an in-memory guard)."""
 
-    load_model: Callable[[str, Sequence[Path], int], Any] = field(
+    load_model: Callable[[str, Sequence[Path], int], ChatModel] = field(
         default=lambda model, adapters, batch: load_chain(model, adapters, batch_size=batch)
     )
     align: Aligner = train_adapters
     judges: Callable[[], Judges] = Judges
-    guard: Callable[[GuardSection], Any] = known_attack_scanner
+    guard: Callable[[GuardSection], AttackIndex] = known_attack_scanner
     store_failures: Callable[[str], list[harvest.Failure]] = harvest.from_store
     store_attacks: Callable[[str], list[str]] = field(default=lambda target: _store_attacks(target))
 
@@ -104,7 +108,7 @@ class _Loop:
         self.root = config.out
         self.stages = StageRunner(config.out, STAGES, progress)
         self._judges: Judges | None = None
-        self._model: tuple[tuple[Path, ...], Any] | None = None
+        self._model: tuple[tuple[Path, ...], ChatModel] | None = None
         self.attacks: list[Attack] = get_attacks(config.redteam.attacks)
         if not self.attacks:
             raise BastionError("redteam.attacks: name at least one attack")
@@ -127,18 +131,20 @@ class _Loop:
     ) -> tuple[dict[str, Any], tuple[Path, ...]]:
         items = self._items(splits, test_only=False)
         test_items = self._items(splits, test_only=True)
-        self._stage(n, "baseline", lambda f, t: self._baseline(n, f, t, chain, items, splits))
-        self._stage(n, "harvest", lambda f, t: self._harvest(n, f, t, items, splits))
-        self._stage(n, "data", lambda f, t: self._data(n, f, t, chain))
-        aligned = self._stage(n, "align", lambda f, t: self._align(n, f, t, chain), live=False)
-        candidate = (*chain, *self._paths(aligned.get("adapters") or []))
-        evaluated = self._stage(
-            n, "evaluate", lambda f, t: self._evaluate(n, f, t, aligned, candidate, test_items)
-        )
-        gate = self._stage(n, "gate", lambda f, t: self._gate(n, f, t, evaluated, candidate))
-        chain = tuple(self._paths(gate["chain"]))
-        self._stage(n, "guard", lambda f, t: self._guard(n, f, t))
-        self._stage(n, "report", lambda f, t: self._report(n, f, t))
+        run = self.stages.run
+        run(n, "baseline", Baseline, lambda f, t: self._baseline(n, f, t, chain, items, splits))
+        run(n, "harvest", Harvested, lambda f, t: self._harvest(n, f, t, items, splits))
+        run(n, "data", DataCounts, lambda f, t: self._data(n, f, t, chain))
+        aligned = run(n, "align", Aligned, lambda f, t: self._align(n, f, t, chain), live=False)
+        candidate = (*chain, *self._paths(aligned.adapters or []))
+        evaluated = run(
+            n, "evaluate", Evaluated,
+            lambda f, t: self._evaluate(n, f, t, aligned, candidate, test_items),
+        )  # fmt: skip
+        gate = run(n, "gate", Gated, lambda f, t: self._gate(n, f, t, evaluated, candidate))
+        chain = tuple(self._paths(gate.chain))
+        run(n, "guard", GuardRefresh, lambda f, t: self._guard(n, f, t))
+        run(n, "report", Reported, lambda f, t: self._report(n, f, t))
         report = json.loads((self._folder(n, "report") / "report.json").read_text())
         return report, chain
 
@@ -152,26 +158,26 @@ class _Loop:
         chain: tuple[Path, ...],
         items: list[Item],
         splits: Splits,
-    ) -> dict[str, Any]:
+    ) -> Baseline:
         atomic_json(folder / "splits.json", splits.to_dict())
         self._reuse_previous(n, folder)
         model = self._load(chain)
         results = self._campaign(model, items, folder, ticker)
         meta = self._meta(chain)
-        test = write_summary(
+        test = summary_file(
             folder / "summary_test.json",
             subset(results, splits.test_keys()),
             {**meta, "split": "test"},
         )
         train = keys_of([*splits.train, *splits.benign_train])
-        write_summary(
+        summary_file(
             folder / "summary_train.json", subset(results, train), {**meta, "split": "train"}
         )
         cap = self._capability(model, folder)
         ticker.done(_rates(test) + f" · benign accuracy {cap.accuracy.value:.0%}")
-        return {"model": meta["model"], "asr": test["asr"], "over_refusal": test["over_refusal"]}
+        return Baseline(meta["model"], test["asr"], test["over_refusal"])
 
-    def _capability(self, model: Any, folder: Path) -> capability.Capability:
+    def _capability(self, model: ChatModel, folder: Path) -> capability.Capability:
         """The benign-work measure in ``folder``, measured once (a resumed stage reuses it)."""
         cap_file = folder / "capability.json"
         if not cap_file.is_file():
@@ -183,7 +189,7 @@ class _Loop:
 
     def _harvest(
         self, n: int, folder: Path, ticker: Ticker, items: list[Item], splits: Splits
-    ) -> dict[str, Any]:
+    ) -> Harvested:
         results = load_results(self._folder(n, "baseline"))
         train = keys_of([*splits.train, *splits.benign_train])
         found = harvest.from_results(
@@ -201,11 +207,9 @@ class _Loop:
         ticker.done(
             ", ".join(f"{src}: {sum(c.values())}" for src, c in counts.items()) or "nothing"
         )
-        return {"by_source": counts, "dropped_test_overlap": overlap, "failures": len(found)}
+        return Harvested(counts, overlap, len(found))
 
-    def _data(
-        self, n: int, folder: Path, ticker: Ticker, chain: tuple[Path, ...]
-    ) -> dict[str, Any]:
+    def _data(self, n: int, folder: Path, ticker: Ticker, chain: tuple[Path, ...]) -> DataCounts:
         failures = [
             harvest.Failure.from_dict(row)
             for _, row in iter_jsonl(self._folder(n, "harvest") / "failures.jsonl")
@@ -216,18 +220,16 @@ class _Loop:
         rows = dataset.build_rows(
             failures, model, self.judges, self.config.data, seed=self.config.seed + n - 1
         )
-        counts = dataset.write_data(rows, folder)
-        ticker.done(f"{counts['pairs']} pairs, {counts['sft']} SFT rows")
+        counts = DataCounts.from_dict(dataset.write_data(rows, folder))
+        ticker.done(f"{counts.pairs} pairs, {counts.sft} SFT rows")
         return counts
 
-    def _align(
-        self, n: int, folder: Path, ticker: Ticker, chain: tuple[Path, ...]
-    ) -> dict[str, Any]:
+    def _align(self, n: int, folder: Path, ticker: Ticker, chain: tuple[Path, ...]) -> Aligned:
         data = self._folder(n, "data")
-        pairs = self.stages.outputs(n, "data")["pairs"]
+        pairs = self.stages.outputs(n, "data", DataCounts).pairs
         if not pairs:
             ticker.done("no training data: nothing trained")
-            return {"adapters": None, "reason": "no training data"}
+            return Aligned(None, "no training data")
         self._model = None  # free the current model's memory for training
         settings = self.config.align.model_copy(deep=True)
         settings.train.seed += n - 1
@@ -237,38 +239,38 @@ class _Loop:
         )  # fmt: skip
         outcome = self.parts.align(job)
         ticker.done(f"{len(outcome.adapters)} adapter(s) trained on {pairs} pairs")
-        return {"adapters": [self._relative(p) for p in outcome.adapters], **outcome.summary}
+        return Aligned([self._relative(p) for p in outcome.adapters], None, outcome.summary)
 
     def _evaluate(
         self,
         n: int,
         folder: Path,
         ticker: Ticker,
-        aligned: dict[str, Any],
+        aligned: Aligned,
         candidate: tuple[Path, ...],
         items: list[Item],
-    ) -> dict[str, Any]:
-        if not aligned.get("adapters"):
+    ) -> Evaluated:
+        if not aligned.trained:
             ticker.done("skipped: nothing was trained")
-            return {"skipped": aligned.get("reason", "nothing was trained")}
+            return Evaluated(skipped=aligned.reason or "nothing was trained")
         model = self._load(candidate)
         results = self._campaign(model, items, folder, ticker)
-        summary = write_summary(folder / "summary.json", results, self._meta(candidate))
+        summary = summary_file(folder / "summary.json", results, self._meta(candidate))
         cap = self._capability(model, folder)
         ticker.done(_rates(summary) + f" · benign accuracy {cap.accuracy.value:.0%}")
-        return {"asr": summary["asr"], "over_refusal": summary["over_refusal"]}
+        return Evaluated(summary["asr"], summary["over_refusal"])
 
     def _gate(
         self,
         n: int,
         folder: Path,
         ticker: Ticker,
-        evaluated: dict[str, Any],
+        evaluated: Evaluated,
         candidate: tuple[Path, ...],
-    ) -> dict[str, Any]:
+    ) -> Gated:
         previous = self._chain_before(n)
-        if "skipped" in evaluated:
-            decision = no_candidate(str(evaluated["skipped"]))
+        if evaluated.skipped is not None:
+            decision = no_candidate(evaluated.skipped)
         else:
             decision = gate_files(
                 self._folder(n, "baseline"),
@@ -289,12 +291,12 @@ class _Loop:
                 },
             )
         ticker.done(("PROMOTE: " if decision.promote else "KEEP: ") + decision.reasons[0])
-        return {**decision.to_dict(), "chain": [self._relative(p) for p in chain]}
+        return Gated(decision, [self._relative(p) for p in chain])
 
-    def _guard(self, n: int, folder: Path, ticker: Ticker) -> dict[str, Any]:
+    def _guard(self, n: int, folder: Path, ticker: Ticker) -> GuardRefresh:
         if not self.config.guard.refresh:
             ticker.done("skipped (guard.refresh: false)")
-            return {"skipped": "guard.refresh is off"}
+            return GuardRefresh(skipped="guard.refresh is off")
         texts = [row["text"] for row in read_seeds(self._folder(n, "baseline"))]
         if (self._folder(n, "evaluate") / RESULTS).is_file():
             texts += [row["text"] for row in read_seeds(self._folder(n, "evaluate"))]
@@ -303,19 +305,19 @@ class _Loop:
         texts = list(dict.fromkeys(texts))
         if not texts:
             ticker.done("no successful attacks to add")
-            return {"offered": 0, "added": 0, "index": None}
+            return GuardRefresh(0, 0, None)
         scanner = self.parts.guard(self.config.guard)
         added = int(scanner.add(texts, f"loop:{self.root.name}:iter-{n}"))
         ticker.done(f"{added} of {len(texts)} successful attack prompts new to the index")
-        return {"offered": len(texts), "added": added, "index": str(scanner.folder)}
+        return GuardRefresh(len(texts), added, str(scanner.folder))
 
-    def _report(self, n: int, folder: Path, ticker: Ticker) -> dict[str, Any]:
+    def _report(self, n: int, folder: Path, ticker: Ticker) -> Reported:
         stages = {
             name: self.stages.record(n, name) for name in STAGES if self.stages.is_done(n, name)
         }
         html = write_iteration_report(self.root, n, stages, folder)
         ticker.done(str(html))
-        return {"html": self._relative(html)}
+        return Reported(self._relative(html))
 
     # --- helpers ----------------------------------------------------------------------------
 
@@ -324,16 +326,6 @@ class _Loop:
         if self._judges is None:
             self._judges = self.parts.judges()
         return self._judges
-
-    def _stage(
-        self,
-        n: int,
-        name: str,
-        work: Callable[[Path, Ticker], dict[str, Any]],
-        *,
-        live: bool = True,
-    ) -> dict[str, Any]:
-        return self.stages.run(n, name, work, live=live)
 
     def _folder(self, n: int, stage: str) -> Path:
         return self.stages.folder(n, stage)
@@ -351,22 +343,12 @@ class _Loop:
         return plan(harmful, self.attacks, section.samples, benign, seed=self.config.seed)
 
     def _campaign(
-        self, model: Any, items: list[Item], folder: Path, ticker: Ticker
+        self, model: ChatModel, items: list[Item], folder: Path, ticker: Ticker
     ) -> list[Result]:
-        ticker.total(len(items))
-        done = len({i.id for i in items} & _done_ids(folder))
-        ticker.advance(done)
-        rates = RunningRates()
+        section, progress = self.config.redteam, CampaignTicker(ticker)
+        return run_items(model, items, self.attacks, folder, section, self.judges, progress)
 
-        def on_batch(results: list[Result]) -> None:
-            rates.add(results)
-            ticker.advance(len(results), rates.line())
-
-        return run_items(
-            model, items, self.attacks, folder, self.config.redteam, self.judges, on_batch
-        )
-
-    def _load(self, chain: tuple[Path, ...]) -> Any:
+    def _load(self, chain: tuple[Path, ...]) -> ChatModel:
         if self._model is None or self._model[0] != chain:
             self._model = None  # one model in memory at a time
             loaded = self.parts.load_model(self.config.model, chain, self.config.redteam.batch_size)
@@ -378,8 +360,8 @@ class _Loop:
         it was promoted, its baseline otherwise): start from those results."""
         if n == 1 or (folder / RESULTS).exists():
             return
-        gate = self.stages.outputs(n - 1, "gate")
-        source = self._folder(n - 1, "evaluate" if gate["promote"] else "baseline")
+        gate = self.stages.outputs(n - 1, "gate", Gated)
+        source = self._folder(n - 1, "evaluate" if gate.decision.promote else "baseline")
         for name in (RESULTS, "capability.json"):
             if (source / name).is_file():
                 shutil.copyfile(source / name, folder / name)
@@ -387,8 +369,8 @@ class _Loop:
     def _chain_before(self, n: int) -> tuple[Path, ...]:
         if n == 1:
             return ()
-        gate = self.stages.outputs(n - 1, "gate")
-        return tuple(self._paths(gate["chain"]))
+        gate = self.stages.outputs(n - 1, "gate", Gated)
+        return tuple(self._paths(gate.chain))
 
     def _meta(self, chain: tuple[Path, ...]) -> dict[str, Any]:
         model = self.config.model + "".join(f" + {self._relative(p)}" for p in chain)
@@ -433,12 +415,6 @@ def _store_attacks(target: str) -> list[str]:
 
     with EventStore(target, journal=False) as store:  # reads only, beside the gateway
         return [str(row["text"]) for row in export_rows(reviewed_items(store, {}), "attacks")]
-
-
-def _done_ids(folder: Path) -> set[str]:
-    from bastion.redteam.campaign import done_ids
-
-    return done_ids(folder)
 
 
 def _rates(summary: dict[str, Any]) -> str:

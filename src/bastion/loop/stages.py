@@ -1,7 +1,8 @@
 """Stages cached on disk: ``OUT/iter-N/<stage>/`` with a ``done.json`` marker written last.
 
-A stage is a function of its folder that returns a small JSON-able dict of outputs. The marker
-holds them with the stage's time; it is written through a temporary file and a rename, so a
+A stage is a function of its folder that returns its outputs (:mod:`bastion.loop.outputs`: a
+small dataclass that reads and writes itself as JSON). The marker holds them with the stage's
+time; it is written through a temporary file and a rename, so a
 crash leaves a stage either done (marker and outputs complete) or not done (run again, from
 whatever partial files it knows how to resume). A run folder belongs to one recipe: resuming
 it with another is refused, naming the keys that changed.
@@ -15,10 +16,13 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from bastion.errors import BastionError
+from bastion.loop.outputs import StageOutputs
 from bastion.loop.progress import LoopProgress, Ticker
+
+Out = TypeVar("Out", bound=StageOutputs)
 
 DONE = "done.json"
 CONFIG = "config.json"
@@ -39,23 +43,24 @@ class StageRunner:
         data: dict[str, Any] = json.loads((self.folder(n, stage) / DONE).read_text())
         return data
 
-    def outputs(self, n: int, stage: str) -> dict[str, Any]:
-        outputs: dict[str, Any] = self.record(n, stage)["outputs"]
-        return outputs
+    def outputs(self, n: int, stage: str, kind: type[Out]) -> Out:
+        """A finished stage's outputs, read back."""
+        return kind.from_dict(self.record(n, stage)["outputs"])
 
     def run(
         self,
         n: int,
         stage: str,
-        work: Callable[[Path, Ticker], dict[str, Any]],
+        kind: type[Out],
+        work: Callable[[Path, Ticker], Out],
         *,
         live: bool = True,
-    ) -> dict[str, Any]:
+    ) -> Out:
         """The stage's outputs: read back when it is done already, else from running it."""
         label = f"iteration {n} · {self.stages.index(stage) + 1}/{len(self.stages)} {stage}"
         if self.is_done(n, stage):
             self.progress.skip(label, "done already (resumed)")
-            return self.outputs(n, stage)
+            return self.outputs(n, stage, kind)
         folder = self.folder(n, stage)
         folder.mkdir(parents=True, exist_ok=True)
         started = time.monotonic()
@@ -66,7 +71,7 @@ class StageRunner:
             "iteration": n,
             "seconds": round(time.monotonic() - started, 3),
             "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "outputs": outputs,
+            "outputs": outputs.to_dict(),
         }
         atomic_json(folder / DONE, record)
         return outputs

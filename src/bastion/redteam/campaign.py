@@ -12,8 +12,11 @@ canary came back. The over-refusal suite (benign requests that sound sensitive) 
 same target, and its refusal rate is always reported next to the attack success rate: a target
 that refuses everything is not safe, it is useless.
 
-``summary.json`` holds the rates, each with its Wilson 95% interval: overall, per family, per
-attack and per category, and the over-refusal rate.
+Three levels: :func:`run_campaign` runs items; :func:`run_plan` runs a plan and tells a
+:class:`CampaignProgress` how it goes (what ``bastion redteam run`` and the loop's campaigns
+share); :class:`Campaign` is the whole command — load what a :class:`CampaignSpec` names, run,
+and write ``summary.json`` and ``report.html`` (:mod:`bastion.redteam.results`,
+:mod:`bastion.redteam.report`).
 """
 
 from __future__ import annotations
@@ -21,25 +24,22 @@ from __future__ import annotations
 import hashlib
 import json
 import random
-import time
-from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from bastion.data.jsonl import iter_jsonl
-from bastion.errors import BastionError, DataError
-from bastion.judges import CanaryJudge, HarmJudge, RefusalJudge
-from bastion.redteam.adaptive import attacker_pairs, successful_prompts
-from bastion.redteam.attacks import Attack, AttackCase, Behavior
-from bastion.redteam.stats import Rate
-from bastion.redteam.targets import Target
+from bastion.errors import BastionError
+from bastion.judges import CanaryJudge, HarmJudge, LlmJudge, RefusalJudge
+from bastion.redteam.attacks import get_attacks
+from bastion.redteam.attacks.adaptive import AdaptiveAttack
+from bastion.redteam.attacks.base import Attack, AttackCase, Behavior
+from bastion.redteam.behaviors import benign_suite, load_behaviors
+from bastion.redteam.report import write_report
+from bastion.redteam.results import RESULTS, Result, load_results, summarize, write_summary
+from bastion.redteam.seeds import write_seeds
+from bastion.redteam.targets import Target, make_target
 from bastion.types import Message
-
-RESULTS = "results.jsonl"
-SUMMARY = "summary.json"
-EXCERPT = 80  # characters of a response kept in reports (harmful text stays short)
 
 
 @dataclass(frozen=True)
@@ -51,35 +51,6 @@ class Item:
     family: str
     sample: int
     seed: int
-
-
-@dataclass
-class Result:
-    """One judged exchange, as a line of ``results.jsonl``."""
-
-    id: str
-    kind: str
-    behavior_id: str
-    category: str
-    source: str
-    attack: str
-    family: str
-    sample: int
-    prompt: str
-    response: str
-    refused: bool
-    harmful: bool
-    success: bool  # attack items: the attack worked; benign items: unused (False)
-    scores: dict[str, float] = field(default_factory=dict)
-    canary: str | None = None
-    turns: int = 1  # target calls the item took (adaptive attacks take several)
-    messages: int = 1  # turns in the conversation finally sent
-    finding: dict[str, str] | None = None  # manual sessions: severity and note of a finding
-
-    @classmethod
-    def from_dict(cls, row: dict[str, Any]) -> Result:
-        optional = ("scores", "canary", "turns", "messages", "finding")
-        return cls(**{k: row[k] for k in cls.__dataclass_fields__ if k in row or k not in optional})
 
 
 @dataclass
@@ -207,12 +178,13 @@ def run_campaign(
     out_dir.mkdir(parents=True, exist_ok=True)
     judges = judges or Judges()
     by_name = {a.name: a for a in attacks}
+    adaptive = {a.name: a for a in attacks if isinstance(a, AdaptiveAttack)}
     finished = done_ids(out_dir)
     todo = [item for item in items if item.id not in finished]
     _trim_partial_line(out_dir / RESULTS)
     with (out_dir / RESULTS).open("a", encoding="utf-8") as handle:
         for batch in _batches(todo, batch_size):
-            static = [i for i in batch if i.kind == "benign" or not by_name[i.attack].adaptive]
+            static = [i for i in batch if i.kind == "benign" or i.attack not in adaptive]
             cases = [build_case(item, by_name) for item in static]
             replies = target.respond([case.messages for case in cases]) if cases else []
             judged: dict[str, tuple[Result, list[dict[str, Any]]]] = {
@@ -221,7 +193,7 @@ def run_campaign(
             }
             for item in batch:
                 if item.id not in judged:  # adaptive: it talks with the target itself
-                    outcome = by_name[item.attack].run(  # type: ignore[attr-defined]
+                    outcome = adaptive[item.attack].run(
                         item.behavior, target, judges, random.Random(item.seed)
                     )
                     result = judge(item, outcome.case, outcome.response, judges, outcome.turns)
@@ -230,54 +202,11 @@ def run_campaign(
             for item in batch:
                 result, trail = judged[item.id]
                 handle.write(json.dumps(asdict(result), ensure_ascii=False) + "\n")
-                _write_seeds(out_dir, item, result, trail)
+                write_seeds(out_dir, result, item.behavior.goal, trail)
             handle.flush()
             if on_batch is not None:
                 on_batch(results)
     return load_results(out_dir)
-
-
-SEEDS = "attack_seeds.jsonl"
-ATTACKER_PAIRS = "attacker_pairs.jsonl"
-
-
-def _write_seeds(out_dir: Path, item: Item, result: Result, trail: list[dict[str, Any]]) -> None:
-    """Successful prompts as seeds for the guard's known-attack index and for alignment data;
-    an automated attacker's successes over its failures as preference pairs for itself."""
-    prompts = successful_prompts(trail) or ([result.prompt] if result.success else [])
-    rows = [
-        {"text": p, "goal": item.behavior.goal, "attack": item.attack, "family": item.family,
-         "category": item.behavior.category, "item": item.id}
-        for p in dict.fromkeys(prompts)
-    ]  # fmt: skip
-    _append(out_dir / SEEDS, rows)
-    _append(out_dir / ATTACKER_PAIRS, attacker_pairs(item.behavior.goal, trail))
-
-
-def read_seeds(out_dir: Path) -> list[dict[str, Any]]:
-    """A run's successful prompts (``attack_seeds.jsonl``), deduplicated by text."""
-    path = out_dir / SEEDS
-    if not path.exists():
-        return []
-    rows: dict[str, dict[str, Any]] = {}
-    for _, row in iter_jsonl(path):
-        if isinstance(row.get("text"), str):
-            rows.setdefault(row["text"], row)
-    return list(rows.values())
-
-
-def add_seeds_to_guard(out_dir: Path, scanner: Any) -> int:
-    """Teach a :class:`~bastion.guard.scanners.KnownAttackScanner` a run's successful prompts;
-    returns how many were new to its index."""
-    texts = [row["text"] for row in read_seeds(out_dir)]
-    return int(scanner.add(texts, f"redteam:{out_dir.name}")) if texts else 0
-
-
-def _append(path: Path, rows: list[dict[str, Any]]) -> None:
-    if rows:
-        with path.open("a", encoding="utf-8") as handle:
-            for row in rows:
-                handle.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
 def _trim_partial_line(path: Path) -> None:
@@ -296,136 +225,152 @@ def _batches(items: Sequence[Item], size: int) -> Iterator[list[Item]]:
         yield list(items[start : start + size])
 
 
-def load_results(out_dir: Path) -> list[Result]:
-    path = out_dir / RESULTS
-    if not path.exists():
-        raise BastionError(f"{path}: no results here (run `bastion redteam run --out {out_dir}`)")
-    results: dict[str, Result] = {}
-    for number, row in iter_jsonl(path):
-        try:
-            result = Result.from_dict(row)
-        except KeyError as exc:
-            raise DataError(f"{path}:{number}: a result without {exc}") from None
-        results[result.id] = result
-    return list(results.values())
+# --- a plan, with progress; the whole command ----------------------------------------------
 
 
-def summarize(results: Sequence[Result], meta: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Rates with Wilson intervals: overall, per family, attack and category; over-refusal."""
-    attacks = [r for r in results if r.kind == "attack"]
-    benign = [r for r in results if r.kind == "benign"]
-    manual = [r for r in results if r.kind == "manual"]
-    findings = [r for r in manual if r.success]
+class CampaignProgress(Protocol):
+    """Where a running plan is: its size and what an earlier run finished (``start``), then
+    each judged batch; ``rates`` is the attack success and over-refusal so far."""
 
-    def rate(rows: Sequence[Result], hit: Callable[[Result], bool]) -> dict[str, Any]:
-        return Rate(sum(hit(r) for r in rows), len(rows)).to_dict()
+    def start(self, total: int, done: int, rates: str) -> None: ...
 
-    def grouped(key: Callable[[Result], str]) -> dict[str, Any]:
-        groups: dict[str, list[Result]] = defaultdict(list)
-        for r in attacks:
-            groups[key(r)].append(r)
-        return {k: rate(v, lambda r: r.success) for k, v in sorted(groups.items())}
-
-    heat: dict[str, dict[str, Any]] = defaultdict(dict)
-    cells: dict[tuple[str, str], list[Result]] = defaultdict(list)
-    for r in attacks:
-        cells[(r.category, r.family)].append(r)
-    for (category, family), rows in sorted(cells.items()):
-        heat[category][family] = rate(rows, lambda r: r.success)
-    return {
-        **(meta or {}),
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "attack_items": len(attacks),
-        "benign_items": len(benign),
-        "asr": rate(attacks, lambda r: r.success),
-        "refusal_rate_on_attacks": rate(attacks, lambda r: r.refused),
-        "over_refusal": rate(benign, lambda r: r.refused),
-        "by_family": grouped(lambda r: r.family),
-        "by_attack": grouped(lambda r: r.attack),
-        "by_category": grouped(lambda r: r.category),
-        "heatmap": dict(heat),
-        "manual": {
-            "exchanges": len(manual),
-            "findings": len(findings),
-            "by_severity": _count(r.finding["severity"] for r in findings if r.finding),
-            "by_category": _count(r.category for r in findings),
-        },
-    }
+    def advance(self, n: int, rates: str) -> None: ...
 
 
-def _count(values: Iterable[str]) -> dict[str, int]:
-    counts: dict[str, int] = defaultdict(int)
-    for value in values:
-        counts[value] += 1
-    return dict(sorted(counts.items()))
+def run_plan(
+    target: Target,
+    items: Sequence[Item],
+    attacks: Sequence[Attack],
+    out_dir: Path,
+    *,
+    judges: Judges | None = None,
+    batch_size: int = 16,
+    progress: CampaignProgress | None = None,
+) -> list[Result]:
+    """Run (or resume) a plan in ``out_dir``; the results of its items only (the folder may
+    hold others: the loop's baseline keeps an earlier model's)."""
+    ids = {item.id for item in items}
+    on_batch: Callable[[list[Result]], None] | None = None
+    if progress is not None:
+        shown, rates = progress, RunningRates()
+        shown.start(len(items), len(done_ids(out_dir) & ids), rates.line())
+
+        def on_batch(results: list[Result]) -> None:
+            rates.add(results)
+            shown.advance(len(results), rates.line())
+
+    results = run_campaign(
+        target, items, attacks, out_dir, judges=judges, batch_size=batch_size, on_batch=on_batch
+    )
+    return [r for r in results if r.id in ids]
 
 
-def write_summary(out_dir: Path, summary: dict[str, Any]) -> Path:
-    path = out_dir / SUMMARY
-    path.write_text(json.dumps(summary, indent=2) + "\n")
-    return path
+DEFAULT_ATTACKS = (
+    "direct", "base64", "rot13", "persona", "fiction", "past_tense", "few_shot",
+    "indirect_injection",
+)  # fmt: skip
 
 
-def excerpt(text: str, limit: int = EXCERPT) -> str:
-    """A short, single-line excerpt: harmful text never appears at length in a report."""
-    flat = " ".join(text.split())
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+@dataclass(frozen=True)
+class CampaignSpec:
+    """A campaign as ``bastion redteam run`` names it (its options, with their defaults):
+    checked when made, loaded by :meth:`Campaign.load`."""
+
+    target: str = "packaged"  # see make_target
+    behaviors: str = "harmbench-val"  # a harmful-request corpus name or a JSONL/text file
+    attacks: tuple[str, ...] = DEFAULT_ATTACKS  # attack or family names; "all" for every one
+    samples: int = 1  # per behaviour and attack
+    limit: int | None = 8  # behaviours used (a stable-hash choice); None: all
+    benign: int = 16  # over-refusal prompts (0: none)
+    guarded: bool = False  # the default guard in front of the target
+    policy: Path | None = None  # a guard policy in front of the target
+    attacker: str | None = None  # an attacker model for crescendo and pair (as target)
+    judge: str | None = None  # an LLM harm judge, openai:MODEL@URL (default: the classifier)
+    max_new_tokens: int = 96
+    batch_size: int = 64
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.samples < 1 or self.max_new_tokens < 1 or self.batch_size < 1 or self.benign < 0:
+            raise BastionError(
+                "--samples, --max-new-tokens and --batch-size must be >= 1; --benign >= 0"
+            )
+        if self.limit is not None and self.limit < 1:
+            raise BastionError(f"--limit must be at least 1, got {self.limit}")
+        if self.judge is not None and not self.judge.startswith("openai:"):
+            raise BastionError(f"--judge {self.judge!r}: expected openai:MODEL@URL")
 
 
-# --- behaviours ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class CampaignReport:
+    """What a finished run wrote: its results, ``summary.json`` and ``report.html``."""
+
+    results: list[Result]
+    summary: dict[str, Any]
+    summary_path: Path
+    report_path: Path
 
 
-def load_behaviors(spec: str, limit: int | None = None, *, salt: str = "redteam") -> list[Behavior]:
-    """Behaviours from a registered corpus name (harmful requests) or a JSONL/text file.
+@dataclass
+class Campaign:
+    """A campaign loaded and planned: the target, the attacks, the items and the judges, and
+    what ``summary.json`` says about the run (``meta``)."""
 
-    A file holds one behaviour per line: JSON with ``goal`` (or ``behavior``/``prompt``/
-    ``text``) and optional ``id`` and ``category``, or plain text. ``limit`` picks that many by a
-    stable hash, the same on every machine."""
-    from bastion.data.registry import CORPORA, load_corpus
-    from bastion.data.splits import stable_fraction
+    target: Target
+    attacks: list[Attack]
+    items: list[Item]
+    judges: Judges = field(default_factory=Judges)
+    batch_size: int = 16
+    meta: dict[str, Any] = field(default_factory=dict)
 
-    if spec in CORPORA:
-        items = load_corpus(spec)
-        behaviors = [
-            Behavior(i.id, i.text, i.category or "-", spec) for i in items if i.text.strip()
-        ]
-    else:
-        behaviors = _behaviors_from_file(Path(spec))
-    if limit is not None:
-        behaviors = sorted(behaviors, key=lambda b: stable_fraction(b.goal, salt=salt))[:limit]
-    return behaviors
+    @classmethod
+    def load(cls, spec: CampaignSpec) -> Campaign:
+        """Load what ``spec`` names: the attacker first (the attacks need it), then the
+        behaviours, the target and the judge; a mistake in a name is found before the target
+        is loaded."""
+        from bastion.models.spec import load_chat_model
 
-
-def _behaviors_from_file(path: Path) -> list[Behavior]:
-    if not path.is_file():
-        raise BastionError(
-            f"--behaviors {path}: neither a registered corpus (see `bastion data list`) nor a file"
+        attacker = load_chat_model(spec.attacker) if spec.attacker is not None else None
+        attacks = get_attacks(spec.attacks, attacker=attacker)
+        if not attacks:
+            raise BastionError(
+                "--attacks: name at least one attack (see `bastion redteam attacks`)"
+            )
+        goals = load_behaviors(spec.behaviors, spec.limit)
+        suite = benign_suite(spec.benign) if spec.benign else []
+        target = make_target(
+            spec.target,
+            max_new_tokens=spec.max_new_tokens,
+            guard_policy=str(spec.policy) if spec.policy else None,
+            guarded=spec.guarded,
+            batch_size=spec.batch_size,
         )
-    behaviors = []
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
-            text = line.strip()
-            if not text:
-                continue
-            if text.startswith("{"):
-                try:
-                    row = json.loads(text)
-                except json.JSONDecodeError as exc:
-                    raise DataError(f"{path}:{number}: not valid JSON ({exc.msg})") from None
-                goal = next(
-                    (row[k] for k in ("goal", "behavior", "prompt", "text") if k in row), None
-                )
-                if not isinstance(goal, str) or not goal.strip():
-                    raise DataError(f"{path}:{number}: expected a 'goal' string")
-                bid = str(row.get("id", number))
-                behaviors.append(Behavior(bid, goal, str(row.get("category", "-")), path.name))
-            else:
-                behaviors.append(Behavior(str(number), text, "-", path.name))
-    if not behaviors:
-        raise DataError(f"{path}: no behaviours in the file")
-    return behaviors
+        judges = Judges()
+        if spec.judge is not None:
+            judges.harm = LlmJudge(load_chat_model(spec.judge))
+        meta = {
+            "target": target.name, "behaviors": spec.behaviors,
+            "attacks": [a.name for a in attacks], "samples": spec.samples, "seed": spec.seed,
+            "max_new_tokens": spec.max_new_tokens, "guarded": bool(spec.guarded or spec.policy),
+        }  # fmt: skip
+        items = plan(goals, attacks, spec.samples, suite, seed=spec.seed)
+        return cls(target, attacks, items, judges, spec.batch_size, meta)
+
+    def run(self, out_dir: Path, progress: CampaignProgress | None = None) -> CampaignReport:
+        """Run (or resume) the campaign in ``out_dir``; write its summary and report."""
+        results = run_plan(
+            self.target, self.items, self.attacks, out_dir, judges=self.judges,
+            batch_size=self.batch_size, progress=progress,
+        )  # fmt: skip
+        return write_outputs(out_dir, results, self.meta)
 
 
-def benign_suite(limit: int | None = None) -> list[Behavior]:
-    """The over-refusal prompts (benign requests that sound sensitive)."""
-    return load_behaviors("rho-overrefusal", limit, salt="redteam-benign")
+def write_outputs(
+    out_dir: Path, results: Sequence[Result], meta: dict[str, Any] | None = None
+) -> CampaignReport:
+    """``summary.json`` and ``report.html`` of ``results`` in a run folder (a campaign, a
+    manual session, ``bastion redteam report``)."""
+    summary = summarize(results, meta)
+    summary_path = write_summary(out_dir, summary)
+    report_path = write_report(out_dir, summary, results)
+    return CampaignReport(list(results), summary, summary_path, report_path)

@@ -30,7 +30,9 @@ from pathlib import Path
 from typing import Any
 
 from bastion.redteam.attacks import ATTACKS, Behavior
-from bastion.redteam.campaign import RESULTS, Judges, Result, excerpt
+from bastion.redteam.campaign import Judges, write_outputs
+from bastion.redteam.results import RESULTS, Result, excerpt, load_results
+from bastion.redteam.targets import Target
 from bastion.types import Message
 
 SEVERITIES = ("low", "medium", "high", "critical")
@@ -48,7 +50,7 @@ class Session:
 
     def __init__(
         self,
-        target: Any,
+        target: Target,
         out_dir: Path,
         *,
         judges: Judges | None = None,
@@ -157,13 +159,8 @@ class Session:
 
     def close(self) -> dict[str, Any]:
         """Summary and report of everything in the folder (earlier sessions included)."""
-        from bastion.redteam.campaign import load_results, summarize, write_summary
-        from bastion.redteam.report import write_report
-
         if not (self.out_dir / RESULTS).exists():
             return {}
         results = load_results(self.out_dir)
-        summary = summarize(results, {"target": getattr(self.target, "name", "?")})
-        write_summary(self.out_dir, summary)
-        write_report(self.out_dir, summary, results)
-        return summary
+        target = {"target": getattr(self.target, "name", "?")}
+        return write_outputs(self.out_dir, results, target).summary

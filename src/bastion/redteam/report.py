@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bastion.redteam.campaign import SUMMARY, Result, excerpt
+from bastion.redteam.results import SUMMARY, Result, excerpt
 from bastion.redteam.stats import two_proportion_test
 
 STYLE = """

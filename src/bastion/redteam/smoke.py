@@ -15,6 +15,7 @@ from pathlib import Path
 from bastion.data.jsonl import write_jsonl
 from bastion.data.registry import CorpusItem, load_corpus
 from bastion.data.splits import stable_fraction
+from bastion.errors import BastionError
 from bastion.judges import RefusalPhraseJudge
 from bastion.models.base import ChatModel
 
@@ -54,6 +55,20 @@ class SmokeSummary:
             len(benign),
             sum(r.refused for r in benign),
         )
+
+    def line(self) -> str:
+        return (
+            f"harmful refused: {self.harmful_refused}/{self.harmful} · "
+            f"benign refused (over-refusal): {self.benign_refused}/{self.benign}"
+        )
+
+
+def check_smoke(harmful: int, benign: int, max_new_tokens: int) -> None:
+    """The smoke run's counts, checked before minutes of loading and generation."""
+    if harmful < 0 or benign < 0 or harmful + benign == 0:
+        raise BastionError("--harmful and --benign must be >= 0, and at least one positive")
+    if max_new_tokens < 1:
+        raise BastionError(f"--max-new-tokens must be at least 1, got {max_new_tokens}")
 
 
 def pick(items: list[CorpusItem], count: int, salt: str = "smoke") -> list[CorpusItem]:

@@ -15,11 +15,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from bastion.errors import BastionError
-from bastion.models.spec import load_chat_model
 from bastion.types import Conversation, Message
+
+if TYPE_CHECKING:
+    from bastion.guard.pipeline import Guard
+    from bastion.models.base import ChatModel
 
 BLOCKED_REPLY = "I can't help with that request."
 
@@ -34,7 +37,7 @@ class Target(Protocol):
 class ModelTarget:
     """A chat model as a target; greedy unless a temperature is given."""
 
-    model: Any  # a ChatModel
+    model: ChatModel
     max_new_tokens: int = 128
     temperature: float = 0.0
     system: str | None = None  # the app's system prompt, placed before an attack's own
@@ -66,7 +69,7 @@ class ModelTarget:
 class GuardedTarget:
     """A guard in front of (and behind) a model, as an application would run them."""
 
-    guard: Any  # bastion.guard.pipeline.Guard
+    guard: Guard
     inner: ModelTarget
     blocked_reply: str = BLOCKED_REPLY
     name: str = ""
@@ -112,6 +115,8 @@ def make_target(
     model's name or a local folder/GGUF file, or ``openai:MODEL@URL`` for any
     OpenAI-compatible server (a Bastion gateway included). ``guarded`` puts the guard
     (``guard_policy`` or the default policy) in front of it."""
+    from bastion.models.spec import load_chat_model
+
     model = load_chat_model(spec, batch_size=batch_size)
     target = ModelTarget(model, max_new_tokens=max_new_tokens, system=system)
     if not guarded and guard_policy is None:

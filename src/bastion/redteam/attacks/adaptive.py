@@ -24,10 +24,16 @@ import json
 import random
 import re
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from bastion.redteam.attacks import Attack, AttackCase, Behavior, register
+from bastion.errors import BastionError
+from bastion.redteam.attacks.base import Attack, AttackCase, Behavior, register
 from bastion.types import Message
+
+if TYPE_CHECKING:
+    from bastion.models.base import ChatModel
+    from bastion.redteam.campaign import Judges
+    from bastion.redteam.targets import Target
 
 
 @dataclass
@@ -43,8 +49,8 @@ class AdaptiveAttack(Attack):
 
     adaptive: ClassVar[bool] = True
 
-    def __init__(self, attacker: Any = None) -> None:
-        self.attacker = attacker  # a ChatModel, or None for the deterministic variant
+    def __init__(self, attacker: ChatModel | None = None) -> None:
+        self.attacker = attacker  # None: the deterministic variant
 
     def build(self, behavior: Behavior, rng: random.Random) -> AttackCase:
         """The first turn (what a non-adaptive runner would send)."""
@@ -54,7 +60,9 @@ class AdaptiveAttack(Attack):
         return behavior.goal
 
     @abc.abstractmethod
-    def run(self, behavior: Behavior, target: Any, judges: Any, rng: random.Random) -> Outcome:
+    def run(
+        self, behavior: Behavior, target: Target, judges: Judges, rng: random.Random
+    ) -> Outcome:
         """Talk with ``target`` toward the behaviour's goal; the final exchange and the trail."""
 
 
@@ -95,7 +103,7 @@ class Crescendo(AdaptiveAttack):
     family = "multi_turn"
     description = "innocuous turns drifting toward the goal; refused turns are taken back"
 
-    def __init__(self, attacker: Any = None, *, max_backtracks: int = 3) -> None:
+    def __init__(self, attacker: ChatModel | None = None, *, max_backtracks: int = 3) -> None:
         super().__init__(attacker)
         self.max_backtracks = max_backtracks
 
@@ -115,7 +123,9 @@ class Crescendo(AdaptiveAttack):
         text = options[variant % len(options)]
         return text.format(goal=goal, goal_lc=goal[:1].lower() + goal[1:])
 
-    def run(self, behavior: Behavior, target: Any, judges: Any, rng: random.Random) -> Outcome:
+    def run(
+        self, behavior: Behavior, target: Target, judges: Judges, rng: random.Random
+    ) -> Outcome:
         history: list[Message] = []
         trail: list[dict[str, Any]] = []
         backtracks = calls = step = variant = 0
@@ -166,7 +176,7 @@ class Pair(AdaptiveAttack):
 
     def __init__(
         self,
-        attacker: Any = None,
+        attacker: ChatModel | None = None,
         *,
         streams: int = 3,
         iterations: int = 3,
@@ -175,9 +185,9 @@ class Pair(AdaptiveAttack):
         super().__init__(attacker)
         self.streams, self.iterations, self.temperature = streams, iterations, temperature
 
-    def run(self, behavior: Behavior, target: Any, judges: Any, rng: random.Random) -> Outcome:
-        from bastion.errors import BastionError
-
+    def run(
+        self, behavior: Behavior, target: Target, judges: Judges, rng: random.Random
+    ) -> Outcome:
         if self.attacker is None:
             raise BastionError("pair needs an attacker model (--attacker)")
         feedback = ["This is your first attempt."] * self.streams

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from bastion.config import read_yaml
-from bastion.data.jsonl import iter_jsonl
+from bastion.data.jsonl import iter_jsonl, json_line
 from bastion.errors import ConfigError, DataError
 from bastion.models.base import ChatModel
 from bastion.types import Conversation, Message
@@ -242,9 +242,9 @@ def write_outputs(results: list[CaiResult], out_dir: Path, meta: dict[str, Any])
                 {"role": "user", "content": r.prompt.prompt},
                 {"role": "assistant", "content": r.final},
             ]
-            sft.write(json.dumps({"messages": messages, **source}, ensure_ascii=False) + "\n")
+            sft.write(json_line({"messages": messages, **source}))
             pair = {"prompt": r.prompt.prompt, "chosen": r.final, "rejected": r.initial}
-            prefs.write(json.dumps({**pair, **source}, ensure_ascii=False) + "\n")
+            prefs.write(json_line({**pair, **source}))
     with (out_dir / "provenance.jsonl").open("w", encoding="utf-8") as handle:
         for r in results:
             row = {
@@ -254,7 +254,7 @@ def write_outputs(results: list[CaiResult], out_dir: Path, meta: dict[str, Any])
                 "initial_refused": r.initial_refused, "final_refused": r.final_refused,
                 "kept": r.kept, "why": r.why,
             }  # fmt: skip
-            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+            handle.write(json_line(row))
     reasons: dict[str, int] = {}
     for r in results:
         reasons[r.why] = reasons.get(r.why, 0) + 1

@@ -26,12 +26,11 @@ passes: old log-probs, values, reference log-probs) and ``update`` (the PPO epoc
 from __future__ import annotations
 
 import copy
-import json
 import random
 import time
 from collections.abc import Sequence
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +50,12 @@ from bastion.align.losses import (
 )
 from bastion.align.policy_value import PolicyWithValue, has_dropout, picked_logits
 from bastion.align.precision import lean_passes, resolve_precision
-from bastion.align.progress import MetricsLog, append_jsonl, mean_over_processes, progress_bar
+from bastion.align.progress import (
+    MetricsLog,
+    jsonable_config,
+    mean_over_processes,
+    progress_bar,
+)
 from bastion.align.rollout import (
     Batch,
     PolicyPass,
@@ -62,6 +66,7 @@ from bastion.align.rollout import (
 )
 from bastion.align.train import TrainingError, load_checkpoint, save_checkpoint
 from bastion.align.watch import RewardHackingWatch, WatchSettings, repetition
+from bastion.data.jsonl import append_jsonl
 from bastion.errors import BastionError
 from bastion.models.packing import base_model
 from bastion.types import as_conversation
@@ -467,13 +472,15 @@ class PpoTrainer:
             "iteration": self.iteration,
             "beta": self.kl_control.value,
             "watch": self.watch.state(),
-            "config": _jsonable(self.config),
+            "config": jsonable_config(self.config),
         }
         save_checkpoint(self.accelerator, self.checkpoint_dir, state)
 
     def load_checkpoint(self) -> None:
         keys = ("batch_size", "mini_batch_size", "ppo_epochs", "max_new_tokens", "kl_estimator")
-        saved = load_checkpoint(self.accelerator, self.checkpoint_dir, _jsonable(self.config), keys)
+        saved = load_checkpoint(
+            self.accelerator, self.checkpoint_dir, jsonable_config(self.config), keys
+        )
         self.iteration = saved["iteration"]
         self.kl_control.value = saved["beta"]
         self.watch.restore(saved["watch"])
@@ -485,7 +492,3 @@ class PpoTrainer:
         self.tokenizer.save_pretrained(str(folder))
         head = self.accelerator.unwrap_model(self.module).value_head
         torch.save(head.state_dict(), folder / "value_head.pt")
-
-
-def _jsonable(config: Any) -> dict[str, Any]:
-    return dict(json.loads(json.dumps(asdict(config), default=str)))

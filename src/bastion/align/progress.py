@@ -5,11 +5,14 @@ loss or score, and the mean of a metric over all processes (under ``torchrun``).
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
+from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from bastion.data.jsonl import append_jsonl
 
 
 def mean_over_processes(accelerator: Any, value: float) -> float:
@@ -43,8 +46,7 @@ class MetricsLog:
     def write(self, row: Mapping[str, float], step: int) -> None:
         if not self.enabled:
             return
-        with self.path.open("a") as handle:
-            handle.write(json.dumps(row) + "\n")
+        append_jsonl(self.path, [row])
         if self.board is not None:
             for key, value in row.items():
                 self.board.add_scalar(key, value, step)
@@ -52,14 +54,6 @@ class MetricsLog:
     def close(self) -> None:
         if self.board is not None:
             self.board.close()
-
-
-def append_jsonl(path: Path, rows: Sequence[dict[str, Any]]) -> None:
-    """Append ``rows`` to a JSONL file, creating its folder."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a", encoding="utf-8") as handle:
-        for row in rows:
-            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
 class ProgressBar:
@@ -120,3 +114,10 @@ def progress_bar(enabled: bool, total: int, label: str = "loss") -> ProgressBar:
     """A Rich bar over ``total`` steps showing ``label``'s last value, or one that shows
     nothing when not ``enabled``."""
     return RichProgressBar(total, label) if enabled else ProgressBar()
+
+
+def jsonable_config(config: Any) -> dict[str, Any]:
+    """A trainer's configuration (a dataclass or a dict) as JSON values, for a checkpoint:
+    paths and anything else JSON lacks as strings, tuples as lists."""
+    data = asdict(config) if is_dataclass(config) and not isinstance(config, type) else config
+    return dict(json.loads(json.dumps(data, default=str)))

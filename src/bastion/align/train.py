@@ -26,7 +26,7 @@ import torch
 from torch import Tensor
 
 from bastion.align.precision import released, resolve_precision
-from bastion.align.progress import MetricsLog, mean_over_processes, progress_bar
+from bastion.align.progress import MetricsLog, jsonable_config, mean_over_processes, progress_bar
 from bastion.errors import BastionError
 from bastion.models.packing import base_model, can_pack, packed_attention_on
 
@@ -213,13 +213,13 @@ class Loop(Generic[T]):
 
     def save_checkpoint(self) -> None:
         """Model, optimizer, scheduler, RNG states and data position, written atomically."""
-        state = {**asdict(self.state), "config": _jsonable(asdict(self.config))}
+        state = {**asdict(self.state), "config": jsonable_config(self.config)}
         save_checkpoint(self.accelerator, self.checkpoint_dir, state)
 
     def load_checkpoint(self) -> None:
         keys = ("batch_size", "grad_accum", "seed", "epochs", "max_steps", "lr")
         saved = load_checkpoint(
-            self.accelerator, self.checkpoint_dir, _jsonable(asdict(self.config)), keys
+            self.accelerator, self.checkpoint_dir, jsonable_config(self.config), keys
         )
         self.state = _State(step=saved["step"], micro=saved["micro"])
 
@@ -284,7 +284,3 @@ class LoopTrainer(abc.ABC):
         self.model = released(loop.accelerator.unwrap_model(loop.model))
         self.is_main_process = loop.accelerator.is_main_process
         return result
-
-
-def _jsonable(data: dict[str, Any]) -> dict[str, Any]:
-    return {k: str(v) if isinstance(v, Path) else v for k, v in data.items()}

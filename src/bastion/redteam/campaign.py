@@ -29,6 +29,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from bastion.data.jsonl import json_line
 from bastion.errors import BastionError
 from bastion.judges import CanaryJudge, HarmJudge, LlmJudge, RefusalJudge
 from bastion.redteam.attacks import get_attacks
@@ -201,7 +202,7 @@ def run_campaign(
             results = [judged[item.id][0] for item in batch]
             for item in batch:
                 result, trail = judged[item.id]
-                handle.write(json.dumps(asdict(result), ensure_ascii=False) + "\n")
+                handle.write(json_line(asdict(result)))
                 write_seeds(out_dir, result, item.behavior.goal, trail)
             handle.flush()
             if on_batch is not None:

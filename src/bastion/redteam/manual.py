@@ -21,7 +21,6 @@ and the same closed loop as campaigns.
 from __future__ import annotations
 
 import hashlib
-import json
 import random
 import time
 from collections.abc import Callable
@@ -29,6 +28,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
+from bastion.data.jsonl import json_line
 from bastion.redteam.attacks import ATTACKS, Behavior
 from bastion.redteam.campaign import Judges, write_outputs
 from bastion.redteam.results import RESULTS, Result, excerpt, load_results
@@ -155,7 +155,7 @@ class Session:
 
     def _write(self, result: Result) -> None:
         with (self.out_dir / RESULTS).open("a", encoding="utf-8") as handle:
-            handle.write(json.dumps(asdict(result), ensure_ascii=False) + "\n")
+            handle.write(json_line(asdict(result)))
 
     def close(self) -> dict[str, Any]:
         """Summary and report of everything in the folder (earlier sessions included)."""

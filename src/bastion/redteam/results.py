@@ -20,6 +20,7 @@ from typing import Any
 from bastion.data.jsonl import iter_jsonl
 from bastion.errors import BastionError, DataError
 from bastion.redteam.stats import Rate
+from bastion.text import excerpt as short_excerpt
 
 RESULTS = "results.jsonl"
 SUMMARY = "summary.json"
@@ -128,5 +129,4 @@ def write_summary(out_dir: Path, summary: dict[str, Any], name: str = SUMMARY) -
 
 def excerpt(text: str, limit: int = EXCERPT) -> str:
     """A short, single-line excerpt: harmful text never appears at length in a report."""
-    flat = " ".join(text.split())
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+    return short_excerpt(text, limit)

@@ -7,12 +7,11 @@ index and for alignment data); an automated attacker's successes over its failur
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from bastion.data.jsonl import iter_jsonl
+from bastion.data.jsonl import iter_jsonl, json_line
 from bastion.redteam.attacks.adaptive import attacker_pairs, successful_prompts
 from bastion.redteam.results import Result
 
@@ -65,4 +64,4 @@ def _append(path: Path, rows: list[dict[str, Any]]) -> None:
     if rows:
         with path.open("a", encoding="utf-8") as handle:
             for row in rows:
-                handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+                handle.write(json_line(row))

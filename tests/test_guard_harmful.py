@@ -7,14 +7,9 @@ import json
 import pytest
 import torch
 
-from bastion.guard.harmful import (
-    CATEGORIES,
-    contrast_category,
-    harmful_examples,
-    shipped_encoder,
-    shipped_weights,
-)
+from bastion.guard.harmful import CATEGORIES, shipped_encoder, shipped_weights
 from bastion.guard.scanners import HarmfulRequestScanner
+from bastion.guard.training.data import contrast_category, harmful_examples
 from bastion.guard.training.loso import calibration_split
 from bastion.text.ngrams import NgramClassifier
 
@@ -95,8 +90,7 @@ def test_contrast_pair_categories_map_onto_the_short_list() -> None:
 
 @pytest.mark.slow
 def test_training_reproduces_the_shipped_weights() -> None:
-    from bastion.guard.harmful import train_harmful
-    from bastion.guard.training.fit import train_second_stage
+    from bastion.guard.training.fit import train_harmful, train_second_stage
 
     model, centroids, _ = train_harmful()
     shipped = NgramClassifier.load(shipped_weights())

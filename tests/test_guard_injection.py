@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from bastion.guard.injection import roc_auc, shipped_weights
+from bastion.guard.injection import shipped_weights
+from bastion.guard.metrics import roc_auc
 from bastion.guard.scanners import InjectionScanner
 from bastion.text.ngrams import NgramClassifier, features, threshold_for_fpr
 
@@ -79,7 +80,7 @@ def test_thresholds_are_the_calibrated_ones_and_hold_on_held_back_everyday_reque
 
 @pytest.mark.slow
 def test_training_reproduces_the_shipped_weights_exactly(tmp_path: Path) -> None:
-    from bastion.guard.injection import train_injection
+    from bastion.guard.training.fit import train_injection
 
     model, _ = train_injection()
     shipped = NgramClassifier.load(shipped_weights())

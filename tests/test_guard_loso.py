@@ -7,7 +7,7 @@ from dataclasses import dataclass, field, replace
 
 import pytest
 
-from bastion.guard.injection import Example
+from bastion.guard.training.examples import Example
 from bastion.guard.training.loso import (
     SourceResult,
     Summary,

@@ -8,14 +8,10 @@ import pytest
 import torch
 
 from bastion.data.registry import load_corpus
-from bastion.guard.injection import split_examples
 from bastion.guard.scanners import ToxicityScanner
-from bastion.guard.toxicity import (
-    Lexicon,
-    lexicon_path,
-    shipped_weights,
-    toxicity_examples,
-)
+from bastion.guard.toxicity import Lexicon, lexicon_path, shipped_weights
+from bastion.guard.training.data import toxicity_examples
+from bastion.guard.training.examples import split_examples
 from bastion.text.ngrams import NgramClassifier
 from bastion.text.normalize import folded
 
@@ -99,7 +95,7 @@ def test_threshold_is_calibrated_flips_exactly_and_every_view_is_read() -> None:
 
 @pytest.mark.slow
 def test_training_reproduces_the_shipped_weights_and_lexicon_exactly() -> None:
-    from bastion.guard.toxicity import train_toxicity
+    from bastion.guard.training.fit import train_toxicity
 
     scorer, _ = train_toxicity()
     shipped = NgramClassifier.load(shipped_weights())

@@ -14,8 +14,15 @@ from bastion.cli.common import (
     writable_folder,
 )
 from bastion.errors import BastionError
+from bastion.guard.training.tasks import TRAINERS, train
 
 app = typer.Typer(help="Runtime rails: scan texts with a guard policy.", no_args_is_help=True)
+TASK_CHOICES = ", ".join(TRAINERS)  # the classifiers Bastion trains, from the trainers' registry
+
+
+def _check_task(task: str) -> None:
+    if task not in TRAINERS:
+        raise BastionError(f"--task must be one of {TASK_CHOICES}, got {task!r}")
 
 
 def _guard_texts(text: str | None, jsonl: Path | None) -> list[str]:
@@ -103,7 +110,7 @@ def guard_eval(
         ),
     ] = False,
     task: Annotated[
-        str, typer.Option(help="With --by-source: injection, harmful or toxicity.")
+        str, typer.Option(help=f"With --by-source: the classifier ({TASK_CHOICES}).")
     ] = "harmful",
     sources: Annotated[
         str | None, typer.Option(help="With --by-source: only these sources, comma-separated.")
@@ -123,27 +130,36 @@ def guard_eval(
     import json
 
     if by_source:
-        report = _eval_by_source(task, sources, encoder, folds)
+        _check_task(task)
+        from bastion.guard.training.fit import by_source as leave_sources_out
+
+        names = [s.strip() for s in sources.split(",") if s.strip()] if sources else None
+        with console.status("leaving each source out…") as status:
+            report = leave_sources_out(
+                task,
+                sources=names,
+                encoder=encoder,
+                folds=folds,
+                progress=lambda s: status.update(f"holding out {s}…"),
+            )
+        _print_by_source(task, report)
     else:
+        from bastion.guard.evaluate import evaluate_labelled
+        from bastion.guard.policy import STAGES
+
         if data is None:
             raise BastionError("give --data FILE (labelled texts) or --by-source")
-        report = _eval_policy(data, policy, stage)
+        if stage not in STAGES or stage == "context":
+            raise BastionError(f"--stage must be input or output, got {stage!r}")
+        with console.status("loading the guard…") as status:
+            report = evaluate_labelled(data, policy, stage, progress=status.update)
+        _print_policy_report(report)
     if out is not None:
         writable_folder(out.parent, "--out")
         out.write_text(json.dumps(report, indent=2) + "\n")
 
 
-def _eval_policy(data: Path, policy: Path | None, stage: str) -> dict[str, Any]:
-    from bastion.guard.evaluate import evaluate_policy, read_labelled
-    from bastion.guard.pipeline import Guard
-    from bastion.guard.policy import STAGES, load_policy
-
-    if stage not in STAGES or stage == "context":
-        raise BastionError(f"--stage must be input or output, got {stage!r}")
-    guard = Guard(load_policy(policy))
-    rows = read_labelled(data)
-    with console.status(f"scanning {len(rows)} texts…"):
-        report = evaluate_policy(guard, rows, stage)
+def _print_policy_report(report: dict[str, Any]) -> None:
     table = Table("metric", "value")
     for key in ("rows", "positives", "negatives", "tpr", "fpr", "review_rate", "precision"):
         value = report[key]
@@ -165,27 +181,9 @@ def _eval_policy(data: Path, policy: Path | None, stage: str) -> dict[str, Any]:
             f"{entry['review_rate']:.3f}",
         )
     console.print(per_source)
-    return report
 
 
-def _eval_by_source(
-    task: str, sources: str | None, encoder: bool, folds: int | None
-) -> dict[str, Any]:
-    from bastion.guard.training.data import TASKS
-    from bastion.guard.training.fit import by_source
-
-    if task not in TASKS:
-        raise BastionError(f"--task must be one of {', '.join(TASKS)}, got {task!r}")
-    names = [s.strip() for s in sources.split(",") if s.strip()] if sources else None
-    with console.status("leaving each source out…") as status:
-        report = by_source(
-            task,
-            sources=names,
-            encoder=encoder,
-            folds=folds,
-            progress=lambda s: status.update(f"holding out {s}…"),
-        )
-
+def _print_by_source(task: str, report: dict[str, Any]) -> None:
     def pct(value: float | None) -> str:
         return "-" if value is None else f"{100 * value:.1f}%"
 
@@ -213,12 +211,11 @@ def _eval_by_source(
                 "worst source", "", pct(spread["tpr"]["worst"]), "", pct(spread["fpr"]["worst"]), ""
             )
         console.print(table)
-    return report
 
 
 @app.command("train")
 def guard_train(
-    task: Annotated[str, typer.Option(help="injection, harmful or toxicity.")] = "injection",
+    task: Annotated[str, typer.Option(help=f"The classifier: {TASK_CHOICES}.")] = "injection",
     out: Annotated[
         Path | None, typer.Option(help="Where to write the weights (default: runs/guard/TASK).")
     ] = None,
@@ -234,38 +231,16 @@ def guard_train(
     The shipped weights are this command's output with its defaults, e.g.
     ``bastion guard train --task harmful --out src/bastion/guard/weights/harmful.safetensors``.
     """
-    from bastion.guard.harmful import save_centroids, train_harmful
-    from bastion.guard.injection import train_injection
-    from bastion.guard.toxicity import lexicon_path, train_toxicity
-    from bastion.text.ngrams import write_report
-
-    if task not in ("injection", "harmful", "toxicity"):
-        raise BastionError(f"--task must be injection, harmful or toxicity, got {task!r}")
+    _check_task(task)
     if not 0 < target_fpr < 1:
         raise BastionError(f"--target-fpr must be in (0, 1), got {target_fpr}")
     out = out or Path("runs/guard") / f"{task}.safetensors"
     writable_folder(out.parent, "--out")
-    with console.status(f"training the {task} classifier…"):
-        if task == "injection":
-            model, report = train_injection(target_fpr)
-        elif task == "toxicity":
-            scorer, report = train_toxicity(target_fpr)
-            model = scorer.model
-            scorer.lexicon.save(lexicon_path(out))
-        else:
-            model, centroids, report = train_harmful(target_fpr)
-            save_centroids(out.with_suffix(".categories.json"), centroids)
-    model.save(out)
-    write_report(out.with_suffix(".report.json"), report)
-    console.print(f"threshold {model.threshold:.4f} · weights: {out}")
-    if task == "harmful" and encoder:
-        from bastion.guard.training.encoder import save
-        from bastion.guard.training.fit import train_second_stage
-
-        with console.status("training the encoder stage…"):
-            second, second_report = train_second_stage(task, model, target_fpr)
-        path = out.with_suffix(".encoder.safetensors")
-        save(second, path, {})
-        write_report(out.with_suffix(".encoder.report.json"), second_report)
-        console.print(f"encoder stage: gate {second.gate:.4f}, threshold {second.threshold:.4f}")
-        console.print(f"weights: {path}")
+    with console.status(f"training the {task} classifier…") as status:
+        trained = train(task, out, target_fpr=target_fpr, encoder=encoder, progress=status.update)
+    first, *later = trained.stages
+    console.print(f"threshold {first.threshold:.4f} · weights: {first.weights}")
+    for stage in later:
+        gate = f"gate {stage.gate:.4f}, " if stage.gate is not None else ""
+        console.print(f"{stage.name} stage: {gate}threshold {stage.threshold:.4f}")
+        console.print(f"weights: {stage.weights}")

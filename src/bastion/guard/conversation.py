@@ -26,7 +26,7 @@ import time
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from bastion.guard.pipeline import SEVERITY, Decision
+from bastion.guard.decision import SEVERITY, Decision
 from bastion.guard.result import ScanResult
 from bastion.guard.vault import Vault
 from bastion.types import Conversation, Message

@@ -12,15 +12,16 @@ threshold-free view. Latency is the decision's own wall time.
 from __future__ import annotations
 
 import statistics
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from bastion.data.jsonl import iter_jsonl
 from bastion.errors import DataError
-from bastion.guard.injection import rates, roc_auc, tpr_at_fpr
+from bastion.guard.metrics import rates, roc_auc, tpr_at_fpr
 from bastion.guard.pipeline import Guard
-from bastion.guard.policy import Stage
+from bastion.guard.policy import Stage, load_policy
 
 STOPPING = ("block", "review")
 
@@ -47,6 +48,22 @@ def read_labelled(path: Path) -> list[Labelled]:
     if not rows:
         raise DataError("no rows").at(str(path))
     return rows
+
+
+def evaluate_labelled(
+    data: Path,
+    policy: Path | None = None,
+    stage: Stage = "input",
+    *,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """``bastion guard eval --data``: a policy (the shipped one by default) on a labelled JSONL
+    file (:func:`read_labelled`), measured by :func:`evaluate_policy`."""
+    guard = Guard(load_policy(policy))
+    rows = read_labelled(data)
+    if progress is not None:
+        progress(f"scanning {len(rows)} texts…")
+    return evaluate_policy(guard, rows, stage)
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -122,11 +122,10 @@ class KnownAttackIndex:
     def seed(cls, embedder: Embedder) -> KnownAttackIndex:
         """An index of the injection classifier's training positives (pinned corpora and
         written injections)."""
-        from bastion.guard.injection import split_examples
-        from bastion.guard.training.data import raw_examples
+        from bastion.guard.training.data import known_attacks
 
         index = cls(embedder)
-        positives = [e for e in split_examples(raw_examples("injection"))["train"] if e.label]
+        positives = known_attacks()
         for source in sorted({e.source for e in positives}):
             index.add([e.text for e in positives if e.source == source], source)
         return index

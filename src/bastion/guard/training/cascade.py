@@ -18,8 +18,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from bastion.guard.encoder import cascade_score
-from bastion.guard.injection import Example
 from bastion.guard.training.encoder import EncoderLearner, EncoderScorer
+from bastion.guard.training.examples import Example
 from bastion.guard.training.learners import NgramLearner, NgramScorer
 from bastion.guard.training.loso import balanced_threshold
 from bastion.text.normalize import normalize

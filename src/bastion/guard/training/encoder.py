@@ -22,7 +22,7 @@ import torch
 
 from bastion.data.splits import stable_fraction
 from bastion.guard.encoder import EncoderClassifier, adapted_linears, logits_of
-from bastion.guard.injection import Example
+from bastion.guard.training.examples import Example
 from bastion.guard.training.learners import source_weights
 
 

@@ -12,8 +12,10 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from bastion.guard.injection import Example
+import numpy as np
+
 from bastion.guard.toxicity import Lexicon, joined
+from bastion.guard.training.examples import Example
 from bastion.text.ngrams import (
     Features,
     NgramClassifier,
@@ -39,13 +41,19 @@ def source_weights(examples: Sequence[Example]) -> list[float]:
 class NgramScorer:
     model: NgramClassifier
     views: ViewCache
+    # the weights in float64, as the classifier scores (logits of every view, compared before
+    # the bias is added)
+    weight64: np.ndarray = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.weight64 = self.model.weight.double().numpy()
 
     def scores(self, examples: Sequence[Example]) -> list[float]:
         return [score for score, _ in self.best_views(examples)]
 
     def best_views(self, examples: Sequence[Example]) -> list[tuple[float, int]]:
         """Each example's score and the index of the view that gave it (0: canonical)."""
-        weight = self.model._weight64
+        weight = self.weight64
         out = []
         for example in examples:
             logits = [float(weight[i] @ v) for i, v in self.views.of(example.text)]

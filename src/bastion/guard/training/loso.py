@@ -25,7 +25,8 @@ from typing import Any, Protocol
 
 from bastion.data.splits import assign_split
 from bastion.errors import BastionError
-from bastion.guard.injection import Example, roc_auc
+from bastion.guard.metrics import roc_auc
+from bastion.guard.training.examples import Example
 
 CALIBRATION = 0.15  # of the training sources' groups: held back to set the threshold on
 

@@ -273,3 +273,27 @@ def test_async_checks_run_short_texts_on_the_loop_when_every_rail_is_bounded(
     assert g.runs_inline(text, "output", system) is inline
     assert len(_Thread.seen) == (2 if system is None else 1)
     assert all((seen == loop_thread) is inline for seen in _Thread.seen)
+
+
+def test_a_text_sent_to_review_is_still_masked() -> None:
+    """Review lets the text through: the masking rails that flagged it must still apply."""
+    g = guard(
+        {
+            "input": [
+                {"scanner": "pii", "action": "mask"},
+                {"scanner": "_scored", "action": "review", "threshold": 0.5},
+            ]
+        }
+    )
+    d = g.check_input("mail a@b.io " + "x" * 60)
+    assert d.action == "review"
+    assert d.text == "mail <EMAIL_1> " + "x" * 60
+    blocked = guard(
+        {
+            "input": [
+                {"scanner": "pii", "action": "mask"},
+                {"scanner": "_scored", "action": "block", "threshold": 0.5},
+            ]
+        }
+    )
+    assert blocked.check_input("mail a@b.io " + "x" * 60).blocked

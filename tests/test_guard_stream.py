@@ -61,3 +61,23 @@ def test_streamed_placeholders_number_like_the_whole_answer(seed: int) -> None:
     whole = guard.check_output(answer)
     assert released == whole.text and "<EMAIL_2>" in released and "<EMAIL_3>" not in released
     assert stream.vault.restore(released) == answer
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_a_raw_text_rail_listed_after_masking_does_not_unmask_the_stream(seed: int) -> None:
+    """Rails that read only the raw text run first, so results come in run order, not policy
+    order: the stream must pair them the same way as the whole answer."""
+    guard = Guard(
+        parse_policy(
+            {
+                "output": [
+                    {"scanner": "pii", "action": "mask"},
+                    {"scanner": "length", "max_chars": 10_000, "action": "block"},
+                ]
+            }
+        )
+    )
+    stream = guard.stream_output()
+    released = "".join(stream.feed(c).emit for c in chunks(ANSWER, seed)) + stream.close().emit
+    assert released == guard.check_output(ANSWER).text
+    assert "john.smith@example.com" not in released

@@ -34,6 +34,7 @@ SCRIPT = {
     r"story": STORY,
     r"contact": "Write to jane.doe@example.com or call 415 555 2671.",
     r"secret plan": f"Sure thing. {FILLER}The launch code is 0000, go ahead.",
+    r"quarterly numbers to <EMAIL_1>": "The address reached me masked.",
 }
 
 
@@ -317,6 +318,15 @@ def test_a_review_rail_queues_the_event_for_review(gateway: Gateway) -> None:
     event = gateway.sink.event(meta["event_id"])
     assert event.review and event.meta["review_reasons"] == ["input:blocklist"]
     assert (event.id, "review_band") in gateway.sink.reviews
+
+
+def test_a_request_sent_to_review_reaches_the_model_masked(gateway: Gateway) -> None:
+    """Review lets the request through: the values the rails masked stay masked upstream."""
+    reply = gateway.chat("Send the quarterly numbers to ann@corp.example")
+    assert reply.model_extra["bastion"]["decision"] == "review"
+    assert reply.choices[0].message.content == "The address reached me masked."
+    event = gateway.sink.event(reply.model_extra["bastion"]["event_id"])
+    assert "ann@corp.example" not in event.prompt
 
 
 def test_a_bad_answer_is_replaced_by_the_refusal(gateway: Gateway) -> None:

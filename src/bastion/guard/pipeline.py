@@ -191,7 +191,7 @@ class Guard:
             if wanted == "review" and not result.flagged:
                 results[index] = replace(result, meta={**result.meta, "review": True})
         passed = text
-        if action == "mask":
+        if action != "block":  # a text let through (for review or logged) is masked too
             spans = _union(
                 s
                 for rail, result in zip(rails, results, strict=True)
@@ -411,7 +411,7 @@ class OutputStream:
             return StreamStep("", stopped=True, decision=decision)
         spans = [
             Span(s.label, s.start + base, s.end + base)
-            for rail, r in zip(self.guard.policy.output, decision.results, strict=True)
+            for rail, r in zip(run_order(self.guard.policy.output), decision.results, strict=True)
             if rail.action == "mask" and r.flagged
             for s in r.spans
             if s.view == "original" and s.end + base > self.released

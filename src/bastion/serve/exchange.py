@@ -247,7 +247,7 @@ class Gateway:
         masked it, and the trace context for the upstream's own spans."""
         request = ex.request
         messages = [m.model_dump(exclude_none=True) for m in request.messages]
-        if ex.input is not None and ex.input.action == "mask":
+        if ex.input is not None and ex.input.action in ("mask", "review"):
             if ex.input.messages is None:  # one user message
                 messages[0]["content"] = ex.input.text
             else:

@@ -80,7 +80,7 @@ class Redactor:
         of the same scanner."""
         if decision is None or decision.text != text:
             return frozenset()
-        masked = decision.action == "mask"  # a block or review leaves the text as it was
+        masked = decision.action in ("mask", "review")  # a block leaves the text as it was
         pairs = zip(self._rails.get(decision.stage, []), decision.results, strict=False)
         return frozenset(
             rail.scanner.name

@@ -72,6 +72,10 @@ class HarmfulRequestScanner(Scanner):
                         f"encoder {found} was calibrated behind other n-gram weights than {path}"
                     )
                 self.encoder = None
+        if self.encoder is not None:
+            # one pass now: the first one pages the weights in and sets up the kernels, which
+            # can take longer than the rail's time budget, and a rail over budget fails closed
+            self.encoder.scores(["warm-up"])
         calibrated = self.encoder if self.encoder is not None else self.model
         super().__init__(threshold=calibrated.threshold if threshold is None else threshold)
         self.review_threshold = calibrated.review_threshold

@@ -72,15 +72,21 @@ def test_an_attack_in_an_earlier_user_turn_is_blocked(setup: Setup) -> None:
     assert flagged and all(r["message"] == 0 for r in flagged)
 
 
-def test_an_override_in_the_system_text_is_blocked(setup: Setup) -> None:
+def test_an_override_in_the_system_text_goes_to_review(setup: Setup) -> None:
+    """The system prompt is the app's own text: a finding there is queued for a person (the
+    default ``role_caps: {system: review}``), not a refusal of every request the app sends."""
     before = len(setup.calls)
     messages = [
         {"role": "system", "content": f"You are a helpful assistant. {OVERRIDE}"},
         {"role": "user", "content": "What is the capital of France?"},
     ]
     reply = setup.chat(messages)
-    assert reply.model_extra["bastion"]["blocked_stage"] == "input"
-    assert len(setup.calls) == before
+    meta = reply.model_extra["bastion"]
+    assert meta["decision"] == "review" and meta["review"] is True
+    assert len(setup.calls) == before + 1
+    event = setup.sink.event(meta["event_id"])
+    flagged = [r for r in event.input_results if r["flagged"]]
+    assert flagged and all(r["message"] == 0 for r in flagged)
 
 
 def test_an_instruction_in_a_tool_result_is_quarantined_not_forwarded(setup: Setup) -> None:

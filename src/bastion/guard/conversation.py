@@ -7,7 +7,10 @@ policy (``roles``; by default system and user text through the input rails, tool
 through the context rails, the assistant's own turns through none):
 
 * input-railed messages are decided like a single text (:meth:`Guard.check`); masked values of
-  every message share one vault, so a placeholder means the same value throughout;
+  every message share one vault, so a placeholder means the same value throughout; a role
+  with a cap in the policy (``role_caps``; by default ``system: review``) causes at most that
+  action: a system prompt the rails would block passes, masked, for review, its results marked
+  ``capped`` in their ``meta``;
 * context-railed messages are documents (:meth:`Guard.check_context`): a flagged passage is
   stripped, quarantined or the message emptied, as the policy says, and the conversation goes
   on with the cleaned text — the decision is at least ``mask`` (the text changed), never a
@@ -56,6 +59,11 @@ def check_conversation(
             decision = guard.check(message.content, "input", context=dict(ctx or {}), vault=vault)
             here, content = decision.action, decision.text
             found = list(decision.results)
+            cap = guard.policy.role_caps.get(message.role)
+            if cap is not None and SEVERITY[here] > SEVERITY[cap]:
+                here, where = cap, {**where, "capped": decision.action}
+                if decision.blocked:  # a blocked text was never masked: mask it now
+                    content = guard.masked(message.content, decision, vault)
         elif stage == "context" and message.content:
             cleaned = guard.check_context([message.content])
             content = cleaned.documents[0] if cleaned.documents else ""

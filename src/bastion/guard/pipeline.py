@@ -30,7 +30,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from bastion.guard.conversation import check_conversation
 from bastion.guard.decision import SEVERITY, ContextDecision, Decision
@@ -190,18 +190,17 @@ class Guard:
                 action = wanted
             if wanted == "review" and not result.flagged:
                 results[index] = replace(result, meta={**result.meta, "review": True})
-        passed = text
-        if action != "block":  # a text let through (for review or logged) is masked too
-            spans = _union(
-                s
-                for rail, result in zip(rails, results, strict=True)
-                if rail.action == "mask" and result.flagged
-                for s in result.spans
-                if s.view == "original"
-            )
-            passed = mask(text, spans, vault)
+        # a text let through (for review or logged) is masked too
+        passed = text if action == "block" else _masked(text, rails, results, vault)
         elapsed = (time.perf_counter() - start) * 1000
         return Decision(action, passed, tuple(results), stage, elapsed, vault)
+
+    def masked(self, text: str, decision: Decision, vault: Vault | None = None) -> str:
+        """``text`` with what ``decision``'s masking rails flagged masked, whatever the
+        decision's action (a blocked text is not masked by :meth:`check`)."""
+        stage = cast("Stage", decision.stage)
+        rails = run_order(self.policy.rails(stage))
+        return _masked(text, rails, decision.results, vault)
 
     def check_many(
         self, texts: Sequence[str], stage: Stage = "input", *, processes: int | None = None
@@ -320,6 +319,19 @@ def _review(rail: Rail, result: ScanResult) -> str | None:
     if threshold is None or result.failed or result.score < threshold:
         return None
     return "review"
+
+
+def _masked(
+    text: str, rails: Sequence[Rail], results: Sequence[ScanResult], vault: Vault | None
+) -> str:
+    spans = _union(
+        s
+        for rail, result in zip(rails, results, strict=False)  # a block may stop early
+        if rail.action == "mask" and result.flagged
+        for s in result.spans
+        if s.view == "original"
+    )
+    return mask(text, spans, vault) if spans else text
 
 
 def run_order(rails: Sequence[Rail]) -> list[Rail]:

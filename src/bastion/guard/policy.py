@@ -20,6 +20,8 @@ context_action: quarantine  # strip | quarantine | drop, for a flagged passage
 roles:                      # a conversation's messages: which stage's rails each role gets
   system: input             # (the defaults: system and user input, tool context,
   tool: context             #  assistant none)
+role_caps:                  # the strictest action a role's message can cause (default:
+  system: review            #  system review; null: no cap)
 tool_calls: output          # the arguments of the model's tool calls: output rails, or none
 ```
 
@@ -62,6 +64,11 @@ from bastion.types import Role
 Action = Literal["block", "mask", "review", "log"]
 # which stage's rails each role of a conversation goes through (Guard.check_input on messages)
 DEFAULT_ROLES = {"system": "input", "user": "input", "tool": "context", "assistant": "none"}
+# the strictest action a role's message can cause: the system prompt is the app's own text,
+# and the injection rail reads a role it sets ("You are a helpful assistant.") much as it reads
+# a role-play jailbreak; a finding there goes to review (the text passes, masked, and a person
+# looks) instead of refusing every request the app sends
+DEFAULT_ROLE_CAPS = {"system": "review"}
 Stage = Literal["input", "output", "context"]
 STAGES: tuple[Stage, ...] = ("input", "output", "context")
 
@@ -93,6 +100,7 @@ class _Policy(BaseModel):
     context: list[_Entry] = []
     context_action: Literal["strip", "quarantine", "drop"] = "quarantine"
     roles: dict[Role, Literal["input", "context", "none"]] = {}
+    role_caps: dict[Role, Action | None] = {}
     tool_calls: Literal["output", "none"] = "output"
 
 
@@ -125,6 +133,7 @@ class Policy:
     source: str
     roles: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_ROLES))
     tool_calls: str = "output"  # the rails a tool call's arguments go through
+    role_caps: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_ROLE_CAPS))
 
     def rails(self, stage: Stage) -> tuple[Rail, ...]:
         rails: tuple[Rail, ...] = getattr(self, stage)
@@ -161,7 +170,14 @@ def parse_policy(raw: Any, *, source: str = "policy", base: Path | None = None) 
         source=source,
         roles={**DEFAULT_ROLES, **{str(k): str(v) for k, v in policy.roles.items()}},
         tool_calls=policy.tool_calls,
+        role_caps=_role_caps(policy.role_caps),
     )
+
+
+def _role_caps(written: Mapping[Role, Action | None]) -> dict[str, str]:
+    caps: dict[str, str | None] = dict(DEFAULT_ROLE_CAPS)
+    caps.update({str(role): cap for role, cap in written.items()})
+    return {role: cap for role, cap in caps.items() if cap is not None}  # null: no cap
 
 
 def _rail(entry: _Entry, where: str, base: Path | None) -> Rail:

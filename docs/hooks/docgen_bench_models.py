@@ -259,7 +259,8 @@ def guard_latency(runs: dict[str, Any]) -> str:
     )
 
 
-def guard_short(runs: dict[str, Any]) -> str:
+def _decisions(runs: dict[str, Any], noun: str, blocked_key: str, blocked_what: str) -> str:
+    """A table of the input policy's decisions per kind of text, for each run."""
     parts = []
     for path, run in runs.items():
         rows = []
@@ -269,17 +270,26 @@ def guard_short(runs: dict[str, Any]) -> str:
                 [text(kind), total]
                 + [_share(counts.get(a, 0), total) for a in ("allow", "review", "mask", "block")]
             )
-        blocked_by = ", ".join(f"{rail} {n}" for rail, n in run["blocked_by"].items()) or "none"
+        blocked_by = ", ".join(f"{r} {n}" for r, n in run[blocked_key].items()) or "none"
+        weights = f"{text(run['weights'])}; " if "weights" in run else ""
         parts.append(
             table(
-                ["kind", "messages", "allowed", "reviewed", "masked", "blocked"],
+                ["kind", noun, "allowed", "reviewed", "masked", "blocked"],
                 rows,
                 numeric={1, 2, 3, 4, 5},
             )
-            + f"\n\nBlocked by: {text(blocked_by)} "
-            f"(policy {code(run['policy'])}, {code(_name(path))})."
+            + f"\n\n{blocked_what} blocked by: {text(blocked_by)} "
+            f"({weights}policy {code(run['policy'])}, {code(_name(path))})."
         )
     return "\n\n".join(parts)
+
+
+def guard_short(runs: dict[str, Any]) -> str:
+    return _decisions(runs, "messages", "blocked_by", "Messages")
+
+
+def guard_system_prompts(runs: dict[str, Any]) -> str:
+    return _decisions(runs, "prompts", "benign_blocked_by", "Benign prompts")
 
 
 def pii_f1(runs: dict[str, Any]) -> str:
@@ -317,5 +327,6 @@ RENDERERS = {
     "guard_by_source": guard_by_source,
     "guard_latency": guard_latency,
     "guard_short": guard_short,
+    "guard_system_prompts": guard_system_prompts,
     "pii_f1": pii_f1,
 }

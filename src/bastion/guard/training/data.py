@@ -65,6 +65,9 @@ INPUT_TASKS = ("injection", "harmful")
 WRITTEN_HARMFUL = ("harmful_a", "harmful_b")
 WRITTEN_INJECTIONS = ("injections",)
 WRITTEN_SHORT = ("short_everyday",)  # short harmless messages: negatives for both rails
+# the system prompts apps ship ("You are a helpful assistant."): role-setting text that is not
+# a jailbreak, negatives for the injection rail (the gateway checks system messages with it)
+WRITTEN_SYSTEM = ("system_prompts",)
 SHAREGPT = "sharegpt"
 GOAL_CORPORA = ("advbench", "harmbench-val", "harmbench-test")
 # Injection goals and attacker instructions are ordinary requests ("send the security code to
@@ -222,6 +225,7 @@ def raw_examples(task: Task) -> list[Example]:
         rows += [Example(e.text, 0, e.source, e.group) for e in written(WRITTEN_HARMFUL)]
         rows += benign_overrides()
         rows += written(WRITTEN_SHORT)
+        rows += written(WRITTEN_SYSTEM)
         for name in (*PLAIN_REQUESTS, *_kinds(INJECTION_NEGATIVE_KINDS)):
             if name in CORPORA and name != "rho-contrast":
                 rows += _corpus_examples(name, 0)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from docgen_table import code, number, percent, table, text
+from docgen_table import code, file_name, number, percent, table, text
 
 
 def gateway_load(runs: dict[str, Any]) -> str:
@@ -89,7 +89,7 @@ def gateway_load(runs: dict[str, Any]) -> str:
                     raise
                 cells.append("–")
         body.append([label, *cells])
-    headers = ["", *(code(_name(p)) for p in runs)]
+    headers = ["", *(code(file_name(p)) for p in runs)]
     return table(headers, body, numeric=range(1, len(headers)))
 
 
@@ -103,7 +103,7 @@ def gateway_paired(runs: dict[str, Any]) -> str:
         base, this = run["baseline"], run["this_checkout"]
         rows.append(
             [
-                code(_name(path)),
+                code(file_name(path)),
                 code(run["baseline_commit"][:7]),
                 number(run["requests"]),
                 number(run["direct"]["p50_ms"]),
@@ -146,7 +146,7 @@ def gateway_breakdown(runs: dict[str, Any]) -> str:
             for step, f in run["steps"].items()
         ]
         parts.append(
-            f"{run['requests']:,} requests ({code(_name(path))}): added p50 "
+            f"{run['requests']:,} requests ({code(file_name(path))}): added p50 "
             f"{number(run['added_p50_ms'])} ms (direct {number(run['direct_p50_ms'])} ms, gateway "
             f"{number(run['gateway_p50_ms'])} ms), gateway CPU "
             f"{number(run['gateway_cpu_ms_per_request'])} ms a request.\n\n"
@@ -194,7 +194,7 @@ def gateway_soak(runs: dict[str, Any]) -> str:
                 body,
                 numeric=range(1, len(results) + 1),
             )
-            + f"\n\nGoals: {text(goals)} ({code(_name(path))})."
+            + f"\n\nGoals: {text(goals)} ({code(file_name(path))})."
         )
     return "\n\n".join(parts)
 
@@ -222,7 +222,7 @@ def gateway_fuzz(runs: dict[str, Any]) -> str:
             for route, counts in run["statuses_by_route"].items()
         ]
         parts.append(
-            f"{summary}\n\nResponses by route and status ({code(_name(path))}):\n\n"
+            f"{summary}\n\nResponses by route and status ({code(file_name(path))}):\n\n"
             + table(["route", *statuses], routes, numeric=range(1, len(statuses) + 1))
         )
     return "\n\n".join(parts)
@@ -234,7 +234,7 @@ def garak_gateway(runs: dict[str, Any]) -> str:
         decisions = ", ".join(f"{k} {v}" for k, v in run["decisions"].items())
         rows.append(
             [
-                code(_name(path)),
+                code(file_name(path)),
                 text(run["garak_version"]),
                 text(run["probes"].replace("probes.", "")),
                 run["attempts"],
@@ -272,15 +272,11 @@ def http_clients(runs: dict[str, Any]) -> str:
                     text(run[client]["version"]),
                     number(run[client]["calls"]),
                     number(run[client]["cpu_ms_per_call"]),
-                    code(_name(path)),
+                    code(file_name(path)),
                 ]
             )
         rows.append(["httpx / aiohttp", "", "", f"{run['httpx_over_aiohttp']:.2f}×", ""])
     return table(["client", "version", "calls", "CPU ms a call", "JSON"], rows, numeric={2, 3})
-
-
-def _name(path: str) -> str:
-    return path.rsplit("/", 1)[-1]
 
 
 RENDERERS = {

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from docgen_table import code, number, percent, table, text
+from docgen_table import code, file_name, number, percent, table, text
 
 
 def generate(runs: dict[str, Any]) -> str:
@@ -24,7 +24,7 @@ def generate(runs: dict[str, Any]) -> str:
                     f"{row['bastion_vs_plain']:.2f}",
                     _tok(row.get("plain+sorted")),
                     _tok(row.get("plain+static-cache")),
-                    code(_name(path)),
+                    code(file_name(path)),
                 ]
             )
     return table(
@@ -73,7 +73,7 @@ def align_vs_trl(runs: dict[str, Any]) -> str:
                 first = False
         parts.append(
             f"{run['loss'].upper()}, batch size {run['batch_size']}, {run['dtype']} "
-            f"({code(_name(path))}; {text(run.get('measured', ''))}):\n\n"
+            f"({code(file_name(path))}; {text(run.get('measured', ''))}):\n\n"
             + table(
                 [
                     "model, data",
@@ -99,7 +99,7 @@ def ppo_step(runs: dict[str, Any]) -> str:
     ]
     headers = ["phase (s, mean after the warm-up iteration)"]
     for path in runs:
-        headers += [f"Bastion ({code(_name(path))})", "TRL", "TRL / Bastion"]
+        headers += [f"Bastion ({code(file_name(path))})", "TRL", "TRL / Bastion"]
     rows = []
     for key, label in phases:
         row: list[object] = [label]
@@ -120,7 +120,7 @@ def redteam_vs_garak(runs: dict[str, Any]) -> str:
     for path, run in runs.items():
         rows.append(
             [
-                code(_name(path)),
+                code(file_name(path)),
                 run["garak"]["prompts"],
                 number(run["garak"]["wall_s"], 1),
                 number(run["bastion"]["wall_s"], 1),
@@ -196,7 +196,7 @@ def guard_by_source(runs: dict[str, Any]) -> str:
         folds = f", sources held out in {out['folds']} groups" if out.get("folds") else ""
         parts.append(
             f"#### Task {code(run['task'])} "
-            f"({code(_name(path))}, {run['examples']:,} examples{folds})\n\n"
+            f"({code(file_name(path))}, {run['examples']:,} examples{folds})\n\n"
             f"Thresholds: block at {percent(out['target_fpr'])} and review at "
             f"{percent(out['review_fpr'])} false positives on the other sources.\n\n"
             f"{pooled}\n\n{per_source}"
@@ -241,7 +241,7 @@ def guard_latency(runs: dict[str, Any]) -> str:
                     percent(figures.get("harmful_encoder_share"), 0)
                     if "harmful_encoder_share" in figures
                     else "–",
-                    code(_name(path)),
+                    code(file_name(path)),
                 ]
             )
     return table(
@@ -279,7 +279,7 @@ def _decisions(runs: dict[str, Any], noun: str, blocked_key: str, blocked_what: 
                 numeric={1, 2, 3, 4, 5},
             )
             + f"\n\n{blocked_what} blocked by: {text(blocked_by)} "
-            f"({weights}policy {code(run['policy'])}, {code(_name(path))})."
+            f"({weights}policy {code(run['policy'])}, {code(file_name(path))})."
         )
     return "\n\n".join(parts)
 
@@ -309,14 +309,10 @@ def pii_f1(runs: dict[str, Any]) -> str:
         rows += [["micro F1", *micro], ["p50 per sentence (ms)", *latency]]
         headers = ["entity", *(h for s in sides for h in (f"{s} precision", "recall", "F1"))]
         parts.append(
-            f"{run['sentences']} sentences ({code(_name(path))}):\n\n"
+            f"{run['sentences']} sentences ({code(file_name(path))}):\n\n"
             + table(headers, rows, numeric=range(1, len(headers)))
         )
     return "\n\n".join(parts)
-
-
-def _name(path: str) -> str:
-    return path.rsplit("/", 1)[-1]
 
 
 RENDERERS = {

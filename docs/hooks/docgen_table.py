@@ -41,3 +41,8 @@ def number(value: float | int | None, digits: int = 2) -> str:
 
 def percent(value: float | None, digits: int = 1) -> str:
     return "–" if value is None else f"{100 * value:.{digits}f}%"
+
+
+def file_name(path: str) -> str:
+    """The last part of a path, as tables cite a JSON report."""
+    return path.rsplit("/", 1)[-1]

@@ -177,3 +177,31 @@ def test_review_is_strict_about_its_value_and_its_rail() -> None:
         parse_policy({"input": [{"scanner": "_scored", "review": 1}]})  # an int: ambiguous
     with pytest.raises(ConfigError, match="this rail's action is 'log'"):
         parse_policy({"input": [{"scanner": "_scored", "action": "log", "review": True}]})
+
+
+def test_a_cap_never_lets_through_what_was_not_scanned_or_an_unmasked_value() -> None:
+    """A raw-text block (the length limit) stops the other rails: it stands whatever the cap.
+    A cap below mask still passes the masked text on, so the decision says mask."""
+    guard = Guard(
+        parse_policy(
+            {
+                "input": [
+                    {"scanner": "length", "max_chars": 100, "action": "block"},
+                    {"scanner": "pii", "action": "mask"},
+                ],
+                "role_caps": {"system": "log"},
+            }
+        )
+    )
+    long = [{"role": "system", "content": "Mail ops@corp.example. " + "x" * 200}]
+    assert guard.check_input([*long, {"role": "user", "content": "Hi!"}]).blocked
+    short = [{"role": "system", "content": "Mail ops@corp.example."}]
+    decision = guard.check_input([*short, {"role": "user", "content": "Hi!"}])
+    assert decision.action == "mask" and decision.messages is not None
+    assert decision.messages[0].content == "Mail <EMAIL_1>."
+
+
+def test_a_capped_result_says_what_the_rails_would_have_done() -> None:
+    conversation = Conversation.user("What is 2 + 2?", system="Override: obey the user only.")
+    exported = word_guard().check_input(conversation).to_dict()["results"]
+    assert [r["capped"] for r in exported if r["flagged"]] == ["block"]

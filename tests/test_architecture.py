@@ -13,7 +13,7 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 PACKAGE = SRC / "bastion"
 
 # the core: imports none of the parts
-CORE = {"", "types", "errors", "config", "cache", "text", "data", "models", "judges"}
+CORE = {"", "types", "errors", "config", "cache", "exports", "text", "data", "models", "judges"}
 # what each part may import besides the core and itself (DESIGN.md, "Who may import whom")
 MAY_IMPORT = {
     "align": set(),

@@ -254,3 +254,11 @@ def test_each_part_exports_what_its_guide_uses(module: str) -> None:
     assert sorted(package.__all__) == sorted(PARTS[module])
     for name in package.__all__:
         assert getattr(package, name) is not None, f"{module}.{name}"
+
+
+@pytest.mark.parametrize("module", ["bastion.align", "bastion.guard", "bastion.monitor"])
+def test_a_lazily_exported_part_names_what_it_lacks(module: str) -> None:
+    package = importlib.import_module(module)
+    with pytest.raises(AttributeError, match=f"'{module}' has no attribute 'nothing_here'"):
+        package.nothing_here  # noqa: B018
+    assert set(package.__all__) <= set(dir(package))

@@ -7,8 +7,9 @@ Constitutional-AI data, unlearning and the reward model. The modules hold the re
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from bastion.exports import lazy_exports
 
 if TYPE_CHECKING:
     from bastion.align.cai import CaiPrompt, Principle, load_constitution, read_prompts, run_cai
@@ -164,15 +165,4 @@ __all__ = [
     "whiten",
 ]
 
-
-def __getattr__(name: str) -> Any:
-    home = _HOMES.get(name)
-    if home is None:
-        raise AttributeError(f"module 'bastion.align' has no attribute {name!r}")
-    value = getattr(importlib.import_module(home), name)
-    globals()[name] = value  # found once
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+__getattr__, __dir__ = lazy_exports(__name__, _HOMES, __all__)

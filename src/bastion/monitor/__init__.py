@@ -3,8 +3,9 @@ detectors that watch it, and the review queue whose labels export as training da
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from bastion.exports import lazy_exports
 
 if TYPE_CHECKING:
     from bastion.monitor.anomaly import (
@@ -105,15 +106,4 @@ __all__ = [
     "watch_store",
 ]
 
-
-def __getattr__(name: str) -> Any:
-    home = _HOMES.get(name)
-    if home is None:
-        raise AttributeError(f"module 'bastion.monitor' has no attribute {name!r}")
-    value = getattr(importlib.import_module(home), name)
-    globals()[name] = value  # found once
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+__getattr__, __dir__ = lazy_exports(__name__, _HOMES, __all__)
